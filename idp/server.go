@@ -1,0 +1,291 @@
+// Package idp is an embedded stand-in for FusionAuth, for development and
+// tests: one process, everything in memory, nothing persisted, no admin UI,
+// no hardening. It is not an identity server.
+//
+// It is configured from the same kickstart file docker compose feeds the
+// real FusionAuth (API keys, the signing key, the tenant's issuer, the
+// application, the seeded users) and serves FusionAuth's paths with
+// FusionAuth's behaviour where this app depends on it: discovery URLs built
+// from the request's host, RS256 JWTs with FusionAuth's claims, opaque
+// refresh tokens under the Reusable or OneTimeUse policy, RFC 6749 errors,
+// an SSO session cookie, and refresh-token revocation by API key.
+//
+// Tests steer it with RotateKey, FailTokens and TokenCalls.
+package idp
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+)
+
+// Options adjust a stand-in to where it runs.
+type Options struct {
+	// Issuer replaces the kickstart's tenant issuer, for a stand-in on
+	// another address (tests listen on free ports).
+	Issuer string
+	// ExtraRedirectURLs are accepted besides the application's
+	// authorizedRedirectURLs: the running app's own callback.
+	ExtraRedirectURLs []string
+	Now               func() time.Time // defaults to time.Now
+	Log               *slog.Logger
+}
+
+// Failure is how the token endpoint misbehaves, for tests.
+type Failure struct {
+	Mode  FailureMode
+	Delay time.Duration // for Slow
+}
+
+// FailureMode names a way for the token endpoint to fail.
+type FailureMode int
+
+// The token endpoint's failure modes.
+const (
+	Healthy   FailureMode = iota
+	Down                  // the connection is closed without an answer
+	ServerErr             // 503 with a JSON error body
+	Slow                  // answers after Failure.Delay
+)
+
+// Server is the stand-in. Its methods are safe for concurrent use.
+type Server struct {
+	ks       *Kickstart
+	issuer   string
+	extra    []string
+	now      func() time.Time
+	log      *slog.Logger
+	users    map[string]*User // by lower-case email
+	tenantID string
+
+	mu       sync.Mutex
+	keys     []*signingKey // all published
+	rotated  bool          // after RotateKey, the newest key signs everything
+	codes    map[string]*grant
+	refresh  map[string]*refreshToken
+	sessions map[string]*ssoSession
+	failure  Failure
+	calls    map[string]int
+}
+
+type signingKey struct {
+	id      string
+	private *rsa.PrivateKey
+}
+
+// New builds a stand-in from a kickstart. It generates the signing keys.
+func New(ks *Kickstart, o Options) (*Server, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs,
+		now: o.Now, log: o.Log, users: map[string]*User{}, tenantID: newUUID(),
+		codes: map[string]*grant{}, refresh: map[string]*refreshToken{}, sessions: map[string]*ssoSession{},
+		calls: map[string]int{},
+	}
+	for _, u := range ks.Users {
+		s.users[strings.ToLower(u.Email)] = u
+	}
+	for _, spec := range ks.SigningKeys {
+		k, err := rsa.GenerateKey(rand.Reader, spec.Length)
+		if err != nil {
+			return nil, fmt.Errorf("idp: generating key %s: %w", spec.ID, err)
+		}
+		s.keys = append(s.keys, &signingKey{id: spec.ID, private: k})
+	}
+	return s, nil
+}
+
+// Issuer returns the issuer the stand-in puts in tokens.
+func (s *Server) Issuer() string { return s.issuer }
+
+// Handler serves FusionAuth's paths.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", s.discovery)
+	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
+	mux.HandleFunc("GET /oauth2/authorize", s.authorize)
+	mux.HandleFunc("POST /oauth2/authorize", s.authorize)
+	mux.HandleFunc("POST /oauth2/token", s.token)
+	mux.HandleFunc("GET /oauth2/userinfo", s.userinfo)
+	mux.HandleFunc("POST /oauth2/userinfo", s.userinfo)
+	mux.HandleFunc("GET /oauth2/logout", s.logout)
+	mux.HandleFunc("POST /oauth2/logout", s.logout)
+	mux.HandleFunc("DELETE /api/jwt/refresh", s.revoke)
+	mux.HandleFunc("GET /api/status", s.status)
+	mux.HandleFunc("GET /api/health", s.status)
+	return mux
+}
+
+// RotateKey adds a new signing key and signs every later token with it.
+// The old keys stay in the JWKS, as FusionAuth keeps them.
+func (s *Server) RotateKey() (kid string, err error) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", fmt.Errorf("idp: generating key: %w", err)
+	}
+	kid = newUUID()
+	s.mu.Lock()
+	s.keys = append(s.keys, &signingKey{id: kid, private: k})
+	s.rotated = true
+	s.mu.Unlock()
+	return kid, nil
+}
+
+// FailTokens makes the token endpoint fail as f says, until called with
+// Failure{} (Healthy).
+func (s *Server) FailTokens(f Failure) {
+	s.mu.Lock()
+	s.failure = f
+	s.mu.Unlock()
+}
+
+// TokenCalls returns how many token requests came with the grant type.
+func (s *Server) TokenCalls(grantType string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[grantType]
+}
+
+// baseURL is how FusionAuth builds discovery URLs: from the request's host.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	host := r.Host
+	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+		host = fh
+	}
+	return scheme + "://" + host
+}
+
+func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
+	base := baseURL(r)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                s.issuer,
+		"authorization_endpoint":                base + "/oauth2/authorize",
+		"token_endpoint":                        base + "/oauth2/token",
+		"userinfo_endpoint":                     base + "/oauth2/userinfo",
+		"jwks_uri":                              base + "/.well-known/jwks.json",
+		"end_session_endpoint":                  base + "/oauth2/logout",
+		"response_types_supported":              []string{"code"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"scopes_supported":                      []string{"openid", "email", "profile", "offline_access"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+	})
+}
+
+func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	keys := slices.Clone(s.keys)
+	s.mu.Unlock()
+	set := jwk.NewSet()
+	for _, k := range keys {
+		pub, err := jwk.Import(&k.private.PublicKey)
+		if err == nil {
+			err = errors.Join(pub.Set(jwk.KeyIDKey, k.id), pub.Set(jwk.AlgorithmKey, "RS256"), pub.Set(jwk.KeyUsageKey, "sig"))
+		}
+		if err == nil {
+			err = set.AddKey(pub)
+		}
+		if err != nil {
+			s.log.Error("idp: publishing a key", "err", err)
+			http.Error(w, "key error", http.StatusInternalServerError)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, set)
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// revoke is DELETE /api/jwt/refresh: revoke one refresh token (token=, in
+// the query or a form body) or all of a user's (userId=). Auth: an API key.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	if !s.validAPIKey(r.Header.Get("Authorization")) {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{})
+		return
+	}
+	params := r.URL.Query()
+	if body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10)); err == nil && len(body) > 0 {
+		if form, err := url.ParseQuery(string(body)); err == nil {
+			for k, v := range form {
+				params[k] = v
+			}
+		}
+	}
+	token, userID := params.Get("token"), params.Get("userId")
+	if token == "" && userID == "" {
+		writeJSON(w, http.StatusBadRequest, fieldError("token", "[missing]token"))
+		return
+	}
+	s.mu.Lock()
+	n := 0
+	for t, rt := range s.refresh {
+		if t == token || (userID != "" && rt.userID == userID) {
+			delete(s.refresh, t)
+			n++
+		}
+	}
+	s.mu.Unlock()
+	if n == 0 {
+		writeJSON(w, http.StatusNotFound, map[string]any{})
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) validAPIKey(got string) bool {
+	for _, k := range s.ks.APIKeys {
+		if got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(k)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldError(field, code string) map[string]any {
+	return map[string]any{"fieldErrors": map[string]any{field: []map[string]string{{"code": code}}}}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// oauthError writes an RFC 6749 section 5.2 error.
+func oauthError(w http.ResponseWriter, status int, code, description string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

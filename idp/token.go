@@ -1,0 +1,322 @@
+package idp
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+type refreshToken struct {
+	id       string
+	clientID string
+	userID   string
+	scope    string
+	sid      string
+	authTime time.Time
+	expires  time.Time
+}
+
+// token is POST /oauth2/token: authorization_code (with PKCE) and refresh_token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the request body could not be read")
+		return
+	}
+	grantType := r.PostForm.Get("grant_type")
+	s.mu.Lock()
+	s.calls[grantType]++
+	failure := s.failure
+	s.mu.Unlock()
+	switch failure.Mode {
+	case Down:
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler)
+	case ServerErr:
+		oauthError(w, http.StatusServiceUnavailable, "server_error", "the stand-in was told to fail")
+		return
+	case Slow:
+		select {
+		case <-time.After(failure.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+
+	app, ok := s.authenticateClient(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="fusionauth"`)
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return
+	}
+	if !slices.Contains(app.EnabledGrants, grantType) {
+		if grantType == "authorization_code" || grantType == "refresh_token" {
+			oauthError(w, http.StatusBadRequest, "unauthorized_client", "grant type not enabled for this application")
+		} else {
+			oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "unsupported grant_type")
+		}
+		return
+	}
+	switch grantType {
+	case "authorization_code":
+		s.exchangeCode(w, r, app)
+	case "refresh_token":
+		s.redeemRefresh(w, r, app)
+	}
+}
+
+// authenticateClient checks client_secret_basic or client_secret_post.
+func (s *Server) authenticateClient(r *http.Request) (*Application, bool) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		// RFC 6749 section 2.3.1: both are form-encoded inside the header.
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+	} else {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	app := s.ks.Applications[id]
+	if app == nil {
+		return nil, false
+	}
+	if app.ClientAuthPolicy == "NotRequired" && secret == "" {
+		return app, true
+	}
+	return app, secret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(app.ClientSecret)) == 1
+}
+
+func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, app *Application) {
+	code := r.PostForm.Get("code")
+	s.mu.Lock()
+	g := s.codes[code]
+	delete(s.codes, code) // one use, whatever happens next
+	s.mu.Unlock()
+	switch {
+	case g == nil || s.now().After(g.expires):
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the code is unknown, used or expired")
+		return
+	case g.clientID != app.ID:
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the code was issued to another client")
+		return
+	case g.redirectURI != r.PostForm.Get("redirect_uri"):
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri differs from the authorization request's")
+		return
+	}
+	if g.challenge != "" {
+		sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+		if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(g.challenge)) != 1 {
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
+			return
+		}
+	}
+	user := s.userByID(g.userID)
+	if user == nil {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the user no longer exists")
+		return
+	}
+	rt := &refreshToken{id: newUUID(), clientID: app.ID, userID: user.ID, scope: g.scope, sid: g.sid,
+		authTime: g.authTime, expires: s.now().Add(app.RefreshTokenTTL)}
+	s.issue(w, app, user, rt, []string{"authorization_code"}, "PASSWORD", g.nonce, true)
+}
+
+func (s *Server) redeemRefresh(w http.ResponseWriter, r *http.Request, app *Application) {
+	token := r.PostForm.Get("refresh_token")
+	s.mu.Lock()
+	rt := s.refresh[token]
+	if rt != nil && app.RefreshTokenUsage == "OneTimeUse" {
+		delete(s.refresh, token) // spent: using it again is invalid_grant
+	}
+	s.mu.Unlock()
+	switch {
+	case rt == nil:
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is unknown, revoked or spent")
+		return
+	case rt.clientID != app.ID:
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was issued to another client")
+		return
+	case !s.now().Before(rt.expires):
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token has expired")
+		return
+	}
+	user := s.userByID(rt.userID)
+	if user == nil {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the user no longer exists")
+		return
+	}
+	// Fixed expiration: a rotated token keeps its predecessor's end.
+	next := *rt
+	next.id = newUUID()
+	s.issue(w, app, user, &next, []string{"authorization_code", "refresh_token"}, "REFRESH_TOKEN", "",
+		app.RefreshTokenUsage == "OneTimeUse")
+}
+
+// issue mints the tokens and writes the token response. A new refresh token
+// is stored and returned only when newRefresh is set (a code exchange, or a
+// refresh under OneTimeUse); under Reusable the response carries none.
+func (s *Server) issue(w http.ResponseWriter, app *Application, user *User, rt *refreshToken, gty []string, authType, nonce string, newRefresh bool) {
+	now := s.now()
+	scopes := strings.Fields(rt.scope)
+	base := map[string]any{
+		"aud": app.ID, "iss": s.issuer, "sub": user.ID, "iat": now.Unix(),
+		"exp": now.Add(app.AccessTokenTTL).Unix(), "auth_time": rt.authTime.Unix(),
+		"tid": s.tenantID, "applicationId": app.ID, "sid": rt.sid,
+		"authenticationType": authType,
+	}
+	if roles := user.Registrations[app.ID]; len(roles) > 0 {
+		base["roles"] = roles
+	}
+	access := clone(base)
+	access["jti"], access["scope"] = newUUID(), rt.scope
+	accessJWT, err := s.sign(access, app.AccessTokenKeyID, gty)
+	if err != nil {
+		s.log.Error("idp: signing an access token", "err", err)
+		oauthError(w, http.StatusInternalServerError, "server_error", "signing failed")
+		return
+	}
+	resp := map[string]any{
+		"access_token": accessJWT, "expires_in": int(app.AccessTokenTTL.Seconds()),
+		"token_type": "Bearer", "userId": user.ID, "scope": rt.scope,
+	}
+	if slices.Contains(scopes, "openid") {
+		id := clone(base)
+		id["jti"] = newUUID()
+		if nonce != "" {
+			id["nonce"] = nonce
+		}
+		sum := sha256.Sum256([]byte(accessJWT))
+		id["at_hash"] = base64.RawURLEncoding.EncodeToString(sum[:16])
+		for k, v := range profileClaims(user, scopes) {
+			id[k] = v
+		}
+		if resp["id_token"], err = s.sign(id, app.IDTokenKeyID, gty); err != nil {
+			s.log.Error("idp: signing an ID token", "err", err)
+			oauthError(w, http.StatusInternalServerError, "server_error", "signing failed")
+			return
+		}
+	}
+	if newRefresh && app.GenerateRefreshTokens && slices.Contains(app.EnabledGrants, "refresh_token") && slices.Contains(scopes, "offline_access") {
+		token := randomToken()
+		s.mu.Lock()
+		s.refresh[token] = rt
+		s.mu.Unlock()
+		resp["refresh_token"], resp["refresh_token_id"] = token, rt.id
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// profileClaims are the ID token's and userinfo's claims by scope.
+func profileClaims(u *User, scopes []string) map[string]any {
+	c := map[string]any{}
+	if slices.Contains(scopes, "email") {
+		c["email"], c["email_verified"] = u.Email, true
+	}
+	if slices.Contains(scopes, "profile") {
+		if name := strings.TrimSpace(u.FirstName + " " + u.LastName); name != "" {
+			c["name"] = name
+		}
+		if u.FirstName != "" {
+			c["given_name"] = u.FirstName
+		}
+		if u.LastName != "" {
+			c["family_name"] = u.LastName
+		}
+		if u.BirthDate != "" {
+			c["birthdate"] = u.BirthDate
+		}
+	}
+	return c
+}
+
+// sign makes an RS256 JWT with FusionAuth's header: alg, typ, kid, gty.
+// keyID "" or unknown signs with the newest key.
+func (s *Server) sign(claims map[string]any, keyID string, gty []string) (string, error) {
+	s.mu.Lock()
+	key := s.keys[len(s.keys)-1]
+	if !s.rotated {
+		for _, k := range s.keys {
+			if k.id == keyID {
+				key = k
+			}
+		}
+	}
+	s.mu.Unlock()
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	hdr := jws.NewHeaders()
+	for k, v := range map[string]any{"typ": "JWT", "kid": key.id, "gty": gty} {
+		if err := hdr.Set(k, v); err != nil {
+			return "", err
+		}
+	}
+	out, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), key.private, jws.WithProtectedHeaders(hdr)))
+	return string(out), err
+}
+
+// userinfo is /oauth2/userinfo: the profile claims for a valid access token.
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	claims := s.verifyOwn(raw)
+	exp, _ := claims["exp"].(float64)
+	if !ok || claims == nil || s.now().Unix() >= int64(exp) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		oauthError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid or expired")
+		return
+	}
+	sub, _ := claims["sub"].(string)
+	scope, _ := claims["scope"].(string)
+	user := s.userByID(sub)
+	if user == nil || !slices.Contains(strings.Fields(scope), "openid") {
+		oauthError(w, http.StatusUnauthorized, "invalid_token", "no openid scope")
+		return
+	}
+	out := profileClaims(user, strings.Fields(scope))
+	out["sub"] = user.ID
+	writeJSON(w, http.StatusOK, out)
+}
+
+// verifyOwn returns the claims of a token this stand-in signed, or nil.
+// It does not look at exp.
+func (s *Server) verifyOwn(raw string) map[string]any {
+	if raw == "" {
+		return nil
+	}
+	s.mu.Lock()
+	var opts []jws.VerifyOption
+	for _, k := range s.keys {
+		opts = append(opts, jws.WithKey(jwa.RS256(), &k.private.PublicKey))
+	}
+	s.mu.Unlock()
+	payload, err := jws.Verify([]byte(raw), opts...)
+	if err != nil {
+		return nil
+	}
+	var claims map[string]any
+	if json.Unmarshal(payload, &claims) != nil {
+		return nil
+	}
+	return claims
+}
+
+func clone(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

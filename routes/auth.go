@@ -1,0 +1,163 @@
+package routes
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/changebank/changebank/tokens"
+)
+
+const sessionKey = "changebank.session"
+
+// sessionOf returns the session sessionRequired loaded.
+func sessionOf(c *gin.Context) *tokens.Session {
+	s, _ := c.MustGet(sessionKey).(*tokens.Session)
+	return s
+}
+
+// sessionRequired loads the cookie session (refreshing it silently when
+// needed). Without one, a page sends the browser to log in and come back.
+// When the provider cannot be reached, the cookies stay and the user is
+// asked to try again.
+func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views, _ bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		s, err := sessions.Load(c.Request.Context(), c.Writer, c.Request)
+		switch {
+		case err == nil:
+			c.Set(sessionKey, s)
+			c.Next()
+		case errors.Is(err, tokens.ErrProviderUnavailable):
+			log.Warn("session not checked: provider unavailable", "path", c.Request.URL.Path, "err", err)
+			views.failRetry(c, http.StatusServiceUnavailable,
+				"The identity provider is unreachable right now, so we cannot check your session. You are still logged in: try again in a moment.",
+				c.Request.URL.RequestURI())
+		default:
+			log.Debug("no session", "path", c.Request.URL.Path, "err", err)
+			back := c.Request.URL.Path
+			if c.Request.Method == http.MethodGet {
+				back = c.Request.URL.RequestURI()
+			}
+			c.Redirect(http.StatusSeeOther, "/login?return_to="+url.QueryEscape(back))
+			c.Abort()
+		}
+	}
+}
+
+// checkForm guards every state-changing POST beyond SameSite: the request
+// must come from this site (Origin, or Sec-Fetch-Site when a browser sends
+// no Origin) and, when a session is present, carry its CSRF token.
+func checkForm(log *slog.Logger, sessions *tokens.Manager, views *views, appOrigin string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		origin := c.GetHeader("Origin")
+		site := c.GetHeader("Sec-Fetch-Site")
+		if (origin != "" && origin != appOrigin) || site == "cross-site" || site == "same-site" {
+			log.Warn("form refused: cross-origin", "path", c.Request.URL.Path)
+			views.fail(c, http.StatusForbidden, "This form was sent from another site, so it was refused.")
+			return
+		}
+		user, ok := sessions.User(c.Request)
+		if v, loaded := c.Get(sessionKey); loaded {
+			user, ok = v.(*tokens.Session).User, true
+		}
+		if ok && !sessions.CheckCSRF(user, c.PostForm("csrf_token")) {
+			log.Warn("form refused: bad CSRF token", "path", c.Request.URL.Path)
+			views.failRetry(c, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.", "/account")
+			return
+		}
+		c.Next()
+	}
+}
+
+// home is the public landing page; a logged-in visitor goes to the account.
+func home(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if _, ok := sessions.User(c.Request); ok {
+			c.Redirect(http.StatusSeeOther, "/account")
+			return
+		}
+		views.render(c, http.StatusOK, "home", page{Title: "Welcome"})
+	}
+}
+
+// login starts the authorization code flow and sends the browser to the provider.
+func login(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		returnTo := tokens.SafeReturnPath(c.Query("return_to"))
+		if returnTo == "" {
+			returnTo = "/account"
+		}
+		authURL, err := sessions.BeginLogin(c.Writer, c.Request, returnTo)
+		switch {
+		case errors.Is(err, tokens.ErrNotReady):
+			views.failRetry(c, http.StatusServiceUnavailable,
+				"The identity provider is starting. Wait a few seconds and try again.", c.Request.URL.RequestURI())
+		case err != nil:
+			log.Error("starting a login", "err", err)
+			views.fail(c, http.StatusInternalServerError, "We could not start the login. Please try again.")
+		default:
+			c.Redirect(http.StatusFound, authURL)
+		}
+	}
+}
+
+// providerErrors are the RFC 6749 codes a callback may carry, in words.
+// The provider's error_description is never shown: anyone can put text in
+// a callback URL.
+var providerErrors = map[string]string{
+	"access_denied":             "The login was cancelled or refused at the identity provider.",
+	"login_required":            "The identity provider needs you to log in again.",
+	"consent_required":          "The identity provider needs your consent first.",
+	"invalid_request":           "The identity provider refused the login request.",
+	"unauthorized_client":       "This app is not allowed to log you in that way.",
+	"unsupported_response_type": "The identity provider refused the login request.",
+	"invalid_scope":             "The identity provider refused the permissions this app asked for.",
+	"server_error":              "The identity provider had a problem.",
+	"temporarily_unavailable":   "The identity provider is busy.",
+}
+
+// callback finishes the login and sends the user where they were going.
+func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		returnTo, err := sessions.FinishLogin(c.Request.Context(), c.Writer, c.Request)
+		var pe *tokens.ProviderError
+		switch {
+		case err == nil:
+			c.Redirect(http.StatusSeeOther, returnTo)
+		case errors.As(err, &pe):
+			msg, known := providerErrors[pe.Code]
+			if !known {
+				msg = "The identity provider could not log you in."
+			}
+			log.Info("login refused by the provider", "error", pe.Code, "known", known)
+			views.failRetry(c, http.StatusBadRequest, msg+" You can try again.", "/login")
+		case errors.Is(err, tokens.ErrBadCallback):
+			log.Info("callback refused", "err", err)
+			views.failRetry(c, http.StatusBadRequest,
+				"This login link is no longer valid: it was used already, it expired, or it was started in another browser.", "/login")
+		case errors.Is(err, tokens.ErrProviderUnavailable), errors.Is(err, tokens.ErrNotReady):
+			log.Warn("callback: provider unavailable", "err", err)
+			views.failRetry(c, http.StatusServiceUnavailable, "The identity provider is unreachable right now. Please log in again in a moment.", "/login")
+		default:
+			log.Warn("callback: tokens refused", "err", err)
+			views.failRetry(c, http.StatusBadRequest, "The identity provider's answer did not pass our checks, so you were not logged in.", "/login")
+		}
+	}
+}
+
+// logout ends the session. POST (the button) also logs out at the
+// provider. GET is the application's logoutURL, which FusionAuth calls
+// when the user logs out elsewhere: it ends the session here and must not
+// send the browser back to the provider.
+func logout(sessions *tokens.Manager, atProvider bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		endSession := sessions.Logout(c.Request.Context(), c.Writer, c.Request)
+		if !atProvider {
+			endSession = "/"
+		}
+		c.Redirect(http.StatusSeeOther, endSession)
+	}
+}

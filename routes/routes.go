@@ -1,0 +1,131 @@
+// Package routes is ChangeBank's HTTP surface on Gin: the route list, the
+// handlers, and the middleware that loads the cookie session, guards forms
+// against CSRF and keeps private pages out of caches. Sessions themselves
+// are the tokens package's business.
+package routes
+
+import (
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/changebank/changebank/tokens"
+)
+
+// New returns the app's handler. Every route is listed here.
+func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, assets fs.FS, appURL string) (http.Handler, error) {
+	views, err := parseViews(assets)
+	if err != nil {
+		return nil, err
+	}
+	static, err := fs.Sub(assets, "static")
+	if err != nil {
+		return nil, fmt.Errorf("routes: static files: %w", err)
+	}
+	origin, err := url.Parse(appURL)
+	if err != nil {
+		return nil, fmt.Errorf("routes: APP_URL: %w", err)
+	}
+	issuer, err := url.Parse(provider.Issuer())
+	if err != nil {
+		return nil, fmt.Errorf("routes: ISSUER: %w", err)
+	}
+
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(requestLog(log), recovery(log, views), securityHeaders(issuer.Scheme+"://"+issuer.Host))
+	r.NoRoute(notFound(views))
+	r.NoMethod(methodNotAllowed(views))
+
+	page := sessionRequired(log, sessions, views, false)
+	form := checkForm(log, sessions, views, origin.Scheme+"://"+origin.Host)
+
+	r.GET("/", home(log, sessions, views))
+	r.GET("/login", login(log, sessions, views))
+	r.GET("/callback", callback(log, sessions, views))
+	r.GET("/account", page, account(sessions, views))
+	r.GET("/make-change", page, makeChangeForm(sessions, views))
+	r.POST("/make-change", page, form, makeChange(sessions, views))
+	r.GET("/session", page, inspector(sessions, views))
+	r.POST("/session/expire", page, form, expireAccess(sessions))
+	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
+	r.POST("/logout", form, logout(sessions, true))
+	r.GET("/logout", logout(sessions, false))
+	r.GET("/api/me", apiSession(log, sessions), me())
+	r.GET("/healthz", healthz())
+	r.GET("/readyz", readyz(provider))
+	r.StaticFS("/static", http.FS(static))
+	return r, nil
+}
+
+// requestLog logs each request's method, path (never the query: a
+// callback's carries the authorization code), status and duration.
+func requestLog(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		log.Info("request", "method", c.Request.Method, "path", c.Request.URL.Path,
+			"status", c.Writer.Status(), "duration", time.Since(start).Round(time.Microsecond))
+	}
+}
+
+// recovery turns a panic into a logged error and a page for people.
+func recovery(log *slog.Logger, views *views) gin.HandlerFunc {
+	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
+		log.Error("panic serving request", "path", c.Request.URL.Path, "panic", err)
+		views.fail(c, http.StatusInternalServerError, "Something went wrong on our side. Please try again.")
+	})
+}
+
+// securityHeaders sets the headers every response carries. Nothing here
+// runs inline script, so the CSP forbids it; forms may only post here, and
+// a form's redirect may only go to the provider (logout goes there).
+func securityHeaders(providerOrigin string) gin.HandlerFunc {
+	csp := strings.Join([]string{
+		"default-src 'self'",
+		"script-src 'self'",
+		"style-src 'self'",
+		"img-src 'self' data:",
+		"form-action 'self' " + providerOrigin,
+		"frame-ancestors 'none'",
+		"base-uri 'none'",
+	}, "; ")
+	return func(c *gin.Context) {
+		h := c.Writer.Header()
+		h.Set("Content-Security-Policy", csp)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin") // a URL with a code or state never leaves in a Referer
+		h.Set("X-Frame-Options", "DENY")
+		if strings.HasPrefix(c.Request.URL.Path, "/static/") {
+			h.Set("Cache-Control", "public, max-age=3600")
+		} else {
+			// Every other response may carry private data or Set-Cookie: no
+			// cache may keep it, and Back after logout shows nothing private.
+			h.Set("Cache-Control", "no-store")
+		}
+		c.Next()
+	}
+}
+
+func notFound(views *views) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if strings.HasPrefix(c.Request.URL.Path, "/api/") {
+			c.JSON(http.StatusNotFound, gin.H{"error": "not_found"})
+			return
+		}
+		views.fail(c, http.StatusNotFound, "There is no page at this address.")
+	}
+}
+
+func methodNotAllowed(views *views) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		views.fail(c, http.StatusMethodNotAllowed, "This page does not take that kind of request.")
+	}
+}

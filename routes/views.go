@@ -1,0 +1,77 @@
+package routes
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/changebank/changebank/tokens"
+)
+
+// views holds the parsed templates: the layout plus one page each.
+type views struct {
+	pages map[string]*template.Template
+}
+
+var pageNames = []string{"home", "account", "make_change", "session", "error"}
+
+var funcs = template.FuncMap{
+	"join": strings.Join,
+}
+
+func parseViews(assets fs.FS) (*views, error) {
+	v := &views{pages: map[string]*template.Template{}}
+	for _, name := range pageNames {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("routes: template %s: %w", name, err)
+		}
+		v.pages[name] = t
+	}
+	return v, nil
+}
+
+// page is what every template gets.
+type page struct {
+	Title string
+	User  *tokens.UserInfo // nil on public pages
+	CSRF  string           // the session's anti-CSRF token, for forms
+	Data  any              // the page's own
+}
+
+// render writes a page; it renders into a buffer first so that a template
+// error becomes a clean 500 rather than half a page.
+func (v *views) render(c *gin.Context, status int, name string, p page) {
+	var buf bytes.Buffer
+	if err := v.pages[name].Execute(&buf, p); err != nil {
+		_ = c.Error(err)
+		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("Something went wrong on our side."))
+		return
+	}
+	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// errorView is the error page's content: a message written for people.
+type errorView struct {
+	Status  int
+	Message string
+	Retry   string // a link to try again, when that could help
+}
+
+// fail answers with the error page and stops the chain.
+func (v *views) fail(c *gin.Context, status int, msg string) {
+	v.failRetry(c, status, msg, "")
+}
+
+func (v *views) failRetry(c *gin.Context, status int, msg, retry string) {
+	if status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "5")
+	}
+	v.render(c, status, "error", page{Title: http.StatusText(status), Data: errorView{Status: status, Message: msg, Retry: retry}})
+	c.Abort()
+}

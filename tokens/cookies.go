@@ -1,0 +1,88 @@
+package tokens
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// The cookies' base names, as FusionAuth's quickstarts name them. The cb_
+// prefix keeps them apart from FusionAuth's own cookies (access_token,
+// refresh_token, fusionauth.*), which on localhost reach this app too:
+// cookies are not isolated by port.
+const (
+	AccessCookie   = "cb_access_token" // the access token (a signed JWT) as issued
+	RefreshCookie  = "cb_refresh_token"
+	UserInfoCookie = "cb_userinfo"
+	LogoutCookie   = "cb_logged_out" // when this browser last logged out
+	loginPrefix    = "cb_login_"     // + an id derived from the state: one per login transaction
+)
+
+// Cookies names cookies and sets their attributes. Every cookie is HttpOnly
+// (no script can read a token, so XSS cannot steal one), SameSite=Lax (sent
+// on top-level navigations such as the provider's redirect back to
+// /callback, not on cross-site POSTs), Path=/ and without Domain (host-only).
+// Over https they are also Secure and carry the __Host- prefix, which makes
+// the browser refuse any version of them set without Secure, with a Domain,
+// or for another path.
+type Cookies struct {
+	secure bool
+}
+
+// NewCookies returns the cookie settings for an app served at appURL.
+func NewCookies(appURL string) Cookies {
+	return Cookies{secure: strings.HasPrefix(appURL, "https://")}
+}
+
+// Secure reports whether cookies carry the Secure attribute and the __Host- prefix.
+func (c Cookies) Secure() bool { return c.secure }
+
+// Name returns the name a cookie has on the wire.
+func (c Cookies) Name(base string) string {
+	if c.secure {
+		return "__Host-" + base
+	}
+	return base
+}
+
+// Get returns the named cookie's value, or "" when the request has none.
+func (c Cookies) Get(r *http.Request, base string) string {
+	ck, err := r.Cookie(c.Name(base))
+	if err != nil {
+		return ""
+	}
+	return ck.Value
+}
+
+// Set adds a Set-Cookie header that stores value until expires.
+func (c Cookies) Set(w http.ResponseWriter, base, value string, expires time.Time, now time.Time) {
+	maxAge := int(expires.Sub(now).Seconds())
+	if maxAge <= 0 {
+		c.Expire(w, base)
+		return
+	}
+	ck := c.cookie(base, value, maxAge)
+	ck.Expires = now.Add(time.Duration(maxAge) * time.Second)
+	http.SetCookie(w, ck)
+}
+
+// Expire adds a Set-Cookie header that deletes the cookie. The attributes
+// match those it was set with: a browser only replaces a cookie whose name,
+// path and domain match, and refuses a __Host- cookie without Secure.
+func (c Cookies) Expire(w http.ResponseWriter, base string) {
+	ck := c.cookie(base, "", -1)
+	ck.Expires = time.Unix(0, 0)
+	http.SetCookie(w, ck)
+}
+
+func (c Cookies) cookie(base, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     c.Name(base),
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   c.secure,
+		SameSite: http.SameSiteLaxMode,
+	}
+}

@@ -1,0 +1,201 @@
+package tokens
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// LoginTTL is how long a login started here may take to come back.
+const LoginTTL = 10 * time.Minute
+
+// MaxLogins is how many login transactions one browser keeps at once (one
+// per tab that started a login); starting another drops the oldest.
+const MaxLogins = 4
+
+// ErrBadCallback means a callback that does not belong to a login started
+// in this browser: replayed, expired, forged, or from another browser.
+var ErrBadCallback = errors.New("tokens: callback does not match a login started here")
+
+// ProviderError is an error the provider sent back to the callback
+// (RFC 6749 section 4.1.2.1), such as access_denied.
+type ProviderError struct {
+	Code string
+}
+
+func (e *ProviderError) Error() string { return "tokens: the provider answered " + e.Code }
+
+// loginTxn is the sealed content of a login transaction cookie.
+type loginTxn struct {
+	State    string `json:"state"`
+	Nonce    string `json:"nonce"`
+	Verifier string `json:"pkce"`
+	ReturnTo string `json:"return_to"`
+	Created  int64  `json:"iat"`
+}
+
+// loginCookie names the transaction cookie for a state. Each login has
+// its own cookie, so logins started in two tabs both complete.
+func loginCookie(state string) string {
+	h := sha256.Sum256([]byte(state))
+	return loginPrefix + base64.RawURLEncoding.EncodeToString(h[:9])
+}
+
+// BeginLogin starts the authorization code flow: it stores a sealed
+// transaction (state, nonce, PKCE verifier, returnTo) in its own cookie and
+// returns the provider's authorization URL. returnTo must already be a
+// checked local path (see SafeReturnPath).
+func (m *Manager) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo string) (string, error) {
+	conf, _, err := m.oauthConfig()
+	if err != nil {
+		return "", err
+	}
+	now := m.opts.Now()
+	txn := loginTxn{
+		State:    rand.Text(),
+		Nonce:    rand.Text(),
+		Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: returnTo,
+		Created:  now.Unix(),
+	}
+	m.dropOldLogins(w, r)
+	name := loginCookie(txn.State)
+	if err := m.setSealed(w, name, txn, now.Add(LoginTTL), now); err != nil {
+		return "", fmt.Errorf("tokens: sealing the login transaction: %w", err)
+	}
+	return conf.AuthCodeURL(txn.State,
+		oauth2.S256ChallengeOption(txn.Verifier),
+		oauth2.SetAuthURLParam("nonce", txn.Nonce)), nil
+}
+
+// dropOldLogins expires the oldest transaction cookies so that, with the
+// one about to be added, at most MaxLogins remain.
+func (m *Manager) dropOldLogins(w http.ResponseWriter, r *http.Request) {
+	type found struct {
+		base    string
+		created int64
+	}
+	var txns []found
+	prefix := m.cookies.Name(loginPrefix)
+	for _, ck := range r.Cookies() {
+		if !strings.HasPrefix(ck.Name, prefix) {
+			continue
+		}
+		base := loginPrefix + strings.TrimPrefix(ck.Name, prefix)
+		var txn loginTxn
+		if plain, err := m.opts.Sealer.Open(base, ck.Value); err == nil && json.Unmarshal(plain, &txn) == nil {
+			txns = append(txns, found{base, txn.Created})
+		} else {
+			txns = append(txns, found{base, 0}) // unreadable: first to go
+		}
+	}
+	if len(txns) < MaxLogins {
+		return
+	}
+	sort.Slice(txns, func(i, j int) bool { return txns[i].created < txns[j].created })
+	for _, t := range txns[:len(txns)-MaxLogins+1] {
+		m.cookies.Expire(w, t.base)
+	}
+}
+
+// FinishLogin completes the flow at the callback: it checks state against
+// the transaction cookie (and deletes that cookie), exchanges the code with
+// the PKCE verifier, validates the ID token (with nonce) and the access
+// token, and writes the session cookies. It returns where to send the user.
+//
+// Errors: *ProviderError for an error the provider sent; ErrBadCallback for
+// a callback that matches no live login here; ErrProviderUnavailable when
+// the token endpoint or JWKS could not be reached; ErrNoSession when the
+// tokens did not validate.
+func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *http.Request) (string, error) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" || len(state) > 256 {
+		if code := q.Get("error"); code != "" {
+			return "", &ProviderError{Code: code}
+		}
+		return "", fmt.Errorf("%w: no state", ErrBadCallback)
+	}
+	name := loginCookie(state)
+	var txn loginTxn
+	err := m.open(r, name, &txn)
+	m.cookies.Expire(w, name) // one use only, whatever happens next
+	now := m.opts.Now()
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%w: no readable transaction cookie for this state", ErrBadCallback)
+	case subtle.ConstantTimeCompare([]byte(txn.State), []byte(state)) != 1:
+		return "", fmt.Errorf("%w: state differs", ErrBadCallback)
+	case now.Sub(time.Unix(txn.Created, 0)) > LoginTTL:
+		return "", fmt.Errorf("%w: login started more than %s ago", ErrBadCallback, LoginTTL)
+	}
+	if code := q.Get("error"); code != "" {
+		return "", &ProviderError{Code: code}
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > 2048 {
+		return "", fmt.Errorf("%w: no code", ErrBadCallback)
+	}
+
+	conf, _, err := m.oauthConfig()
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, TokenCallTimeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, m.opts.HTTPClient)
+	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(txn.Verifier))
+	if err != nil {
+		err = classify(err)
+		if errors.Is(err, ErrNoSession) {
+			// invalid_grant here: the code was used already, expired, or its
+			// PKCE verifier does not match.
+			return "", fmt.Errorf("%w: %w", ErrBadCallback, err)
+		}
+		return "", err
+	}
+	res, err := m.validateTokens(ctx, tok, txn.Nonce, "")
+	if err != nil {
+		return "", err
+	}
+	res.user.LoginAt = now.Unix()
+	s := &Session{
+		AccessToken: res.access, Access: res.claims, RefreshToken: res.refreshToken, User: res.user,
+		Expires: now.Add(m.opts.RefreshTTL),
+	}
+	m.write(w, s, now)
+	m.cookies.Expire(w, LogoutCookie)
+	m.opts.Log.Info("login", "sub", s.User.Subject)
+	return txn.ReturnTo, nil
+}
+
+// SafeReturnPath returns p when it is a path on this site that a redirect
+// may safely go to, and "" otherwise: never another host ("//evil",
+// "/\evil", "https://evil"), never control characters.
+func SafeReturnPath(p string) string {
+	if p == "" || len(p) > 1024 || p[0] != '/' || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\") {
+		return ""
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return ""
+		}
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return ""
+	}
+	return p
+}

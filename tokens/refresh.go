@@ -1,0 +1,194 @@
+package tokens
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// RefreshGrace is how long after a refresh the requests that still carry
+// the old refresh token are given its result instead of refreshing again.
+// A browser that fired several requests at once sends the old cookies on
+// all of them; with a one-time-use refresh token a second refresh would be
+// refused and log the user out.
+const RefreshGrace = 20 * time.Second
+
+// maxGraceEntries bounds the memory the grace window can take.
+const maxGraceEntries = 10000
+
+// refreshed is the validated outcome of one refresh, shared by every
+// request that carried the same refresh token.
+type refreshed struct {
+	access       string
+	claims       *Claims
+	refreshToken string
+	user         UserInfo
+}
+
+// refresher makes sure one refresh token is redeemed once per instance:
+// concurrent requests share one token call (single-flight), late ones get
+// the remembered result during the grace window.
+type refresher struct {
+	now   func() time.Time
+	grace time.Duration
+	group singleflight.Group
+
+	mu     sync.Mutex
+	recent map[[sha256.Size]byte]graceEntry
+}
+
+type graceEntry struct {
+	res   *refreshed
+	until time.Time
+}
+
+func newRefresher(now func() time.Time, grace time.Duration) *refresher {
+	return &refresher{now: now, grace: grace, recent: make(map[[sha256.Size]byte]graceEntry)}
+}
+
+// do returns the result of redeeming refreshToken, calling redeem at most
+// once for all the callers that arrive together or within the grace window.
+// Entries are keyed by a hash, so memory never holds a usable old token.
+func (f *refresher) do(ctx context.Context, refreshToken string, redeem func(context.Context) (*refreshed, error)) (*refreshed, error) {
+	key := sha256.Sum256([]byte(refreshToken))
+	if res := f.remembered(key); res != nil {
+		return res, nil
+	}
+	v, err, _ := f.group.Do(string(key[:]), func() (any, error) {
+		if res := f.remembered(key); res != nil {
+			return res, nil
+		}
+		// Detached from the first caller's request: if that browser tab
+		// closes, the others waiting on this call still get the tokens.
+		res, err := redeem(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, err
+		}
+		f.remember(key, res)
+		return res, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*refreshed), nil
+}
+
+func (f *refresher) remembered(key [sha256.Size]byte) *refreshed {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.recent[key]; ok && f.now().Before(e.until) {
+		return e.res
+	}
+	return nil
+}
+
+func (f *refresher) remember(key [sha256.Size]byte, res *refreshed) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	if len(f.recent) >= maxGraceEntries/2 {
+		for k, e := range f.recent {
+			if !now.Before(e.until) {
+				delete(f.recent, k)
+			}
+		}
+	}
+	if len(f.recent) >= maxGraceEntries {
+		return // under a flood, fall back to plain single-flight
+	}
+	f.recent[key] = graceEntry{res: res, until: now.Add(f.grace)}
+}
+
+// TokenCallTimeout bounds one call to the provider's token endpoint.
+const TokenCallTimeout = 5 * time.Second
+
+// redeem calls the token endpoint with the refresh token and validates what
+// comes back. invalid_grant and invalid_client end the session
+// (ErrNoSession); anything that may pass (network, timeout, 5xx, a JWKS
+// that cannot be fetched) is ErrProviderUnavailable.
+func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo) (*refreshed, error) {
+	conf, _, err := m.oauthConfig()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, TokenCallTimeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, m.opts.HTTPClient)
+	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	if err != nil {
+		return nil, classify(err)
+	}
+	res, err := m.validateTokens(ctx, tok, "", user.Subject)
+	if err != nil {
+		return nil, err
+	}
+	// FusionAuth's Reusable policy returns no refresh token: keep the old one.
+	if res.refreshToken == "" {
+		res.refreshToken = refreshToken
+	}
+	// A refresh may bring no ID token; the profile from login still holds.
+	if res.user.Subject == "" {
+		res.user = user
+	}
+	res.user.LoginAt = user.LoginAt
+	m.opts.Log.Info("tokens refreshed", "sub", user.Subject, "rotated", res.refreshToken != refreshToken)
+	return res, nil
+}
+
+// validateTokens checks a token response: the access token always, the ID
+// token when present (with nonce when not ""). sub, when not "", must match.
+func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce, sub string) (*refreshed, error) {
+	access, err := m.verifier.AccessToken(ctx, tok.AccessToken)
+	if err != nil {
+		return nil, m.tokenResponseError("access token", err)
+	}
+	if sub != "" && access.Subject != sub {
+		return nil, fmt.Errorf("%w: the new access token names another user", ErrNoSession)
+	}
+	res := &refreshed{access: tok.AccessToken, claims: access, refreshToken: tok.RefreshToken}
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		id, err := m.verifier.IDToken(ctx, raw, nonce)
+		if err != nil {
+			return nil, m.tokenResponseError("ID token", err)
+		}
+		if id.Subject != access.Subject {
+			return nil, fmt.Errorf("%w: ID token and access token name different users", ErrNoSession)
+		}
+		res.user = userInfoFrom(id)
+	} else if nonce != "" {
+		return nil, fmt.Errorf("%w: the token response has no ID token", ErrNoSession)
+	}
+	return res, nil
+}
+
+func (m *Manager) tokenResponseError(what string, err error) error {
+	if errors.Is(err, ErrKeysUnavailable) {
+		return fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+	}
+	m.opts.Log.Warn("token response refused", "token", what, "err", err)
+	return fmt.Errorf("%w: %s: %w", ErrNoSession, what, err)
+}
+
+// classify sorts a token-endpoint error into session-ending and transient.
+func classify(err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		switch re.ErrorCode {
+		case "invalid_grant", "invalid_client", "unauthorized_client":
+			return fmt.Errorf("%w: the provider refused the refresh token (%s)", ErrNoSession, re.ErrorCode)
+		}
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		return fmt.Errorf("%w: token endpoint answered %d %s", ErrProviderUnavailable, status, re.ErrorCode)
+	}
+	// Network errors, timeouts, a response that is not a token response.
+	return fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+}

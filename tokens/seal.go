@@ -1,0 +1,136 @@
+// Package tokens keeps a whole OpenID Connect login session in browser cookies.
+//
+// It knows tokens and cookies and nothing of any web framework: it reads an
+// *http.Request and writes Set-Cookie headers to an http.ResponseWriter.
+// The pieces, one file each:
+//
+//   - seal.go: AEAD sealing of cookie values under per-cookie keys, with secret rotation.
+//   - cookies.go: cookie names and attributes (HttpOnly, SameSite, Secure, __Host-).
+//   - provider.go: OIDC discovery, retried until the provider is up.
+//   - keys.go: the provider's JWKS, cached, refetched once on an unknown kid.
+//   - verify.go: access-token and ID-token validation.
+//   - session.go: the session the cookies hold, loaded and written per request.
+//   - refresh.go: silent refresh, once per browser even when requests race.
+//   - login.go: the login transaction (state, nonce, PKCE) and the code exchange.
+//   - logout.go: refresh-token revocation and the provider's end-session URL.
+package tokens
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwe"
+)
+
+// MinSecretLen is the shortest APP_SECRET_KEY entry accepted: 32 bytes, the
+// size of the AES-256 key derived from it.
+const MinSecretLen = 32
+
+// ErrUnsealable is returned by Sealer.Open for a value that was not sealed by
+// this app for this cookie under any current secret: tampered, truncated,
+// moved from another cookie, or sealed under a retired secret.
+var ErrUnsealable = errors.New("tokens: cookie value cannot be opened")
+
+// A Sealer encrypts and authenticates cookie values. Each value is a compact
+// JWE (alg "dir", enc "A256GCM") under a key derived with HKDF-SHA256 from an
+// app secret and the cookie's name, so a value sealed for one cookie cannot
+// be opened as another. The first secret seals; every secret opens, which is
+// how a secret is rotated without logging everybody out.
+type Sealer struct {
+	secrets []secretKeys
+}
+
+type secretKeys struct {
+	id     string // public, short: lets Open pick the right secret at once
+	secret []byte
+}
+
+// NewSealer returns a Sealer for the given secrets, newest first.
+// Each must be at least MinSecretLen bytes.
+func NewSealer(secrets ...[]byte) (*Sealer, error) {
+	if len(secrets) == 0 {
+		return nil, errors.New("tokens: no secret given")
+	}
+	s := &Sealer{}
+	for i, secret := range secrets {
+		if len(secret) < MinSecretLen {
+			return nil, fmt.Errorf("tokens: secret #%d is %d bytes, want at least %d", i+1, len(secret), MinSecretLen)
+		}
+		id, err := hkdf.Key(sha256.New, secret, nil, "changebank secret id", 6)
+		if err != nil {
+			return nil, fmt.Errorf("tokens: deriving secret id: %w", err)
+		}
+		s.secrets = append(s.secrets, secretKeys{id: base64.RawURLEncoding.EncodeToString(id), secret: secret})
+	}
+	return s, nil
+}
+
+// key derives the AES-256 key for one cookie under one secret. The cookie's
+// name is the HKDF info, which is what makes a value useless in another cookie.
+func (k secretKeys) key(cookie string) ([]byte, error) {
+	return hkdf.Key(sha256.New, k.secret, nil, "changebank cookie v1 "+cookie, 32)
+}
+
+// Seal encrypts plaintext for the named cookie under the newest secret.
+func (s *Sealer) Seal(cookie string, plaintext []byte) (string, error) {
+	newest := s.secrets[0]
+	key, err := newest.key(cookie)
+	if err != nil {
+		return "", fmt.Errorf("tokens: deriving key: %w", err)
+	}
+	hdr := jwe.NewHeaders()
+	if err := hdr.Set("kid", newest.id); err != nil {
+		return "", fmt.Errorf("tokens: sealing: %w", err)
+	}
+	out, err := jwe.Encrypt(plaintext,
+		jwe.WithKey(jwa.DIRECT(), key),
+		jwe.WithContentEncryption(jwa.A256GCM()),
+		jwe.WithProtectedHeaders(hdr))
+	if err != nil {
+		return "", fmt.Errorf("tokens: sealing: %w", err)
+	}
+	return string(out), nil
+}
+
+// maxSealedLen bounds what Open will even try to parse: no cookie of ours is
+// near it, and a browser will not send a larger one.
+const maxSealedLen = 4096
+
+// Open decrypts a value sealed for the named cookie. Any failure is
+// ErrUnsealable: callers treat every one alike, as a missing cookie.
+func (s *Sealer) Open(cookie, sealed string) ([]byte, error) {
+	if sealed == "" || len(sealed) > maxSealedLen {
+		return nil, ErrUnsealable
+	}
+	msg, err := jwe.Parse([]byte(sealed))
+	if err != nil {
+		return nil, ErrUnsealable
+	}
+	hdr := msg.ProtectedHeaders()
+	if alg, ok := hdr.Algorithm(); !ok || alg != jwa.DIRECT() {
+		return nil, ErrUnsealable
+	}
+	if enc, ok := hdr.ContentEncryption(); !ok || enc != jwa.A256GCM() {
+		return nil, ErrUnsealable
+	}
+	kid, _ := hdr.KeyID()
+	for _, k := range s.secrets {
+		if k.id != kid {
+			continue
+		}
+		key, err := k.key(cookie)
+		if err != nil {
+			return nil, ErrUnsealable
+		}
+		plain, err := jwe.Decrypt([]byte(sealed), jwe.WithKey(jwa.DIRECT(), key))
+		if err != nil {
+			return nil, ErrUnsealable
+		}
+		return plain, nil
+	}
+	return nil, ErrUnsealable
+}

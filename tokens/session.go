@@ -1,0 +1,290 @@
+package tokens
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+var (
+	// ErrNoSession means the request carries no usable session: none at all,
+	// one that ended (logout, refresh token refused), or one that failed
+	// validation. Any session cookies have been expired on the response.
+	ErrNoSession = errors.New("tokens: no session")
+	// ErrProviderUnavailable means the provider could not be reached to
+	// refresh or to fetch keys. Every cookie is kept: try again later.
+	ErrProviderUnavailable = errors.New("tokens: the identity provider is unreachable")
+)
+
+// RefreshMargin is how long before its exp an access token is refreshed,
+// so it does not expire between this app's check and the user's next click.
+const RefreshMargin = 5 * time.Second
+
+// A Session is what the cookies of one browser hold, validated.
+type Session struct {
+	AccessToken  string  // the JWT as issued, from cb_access_token
+	Access       *Claims // its validated claims
+	RefreshToken string  // from the sealed cb_refresh_token; "" when the provider issued none
+	User         UserInfo
+	// Refreshed reports whether this request refreshed the tokens.
+	Refreshed bool
+	// Expires is when the refresh and userinfo cookies expire: the refresh token's end.
+	Expires time.Time
+}
+
+// UserInfo is the sealed content of cb_userinfo: the validated ID-token
+// claims the pages show, and the session's bounds.
+type UserInfo struct {
+	Subject       string `json:"sub"`
+	Name          string `json:"name,omitempty"`
+	GivenName     string `json:"given_name,omitempty"`
+	FamilyName    string `json:"family_name,omitempty"`
+	Email         string `json:"email,omitempty"`
+	EmailVerified bool   `json:"email_verified,omitempty"`
+	Birthdate     string `json:"birthdate,omitempty"`
+	LoginAt       int64  `json:"login_at"` // when the user logged in (binds CSRF tokens, ends at logout)
+	Expires       int64  `json:"exp"`      // enforced here, not just by the browser
+}
+
+// refreshCookie is the sealed content of cb_refresh_token.
+type refreshCookie struct {
+	Token   string `json:"rt"`
+	Subject string `json:"sub"`
+	Expires int64  `json:"exp"`
+}
+
+func userInfoFrom(c *Claims) UserInfo {
+	return UserInfo{
+		Subject: c.Subject, Name: c.Name, GivenName: c.GivenName, FamilyName: c.FamilyName,
+		Email: c.Email, EmailVerified: c.EmailVerified, Birthdate: c.Birthdate,
+	}
+}
+
+// Options configure a Manager.
+type Options struct {
+	AppURL       string        // where this app is served, e.g. http://localhost:8080
+	ClientID     string        // the FusionAuth application id
+	ClientSecret string        // its client secret
+	RefreshTTL   time.Duration // the refresh token's life at the provider
+	APIKey       string        // FusionAuth API key for refresh-token revocation; optional
+	Sealer       *Sealer
+	Provider     *Provider
+	HTTPClient   *http.Client // for calls to the provider; its Timeout bounds each
+	Now          func() time.Time
+	Log          *slog.Logger
+}
+
+// A Manager loads, refreshes, writes and ends cookie sessions. It keeps no
+// session state: any instance holding the same secrets serves any request.
+type Manager struct {
+	opts     Options
+	cookies  Cookies
+	verifier *Verifier
+	refresh  *refresher
+}
+
+// NewManager returns a Manager.
+func NewManager(o Options) *Manager {
+	m := &Manager{
+		opts:     o,
+		cookies:  NewCookies(o.AppURL),
+		verifier: NewVerifier(o.Provider, o.Provider.Issuer(), o.ClientID, o.Now),
+	}
+	m.refresh = newRefresher(o.Now, RefreshGrace)
+	return m
+}
+
+// Cookies returns the cookie settings.
+func (m *Manager) Cookies() Cookies { return m.cookies }
+
+// Verifier returns the token verifier, for bearer tokens.
+func (m *Manager) Verifier() *Verifier { return m.verifier }
+
+// oauthConfig is built per use: the endpoints are known only after discovery.
+func (m *Manager) oauthConfig() (*oauth2.Config, Metadata, error) {
+	meta, err := m.opts.Provider.Metadata()
+	if err != nil {
+		return nil, meta, err
+	}
+	return &oauth2.Config{
+		ClientID:     m.opts.ClientID,
+		ClientSecret: m.opts.ClientSecret,
+		RedirectURL:  m.opts.AppURL + "/callback",
+		Scopes:       []string{"openid", "email", "profile", "offline_access"},
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   meta.AuthorizationEndpoint,
+			TokenURL:  meta.TokenEndpoint,
+			AuthStyle: oauth2.AuthStyleInHeader,
+		},
+	}, meta, nil
+}
+
+// Load returns the request's session, refreshing its tokens when the access
+// token is missing or about to expire (new cookies go on w). It returns
+// ErrNoSession (cookies expired on w) or ErrProviderUnavailable (cookies kept).
+func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
+	s, err := m.load(ctx, w, r)
+	if errors.Is(err, ErrNoSession) {
+		m.clear(w, r)
+	}
+	return s, err
+}
+
+func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
+	now := m.opts.Now()
+	access := m.cookies.Get(r, AccessCookie)
+	user, ok := m.User(r)
+	if !ok {
+		// Without it there is nothing to show, nor a login time to bind to.
+		return nil, fmt.Errorf("%w: userinfo cookie missing, expired or unreadable", ErrNoSession)
+	}
+	if out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64); err == nil && user.LoginAt <= out {
+		return nil, fmt.Errorf("%w: logged out after this session began", ErrNoSession)
+	}
+	var rc refreshCookie
+	if err := m.open(r, RefreshCookie, &rc); err != nil || now.Unix() >= rc.Expires || rc.Subject != user.Subject {
+		rc = refreshCookie{}
+	}
+	s := &Session{AccessToken: access, RefreshToken: rc.Token, User: user, Expires: time.Unix(user.Expires, 0)}
+
+	var claims *Claims
+	if access != "" {
+		var err error
+		claims, err = m.verifier.AccessToken(ctx, access)
+		switch {
+		case errors.Is(err, ErrKeysUnavailable):
+			return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+		case err != nil && !errors.Is(err, ErrExpired):
+			m.opts.Log.Warn("session refused: invalid access token", "err", err)
+			return nil, fmt.Errorf("%w: %w", ErrNoSession, err)
+		case claims.Subject != user.Subject:
+			m.opts.Log.Warn("session refused: access token and userinfo name different users")
+			return nil, fmt.Errorf("%w: subject mismatch", ErrNoSession)
+		case err == nil && claims.Expiry.Time().Sub(now) > RefreshMargin:
+			s.Access = claims
+			return s, nil
+		}
+	}
+	if rc.Token == "" {
+		return nil, fmt.Errorf("%w: access token expired and no refresh token", ErrNoSession)
+	}
+	err := m.refreshInto(ctx, w, s)
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, ErrProviderUnavailable) && claims != nil && now.Before(claims.Expiry.Time()):
+		// Refresh was early; the current token still works: serve with it.
+		m.opts.Log.Warn("refresh failed, serving with the current access token", "err", err)
+		s.Access = claims
+		return s, nil
+	default:
+		return nil, err
+	}
+}
+
+// Refresh redeems the session's refresh token now, whatever the access
+// token's expiry, and writes the new cookies on w. The session inspector's
+// "Refresh now" button uses it. Errors are as Load's.
+func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session) error {
+	err := ErrNoSession
+	if s.RefreshToken != "" {
+		err = m.refreshInto(ctx, w, s)
+	}
+	if errors.Is(err, ErrNoSession) {
+		for _, base := range []string{AccessCookie, RefreshCookie, UserInfoCookie} {
+			m.cookies.Expire(w, base)
+		}
+	}
+	return err
+}
+
+// refreshInto refreshes s in place (once per refresh token, see refresher)
+// and writes its cookies.
+func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Session) error {
+	old, user := s.RefreshToken, s.User
+	res, err := m.refresh.do(ctx, old, func(ctx context.Context) (*refreshed, error) {
+		return m.redeem(ctx, old, user)
+	})
+	if err != nil {
+		return err
+	}
+	s.AccessToken, s.Access, s.RefreshToken, s.User, s.Refreshed = res.access, res.claims, res.refreshToken, res.user, true
+	m.write(w, s, m.opts.Now())
+	return nil
+}
+
+// User returns the sealed userinfo cookie's content when it is present,
+// genuine and unexpired, without looking at the tokens. Logout uses it to
+// check the CSRF token without refreshing anything.
+func (m *Manager) User(r *http.Request) (UserInfo, bool) {
+	var user UserInfo
+	if err := m.open(r, UserInfoCookie, &user); err != nil || m.opts.Now().Unix() >= user.Expires {
+		return UserInfo{}, false
+	}
+	return user, true
+}
+
+// open reads and opens a sealed cookie into v.
+func (m *Manager) open(r *http.Request, base string, v any) error {
+	raw := m.cookies.Get(r, base)
+	if raw == "" {
+		return http.ErrNoCookie
+	}
+	plain, err := m.opts.Sealer.Open(base, raw)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(plain, v)
+}
+
+// write sets the session's cookies on w.
+func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) {
+	user := s.User
+	user.Expires = s.Expires.Unix()
+	m.cookies.Set(w, AccessCookie, s.AccessToken, s.Access.Expiry.Time(), now)
+	if err := m.setSealed(w, UserInfoCookie, user, s.Expires, now); err != nil {
+		m.opts.Log.Error("sealing the userinfo cookie", "err", err)
+	}
+	if s.RefreshToken == "" {
+		return
+	}
+	rc := refreshCookie{Token: s.RefreshToken, Subject: user.Subject, Expires: s.Expires.Unix()}
+	if err := m.setSealed(w, RefreshCookie, rc, s.Expires, now); err != nil {
+		m.opts.Log.Error("sealing the refresh cookie", "err", err)
+	}
+}
+
+func (m *Manager) setSealed(w http.ResponseWriter, base string, v any, expires, now time.Time) error {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	sealed, err := m.opts.Sealer.Seal(base, plain)
+	if err != nil {
+		return err
+	}
+	m.cookies.Set(w, base, sealed, expires, now)
+	return nil
+}
+
+// clear expires the session cookies the request carries.
+func (m *Manager) clear(w http.ResponseWriter, r *http.Request) {
+	for _, base := range []string{AccessCookie, RefreshCookie, UserInfoCookie} {
+		if _, err := r.Cookie(m.cookies.Name(base)); err == nil {
+			m.cookies.Expire(w, base)
+		}
+	}
+}
+
+// ExpireAccess drops the access cookie, so that the next request refreshes.
+// The session inspector's "expire now" button uses it.
+func (m *Manager) ExpireAccess(w http.ResponseWriter) {
+	m.cookies.Expire(w, AccessCookie)
+}

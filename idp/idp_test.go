@@ -1,0 +1,439 @@
+package idp
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	testAppID    = "11111111-2222-4333-8444-555555555555"
+	testSecret   = "test-client-secret"
+	testRedirect = "http://app.test/callback"
+	verifier     = "a-pkce-verifier-that-is-long-enough-0123456789abcdef"
+)
+
+func challenge(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func testEnv(name string) string {
+	if name == "TEST_CLIENT_SECRET" {
+		return testSecret
+	}
+	return ""
+}
+
+// standIn runs a stand-in from a kickstart file on an httptest server.
+type standIn struct {
+	t      *testing.T
+	s      *Server
+	url    string
+	client *http.Client // keeps the SSO cookie, does not follow redirects
+}
+
+func newStandIn(t *testing.T, kickstart string, usage string) *standIn {
+	t.Helper()
+	ks, err := LoadKickstart(kickstart, testEnv, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if usage != "" {
+		for _, app := range ks.Applications {
+			app.RefreshTokenUsage = usage
+		}
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + srv.Listener.Addr().String()
+	s, err := New(ks, Options{Issuer: issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = s.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	return &standIn{t: t, s: s, url: srv.URL, client: &http.Client{
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func authRequest(redirect string) url.Values {
+	return url.Values{
+		"client_id": {testAppID}, "redirect_uri": {redirect}, "response_type": {"code"},
+		"scope": {"openid email profile offline_access"}, "state": {"st-1"}, "nonce": {"n-1"},
+		"code_challenge": {challenge(verifier)}, "code_challenge_method": {"S256"},
+	}
+}
+
+// login posts the login form and returns the response (a redirect on success).
+func (si *standIn) login(params url.Values, email, password string) *http.Response {
+	si.t.Helper()
+	form := url.Values{}
+	for k, v := range params {
+		form[k] = v
+	}
+	form.Set("loginId", email)
+	form.Set("password", password)
+	resp, err := si.client.PostForm(si.url+"/oauth2/authorize", form)
+	if err != nil {
+		si.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+// code logs dana in and returns an authorization code.
+func (si *standIn) code() string {
+	si.t.Helper()
+	resp := si.login(authRequest(testRedirect), "dana@example.com", "pw")
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusFound || loc.Query().Get("code") == "" {
+		si.t.Fatalf("login: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if loc.Query().Get("state") != "st-1" {
+		si.t.Fatalf("state not returned: %q", loc)
+	}
+	return loc.Query().Get("code")
+}
+
+// token calls the token endpoint with Basic client authentication.
+func (si *standIn) token(form url.Values, secret string) (int, map[string]any) {
+	si.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, si.url+"/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(testAppID, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		si.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+func (si *standIn) exchange(code string) (int, map[string]any) {
+	return si.token(url.Values{"grant_type": {"authorization_code"}, "code": {code},
+		"redirect_uri": {testRedirect}, "code_verifier": {verifier}}, testSecret)
+}
+
+func claimsOf(t *testing.T, jwt string) map[string]any {
+	t.Helper()
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", jwt)
+	}
+	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestCodeFlowIssuesFusionAuthShapedTokens(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "")
+	status, body := si.exchange(si.code())
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, body)
+	}
+	for _, k := range []string{"access_token", "id_token", "refresh_token", "refresh_token_id", "expires_in", "userId"} {
+		if body[k] == nil {
+			t.Errorf("token response lacks %s", k)
+		}
+	}
+	at := claimsOf(t, body["access_token"].(string))
+	if at["aud"] != testAppID || at["iss"] != si.s.Issuer() || at["sub"] != "00000000-0000-0000-0000-000000000007" ||
+		at["authenticationType"] != "PASSWORD" || at["sid"] == nil || at["tid"] == nil || at["auth_time"] == nil {
+		t.Errorf("access token claims: %v", at)
+	}
+	if _, has := at["email"]; has {
+		t.Error("the access token carries email; FusionAuth's Strict scope policy leaves it out")
+	}
+	id := claimsOf(t, body["id_token"].(string))
+	if id["nonce"] != "n-1" || id["email"] != "dana@example.com" || id["name"] != "Dana Test" {
+		t.Errorf("ID token claims: %v", id)
+	}
+	// The JWKS publishes the signing key.
+	resp, err := http.Get(si.url + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), `"alg":"RS256"`) || strings.Contains(string(raw), `"d":`) {
+		t.Errorf("JWKS: %s", raw)
+	}
+	// A code works once.
+	if status, body := si.exchange(si.code()); status != http.StatusOK {
+		t.Fatalf("second login: %d %v", status, body)
+	}
+}
+
+func TestDiscoveryBuildsURLsFromTheRequestHost(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "")
+	req, _ := http.NewRequest(http.MethodGet, si.url+"/.well-known/openid-configuration", nil)
+	req.Host = "fusionauth:9011"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&doc)
+	if doc["token_endpoint"] != "http://fusionauth:9011/oauth2/token" || doc["issuer"] != si.s.Issuer() {
+		t.Fatalf("discovery: %v", doc)
+	}
+}
+
+func TestTokenEndpointRefusals(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "")
+	cases := []struct {
+		name   string
+		form   url.Values
+		secret string
+		status int
+		code   string
+	}{
+		{"PKCE verifier mismatch", url.Values{"grant_type": {"authorization_code"}, "code": {si.code()}, "redirect_uri": {testRedirect}, "code_verifier": {"another-verifier-0123456789012345678901234567"}}, testSecret, 400, "invalid_grant"},
+		{"no PKCE verifier", url.Values{"grant_type": {"authorization_code"}, "code": {si.code()}, "redirect_uri": {testRedirect}}, testSecret, 400, "invalid_grant"},
+		{"wrong client secret", url.Values{"grant_type": {"authorization_code"}, "code": {si.code()}, "redirect_uri": {testRedirect}, "code_verifier": {verifier}}, "wrong", 401, "invalid_client"},
+		{"other redirect_uri", url.Values{"grant_type": {"authorization_code"}, "code": {si.code()}, "redirect_uri": {"http://app.test/"}, "code_verifier": {verifier}}, testSecret, 400, "invalid_grant"},
+		{"unknown code", url.Values{"grant_type": {"authorization_code"}, "code": {"nope"}, "redirect_uri": {testRedirect}, "code_verifier": {verifier}}, testSecret, 400, "invalid_grant"},
+		{"unknown grant", url.Values{"grant_type": {"password"}}, testSecret, 400, "unsupported_grant_type"},
+		{"unknown refresh token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"nope"}}, testSecret, 400, "invalid_grant"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := si.token(tc.form, tc.secret)
+			if status != tc.status || body["error"] != tc.code {
+				t.Fatalf("got %d %v, want %d %s", status, body, tc.status, tc.code)
+			}
+		})
+	}
+	// A code is spent by a failed attempt too.
+	code := si.code()
+	si.token(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {testRedirect}, "code_verifier": {"wrong-wrong-wrong-wrong-wrong-wrong-wrong-wrong"}}, testSecret)
+	if status, _ := si.exchange(code); status != http.StatusBadRequest {
+		t.Fatalf("a code was usable after a failed exchange: %d", status)
+	}
+}
+
+func TestAuthorizeRefusals(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "")
+	get := func(params url.Values) *http.Response {
+		resp, err := si.client.Get(si.url + "/oauth2/authorize?" + params.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	unregistered := authRequest("http://evil.test/callback")
+	if resp := get(unregistered); resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+		t.Fatalf("unregistered redirect_uri: %d, Location %q: must be a page, never a redirect", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	noPKCE := authRequest(testRedirect)
+	noPKCE.Del("code_challenge")
+	if loc := get(noPKCE).Header.Get("Location"); !strings.Contains(loc, "error=invalid_request") {
+		t.Fatalf("missing PKCE: Location %q", loc)
+	}
+	if resp := si.login(authRequest(testRedirect), "dana@example.com", "wrong"); resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+		t.Fatalf("wrong password: %d %q: must show the form again", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp := si.login(authRequest(testRedirect), "stranger@example.com", "pw"); resp.Header.Get("Location") != "" {
+		t.Fatal("a user not registered to the application got a code")
+	}
+}
+
+func TestSSOSessionSkipsTheFormUntilLogout(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "")
+	si.code()
+	resp, err := si.client.Get(si.url + "/oauth2/authorize?" + authRequest(testRedirect).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !strings.Contains(resp.Header.Get("Location"), "code=") {
+		t.Fatalf("with an SSO session: %d %q, want a redirect with a code", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, err = si.client.Get(si.url + "/oauth2/logout?" + url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://app.test/"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); loc != "http://app.test/" {
+		t.Fatalf("logout redirected to %q", loc)
+	}
+	resp, _ = si.client.Get(si.url + "/oauth2/logout?" + url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://evil.test/"}}.Encode())
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); loc != "http://app.test/logout" {
+		t.Fatalf("an unregistered post_logout_redirect_uri must fall back to the logoutURL, got %q", loc)
+	}
+	resp, _ = si.client.Get(si.url + "/oauth2/authorize?" + authRequest(testRedirect).Encode())
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+		t.Fatalf("after logout the form must show again: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestRefreshPolicies(t *testing.T) {
+	refresh := func(si *standIn, rt string) (int, map[string]any) {
+		return si.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, testSecret)
+	}
+	t.Run("Reusable", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "Reusable")
+		_, first := si.exchange(si.code())
+		rt := first["refresh_token"].(string)
+		for i := range 2 {
+			status, body := refresh(si, rt)
+			if status != http.StatusOK || body["refresh_token"] != nil {
+				t.Fatalf("refresh %d: %d %v (Reusable returns no new refresh token)", i, status, body)
+			}
+			if c := claimsOf(t, body["access_token"].(string)); c["authenticationType"] != "REFRESH_TOKEN" {
+				t.Fatalf("refreshed access token: %v", c)
+			}
+		}
+		if si.s.TokenCalls("refresh_token") != 2 {
+			t.Fatalf("TokenCalls = %d", si.s.TokenCalls("refresh_token"))
+		}
+	})
+	t.Run("OneTimeUse", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "OneTimeUse")
+		_, first := si.exchange(si.code())
+		rt := first["refresh_token"].(string)
+		status, body := refresh(si, rt)
+		next, _ := body["refresh_token"].(string)
+		if status != http.StatusOK || next == "" || next == rt {
+			t.Fatalf("rotation: %d %v", status, body)
+		}
+		if status, body := refresh(si, rt); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("a spent one-time token: %d %v, want invalid_grant", status, body)
+		}
+		if status, _ := refresh(si, next); status != http.StatusOK {
+			t.Fatalf("the rotated token: %d", status)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "Reusable")
+		now := time.Now()
+		si.s.now = func() time.Time { return now }
+		_, first := si.exchange(si.code())
+		now = now.Add(11 * time.Minute) // the test kickstart's refresh tokens live 10 minutes
+		if status, body := refresh(si, first["refresh_token"].(string)); body["error"] != "invalid_grant" {
+			t.Fatalf("expired refresh token: %d %v", status, body)
+		}
+	})
+}
+
+func TestRevokeNeedsTheAPIKey(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "Reusable")
+	_, first := si.exchange(si.code())
+	rt := first["refresh_token"].(string)
+	revoke := func(key string) int {
+		req, _ := http.NewRequest(http.MethodDelete, si.url+"/api/jwt/refresh", strings.NewReader(url.Values{"token": {rt}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := revoke("wrong"); got != http.StatusUnauthorized {
+		t.Fatalf("wrong API key: %d", got)
+	}
+	if got := revoke("test-api-key-0123456789"); got != http.StatusOK {
+		t.Fatalf("revoke: %d", got)
+	}
+	if status, body := si.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, testSecret); body["error"] != "invalid_grant" {
+		t.Fatalf("a revoked refresh token still works: %d %v", status, body)
+	}
+}
+
+func TestFailureHooks(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "")
+	si.s.FailTokens(Failure{Mode: ServerErr})
+	if status, _ := si.exchange("x"); status != http.StatusServiceUnavailable {
+		t.Fatalf("ServerErr: %d", status)
+	}
+	si.s.FailTokens(Failure{Mode: Down})
+	req, _ := http.NewRequest(http.MethodPost, si.url+"/oauth2/token", strings.NewReader("grant_type=refresh_token"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("Down: got a response %d, want a broken connection", resp.StatusCode)
+	}
+	si.s.FailTokens(Failure{Mode: Slow, Delay: 200 * time.Millisecond})
+	start := time.Now()
+	si.exchange("x")
+	if time.Since(start) < 200*time.Millisecond {
+		t.Fatal("Slow answered early")
+	}
+	if si.s.TokenCalls("authorization_code") != 2 || si.s.TokenCalls("refresh_token") != 1 {
+		t.Fatalf("TokenCalls: code %d, refresh %d", si.s.TokenCalls("authorization_code"), si.s.TokenCalls("refresh_token"))
+	}
+}
+
+func TestKickstartParser(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	t.Run("the project's kickstart", func(t *testing.T) {
+		ks, err := LoadKickstart("../kickstart/kickstart.json", testEnv, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := ks.Applications["e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"]
+		if app == nil || ks.Issuer != "http://localhost:9011" || len(ks.SigningKeys) != 1 || len(ks.APIKeys) != 1 {
+			t.Fatalf("kickstart: %+v", ks)
+		}
+		if app.PKCEPolicy != "Required" || app.AccessTokenTTL > 5*time.Minute || app.RefreshTokenTTL != 43200*time.Minute || app.AccessTokenKeyID != ks.SigningKeys[0].ID {
+			t.Fatalf("application: %+v", app)
+		}
+		var richard *User
+		for _, u := range ks.Users {
+			if u.Email == "richard@example.com" {
+				richard = u
+			}
+		}
+		if richard == nil || richard.ID != "00000000-0000-0000-0000-111111111111" || richard.BirthDate != "1985-11-23" || richard.Registrations[app.ID] == nil {
+			t.Fatalf("richard: %+v", richard)
+		}
+	})
+	t.Run("variables and ENV", func(t *testing.T) {
+		ks, err := LoadKickstart("testdata/reusable.json", testEnv, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.Applications[testAppID].ClientSecret != testSecret || !looksLikeUUID(ks.SigningKeys[0].ID) {
+			t.Fatalf("substitution: %+v %+v", ks.Applications[testAppID], ks.SigningKeys)
+		}
+	})
+	for file, want := range map[string]string{
+		"testdata/bad-json.json":     "not valid JSON",
+		"testdata/bad-variable.json": "unknown variable #{missing}",
+		"testdata/bad-no-key.json":   "nothing to sign tokens with",
+		"testdata/bad-policy.json":   "refreshTokenUsagePolicy",
+		"testdata/bad-hs256.json":    "RS256 keys only",
+		"testdata/missing.json":      "no such file",
+	} {
+		t.Run(file, func(t *testing.T) {
+			_, err := LoadKickstart(file, testEnv, log)
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), file) {
+				t.Fatalf("err = %v, want one naming %s and saying %q", err, file, want)
+			}
+		})
+	}
+}

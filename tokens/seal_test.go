@@ -1,0 +1,112 @@
+package tokens
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+var (
+	secretA = []byte("test-secret-a-0123456789abcdef-0123456789")
+	secretB = []byte("test-secret-b-0123456789abcdef-0123456789")
+)
+
+func mustSealer(t *testing.T, secrets ...[]byte) *Sealer {
+	t.Helper()
+	s, err := NewSealer(secrets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSealRoundTrip(t *testing.T) {
+	s := mustSealer(t, secretA)
+	sealed, err := s.Seal(RefreshCookie, []byte(`{"rt":"secret-refresh-token"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sealed, "secret-refresh-token") {
+		t.Fatal("the sealed value shows the plaintext")
+	}
+	got, err := s.Open(RefreshCookie, sealed)
+	if err != nil || string(got) != `{"rt":"secret-refresh-token"}` {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+}
+
+func TestSealRefusesWhatItDidNotSeal(t *testing.T) {
+	s := mustSealer(t, secretA)
+	sealed, err := s.Seal(UserInfoCookie, []byte(`{"sub":"u1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := []byte(sealed)
+	flip[len(flip)-5] ^= 0x01
+	parts := strings.Split(sealed, ".")
+	cases := map[string]string{
+		"moved to another cookie": "", // opened under RefreshCookie below
+		"tampered":                string(flip),
+		"truncated":               sealed[:len(sealed)-10],
+		"garbage":                 "not-a-jwe",
+		"empty":                   "",
+		"oversize":                strings.Repeat("a", 5000),
+		"alg swapped to none":     "eyJhbGciOiJub25lIiwiZW5jIjoiQTI1NkdDTSJ9." + strings.Join(parts[1:], "."),
+	}
+	for name, value := range cases {
+		t.Run(name, func(t *testing.T) {
+			cookie := UserInfoCookie
+			if value == "" && name == "moved to another cookie" {
+				cookie, value = RefreshCookie, sealed
+			}
+			if _, err := s.Open(cookie, value); !errors.Is(err, ErrUnsealable) {
+				t.Fatalf("Open = %v, want ErrUnsealable", err)
+			}
+		})
+	}
+}
+
+func TestSealRotation(t *testing.T) {
+	old := mustSealer(t, secretA)
+	sealedOld, err := old.Seal(UserInfoCookie, []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := mustSealer(t, secretB, secretA)
+	if got, err := rotated.Open(UserInfoCookie, sealedOld); err != nil || string(got) != "hello" {
+		t.Fatalf("a cookie sealed under the previous secret must still open: %q, %v", got, err)
+	}
+	sealedNew, _ := rotated.Seal(UserInfoCookie, []byte("hello"))
+	if _, err := old.Open(UserInfoCookie, sealedNew); err == nil {
+		t.Fatal("new cookies must be sealed with the newest secret, which the old sealer lacks")
+	}
+	retired := mustSealer(t, secretB)
+	if _, err := retired.Open(UserInfoCookie, sealedOld); !errors.Is(err, ErrUnsealable) {
+		t.Fatal("a retired secret must no longer open cookies")
+	}
+}
+
+func TestSealerRefusesShortSecrets(t *testing.T) {
+	if _, err := NewSealer([]byte("short")); err == nil {
+		t.Fatal("a 5-byte secret was accepted")
+	}
+	if _, err := NewSealer(); err == nil {
+		t.Fatal("no secret was accepted")
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	s, _ := NewSealer(secretA)
+	good, _ := s.Seal(UserInfoCookie, []byte(`{"sub":"x"}`))
+	f.Add(good)
+	f.Add("a.b.c.d.e")
+	f.Add("eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0....")
+	f.Fuzz(func(t *testing.T, v string) {
+		if v == good {
+			return
+		}
+		if plain, err := s.Open(UserInfoCookie, v); err == nil {
+			t.Fatalf("opened a value it did not seal: %q", plain)
+		}
+	})
+}

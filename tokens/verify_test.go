@@ -1,0 +1,217 @@
+package tokens
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+const (
+	testIssuer = "http://idp.test"
+	testClient = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
+)
+
+// staticKeys is a KeySet that holds fixed keys, for verifier tests.
+type staticKeys map[string]jwk.Key
+
+func (s staticKeys) LookupKey(_ context.Context, kid string) (jwk.Key, error) {
+	if k, ok := s[kid]; ok {
+		return k, nil
+	}
+	return nil, errUnknownKey
+}
+
+type testSigner struct {
+	kid  string
+	priv *rsa.PrivateKey
+	pub  jwk.Key
+}
+
+func newTestSigner(t testing.TB, kid string) *testSigner {
+	t.Helper()
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwk.Import(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.Set(jwk.KeyIDKey, kid)
+	_ = pub.Set(jwk.AlgorithmKey, "RS256")
+	return &testSigner{kid: kid, priv: priv, pub: pub}
+}
+
+// sign makes a JWT with the given claims and extra header fields.
+func (s *testSigner) sign(t testing.TB, claims map[string]any, header map[string]any) string {
+	t.Helper()
+	payload, _ := json.Marshal(claims)
+	hdr := jws.NewHeaders()
+	_ = hdr.Set("kid", s.kid)
+	_ = hdr.Set("typ", "JWT")
+	for k, v := range header {
+		_ = hdr.Set(k, v)
+	}
+	out, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), s.priv, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func goodClaims(now time.Time) map[string]any {
+	return map[string]any{
+		"iss": testIssuer, "aud": testClient, "sub": "user-1",
+		"iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(), "auth_time": now.Unix(),
+	}
+}
+
+func with(m map[string]any, kv ...any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == nil {
+			delete(out, kv[i].(string))
+			continue
+		}
+		out[kv[i].(string)] = kv[i+1]
+	}
+	return out
+}
+
+// unsigned builds a token by hand: header and claims as given, signature as given.
+func unsigned(header, claims map[string]any, sig string) string {
+	h, _ := json.Marshal(header)
+	c, _ := json.Marshal(claims)
+	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c) + "." + sig
+}
+
+func TestVerifierAcceptsGenuineTokens(t *testing.T) {
+	now := time.Now()
+	signer := newTestSigner(t, "k1")
+	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	c, err := v.AccessToken(context.Background(), signer.sign(t, goodClaims(now), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "user-1" || c.Expiry.Time().Unix() != now.Add(2*time.Minute).Unix() {
+		t.Fatalf("claims = %+v", c)
+	}
+	// aud as an array, as some providers send it.
+	if _, err := v.AccessToken(context.Background(), signer.sign(t, with(goodClaims(now), "aud", []string{"other", testClient}), nil)); err != nil {
+		t.Fatalf("aud array: %v", err)
+	}
+	// Within the leeway after exp: still genuine and unexpired.
+	if _, err := v.AccessToken(context.Background(), signer.sign(t, with(goodClaims(now), "exp", now.Add(-Leeway/2).Unix()), nil)); err != nil {
+		t.Fatalf("exp within leeway: %v", err)
+	}
+}
+
+func TestVerifierRefusesForgeries(t *testing.T) {
+	now := time.Now()
+	signer := newTestSigner(t, "k1")
+	attacker := newTestSigner(t, "k1") // same kid, different key
+	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	good := goodClaims(now)
+
+	// HMAC with the public key's bytes as the secret: the classic algorithm confusion.
+	pubDER, _ := x509.MarshalPKIXPublicKey(&signer.priv.PublicKey)
+	hsHeader := map[string]any{"alg": "HS256", "typ": "JWT", "kid": "k1"}
+	hsInput := strings.Join(strings.Split(unsigned(hsHeader, good, ""), ".")[:2], ".")
+	mac := hmac.New(sha256.New, pubDER)
+	mac.Write([]byte(hsInput))
+	hsToken := hsInput + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+
+	// A header that points at the attacker's key in every way jwx knows.
+	attackerJWK, _ := jwk.Import(&attacker.priv.PublicKey)
+
+	cases := []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"alg none", unsigned(map[string]any{"alg": "none", "typ": "JWT", "kid": "k1"}, good, ""), ErrInvalidToken},
+		{"HS256 with the public key as secret", hsToken, ErrInvalidToken},
+		{"signed by another key with the same kid", attacker.sign(t, good, nil), ErrInvalidToken},
+		{"embedded jwk header", attacker.sign(t, good, map[string]any{"jwk": attackerJWK}), ErrInvalidToken},
+		{"jku header", attacker.sign(t, good, map[string]any{"jku": "http://evil.test/jwks.json"}), ErrInvalidToken},
+		{"unknown kid", newTestSigner(t, "k2").sign(t, good, nil), ErrInvalidToken},
+		{"no kid", unsigned(map[string]any{"alg": "RS256"}, good, "c2ln"), ErrInvalidToken},
+		{"wrong issuer", signer.sign(t, with(good, "iss", "http://evil.test"), nil), ErrInvalidToken},
+		{"wrong audience", signer.sign(t, with(good, "aud", "another-client"), nil), ErrInvalidToken},
+		{"no subject", signer.sign(t, with(good, "sub", nil), nil), ErrInvalidToken},
+		{"no exp", signer.sign(t, with(good, "exp", nil), nil), ErrInvalidToken},
+		{"not yet valid", signer.sign(t, with(good, "nbf", now.Add(5*time.Minute).Unix()), nil), ErrInvalidToken},
+		{"issued in the future", signer.sign(t, with(good, "iat", now.Add(5*time.Minute).Unix()), nil), ErrInvalidToken},
+		{"expired", signer.sign(t, with(good, "exp", now.Add(-Leeway-time.Second).Unix()), nil), ErrExpired},
+		{"garbage", "not.a.token", ErrInvalidToken},
+		{"two parts", "abc.def", ErrInvalidToken},
+		{"oversize", signer.sign(t, with(good, "pad", strings.Repeat("x", MaxTokenLen)), nil), ErrInvalidToken},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := v.AccessToken(context.Background(), tc.token)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestVerifierChecksNonce(t *testing.T) {
+	now := time.Now()
+	signer := newTestSigner(t, "k1")
+	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	id := signer.sign(t, with(goodClaims(now), "nonce", "n-123", "email", "r@example.com"), nil)
+	if c, err := v.IDToken(context.Background(), id, "n-123"); err != nil || c.Email != "r@example.com" {
+		t.Fatalf("IDToken = %+v, %v", c, err)
+	}
+	if _, err := v.IDToken(context.Background(), id, "n-other"); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("a replayed ID token with another login's nonce was accepted: %v", err)
+	}
+}
+
+// failingKeys is a KeySet whose provider cannot be reached.
+type failingKeys struct{}
+
+func (failingKeys) LookupKey(context.Context, string) (jwk.Key, error) {
+	return nil, ErrKeysUnavailable
+}
+
+func TestVerifierSaysWhenKeysAreUnavailable(t *testing.T) {
+	now := time.Now()
+	signer := newTestSigner(t, "k1")
+	v := NewVerifier(failingKeys{}, testIssuer, testClient, func() time.Time { return now })
+	_, err := v.AccessToken(context.Background(), signer.sign(t, goodClaims(now), nil))
+	if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("err = %v: an unreachable JWKS must not be taken for a bad token", err)
+	}
+}
+
+func BenchmarkVerifyAccessToken(b *testing.B) {
+	now := time.Now()
+	signer := newTestSigner(b, "k1")
+	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	token := signer.sign(b, goodClaims(now), nil)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := v.AccessToken(ctx, token); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,320 @@
+package routes
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/changebank/changebank/idp"
+	"github.com/changebank/changebank/tokens"
+)
+
+// The integration tests run the real app against the real stand-in, both
+// on loopback, configured from the project's kickstart, with one clock
+// they share so that tokens expire without waiting.
+
+const (
+	clientID     = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
+	clientSecret = "changebank-demo-client-secret-not-for-production"
+	apiKey       = "changebank-demo-api-key-not-for-production-0000000000"
+)
+
+var testSecret = []byte("routes-test-secret-0123456789-abcdefghij")
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer collects logs from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type stack struct {
+	t        *testing.T
+	idp      *idp.Server
+	idpURL   string
+	appURL   string
+	clock    *fakeClock
+	sessions *tokens.Manager
+	sealer   *tokens.Sealer
+	logs     *syncBuffer
+}
+
+type stackOptions struct {
+	refreshPolicy string // overrides the kickstart's; "" keeps it (OneTimeUse)
+	noAPIKey      bool
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	clock := &fakeClock{now: time.Now()}
+
+	ks, err := idp.LoadKickstart("../kickstart/kickstart.json", func(string) string { return "" }, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.refreshPolicy != "" {
+		ks.Applications[clientID].RefreshTokenUsage = o.refreshPolicy
+	}
+	idpSrv := httptest.NewUnstartedServer(nil)
+	appSrv := httptest.NewUnstartedServer(nil)
+	idpURL := "http://" + idpSrv.Listener.Addr().String()
+	appURL := "http://" + appSrv.Listener.Addr().String()
+	stand, err := idp.New(ks, idp.Options{Issuer: idpURL, ExtraRedirectURLs: []string{appURL + "/callback", appURL + "/"}, Now: clock.Now, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpSrv.Config.Handler = stand.Handler()
+	idpSrv.Start()
+	t.Cleanup(idpSrv.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	client := &http.Client{Timeout: 2 * time.Second}
+	provider := tokens.NewProvider(idpURL, "", client, clock.Now, log)
+	go provider.Start(ctx)
+	waitCtx, done := context.WithTimeout(ctx, 10*time.Second)
+	defer done()
+	if err := provider.WaitReady(waitCtx); err != nil {
+		t.Fatalf("provider never ready: %v\n%s", err, logs)
+	}
+	sealer, err := tokens.NewSealer(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := apiKey
+	if o.noAPIKey {
+		key = ""
+	}
+	sessions := tokens.NewManager(tokens.Options{
+		AppURL: appURL, ClientID: clientID, ClientSecret: clientSecret, RefreshTTL: 720 * time.Hour, APIKey: key,
+		Sealer: sealer, Provider: provider, HTTPClient: client, Now: clock.Now, Log: log,
+	})
+	h, err := New(log, sessions, provider, os.DirFS(".."), appURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appSrv.Config.Handler = h
+	appSrv.Start()
+	t.Cleanup(appSrv.Close)
+
+	s := &stack{t: t, idp: stand, idpURL: idpURL, appURL: appURL, clock: clock, sessions: sessions, sealer: sealer, logs: logs}
+	t.Cleanup(s.checkLogs)
+	return s
+}
+
+// checkLogs fails the test when a token, a sealed cookie or a code was logged:
+// every JWT and JWE starts with "eyJ" (base64 of `{"`).
+func (s *stack) checkLogs() {
+	if i := strings.Index(s.logs.String(), "eyJ"); i >= 0 {
+		s.t.Errorf("the logs hold a token or cookie value: ...%s...", s.logs.String()[max(0, i-200):min(len(s.logs.String()), i+40)])
+	}
+}
+
+// browser is a cookie-keeping client that records every Set-Cookie it gets.
+type browser struct {
+	t      *testing.T
+	s      *stack
+	jar    *cookiejar.Jar
+	client *http.Client
+
+	mu   sync.Mutex
+	sets []*http.Cookie
+}
+
+func (s *stack) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	b := &browser{t: s.t, s: s, jar: jar}
+	b.client = &http.Client{Jar: jar, Transport: b, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return b
+}
+
+// RoundTrip records Set-Cookie headers.
+func (b *browser) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil {
+		b.mu.Lock()
+		b.sets = append(b.sets, resp.Cookies()...)
+		b.mu.Unlock()
+	}
+	return resp, err
+}
+
+// setCookie returns the last Set-Cookie seen for name, or nil.
+func (b *browser) setCookie(name string) *http.Cookie {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.sets) - 1; i >= 0; i-- {
+		if b.sets[i].Name == name {
+			return b.sets[i]
+		}
+	}
+	return nil
+}
+
+func (b *browser) forgetSets() {
+	b.mu.Lock()
+	b.sets = nil
+	b.mu.Unlock()
+}
+
+// cookie returns the value the browser holds for the app, or "".
+func (b *browser) cookie(name string) string {
+	u, _ := url.Parse(b.s.appURL)
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func (b *browser) setJarCookie(name, value string) {
+	u, _ := url.Parse(b.s.appURL)
+	b.jar.SetCookies(u, []*http.Cookie{{Name: name, Value: value, Path: "/"}})
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (p response) location() string { return p.header.Get("Location") }
+
+func (b *browser) do(req *http.Request) response {
+	b.t.Helper()
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}
+}
+
+func (b *browser) get(path string) response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, b.abs(path), nil)
+	return b.do(req)
+}
+
+// post sends a form the way a browser on the app's page would: with Origin.
+func (b *browser) post(path string, form url.Values) response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, b.abs(path), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", b.s.appURL)
+	return b.do(req)
+}
+
+func (b *browser) abs(path string) string {
+	if strings.HasPrefix(path, "http") {
+		return path
+	}
+	return b.s.appURL + path
+}
+
+// follow follows redirects from p until a page that is not one.
+func (b *browser) follow(p response) (response, []string) {
+	b.t.Helper()
+	var visited []string
+	for i := 0; p.status >= 300 && p.status < 400; i++ {
+		if i > 10 {
+			b.t.Fatal("redirect loop")
+		}
+		visited = append(visited, p.location())
+		p = b.get(p.location())
+	}
+	return p, visited
+}
+
+// startLogin visits /login and returns the provider's authorize URL.
+func (b *browser) startLogin(returnTo string) string {
+	b.t.Helper()
+	path := "/login"
+	if returnTo != "" {
+		path += "?return_to=" + url.QueryEscape(returnTo)
+	}
+	p := b.get(path)
+	if p.status != http.StatusFound || !strings.HasPrefix(p.location(), b.s.idpURL+"/oauth2/authorize?") {
+		b.t.Fatalf("/login: %d %q", p.status, p.location())
+	}
+	return p.location()
+}
+
+// submitLogin posts the provider's login form for an authorize URL and
+// returns the provider's redirect to the callback.
+func (b *browser) submitLogin(authorizeURL, email, password string) response {
+	b.t.Helper()
+	u, _ := url.Parse(authorizeURL)
+	form := u.Query()
+	form.Set("loginId", email)
+	form.Set("password", password)
+	req, _ := http.NewRequest(http.MethodPost, b.s.idpURL+"/oauth2/authorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// login logs Richard in and returns the page he lands on.
+func (b *browser) login(returnTo string) response {
+	b.t.Helper()
+	cb := b.submitLogin(b.startLogin(returnTo), "richard@example.com", "password")
+	if !strings.HasPrefix(cb.location(), b.s.appURL+"/callback?") {
+		b.t.Fatalf("provider did not redirect to the callback: %d %q", cb.status, cb.location())
+	}
+	p, _ := b.follow(cb)
+	return p
+}
+
+// csrf extracts the CSRF token from a page.
+func csrf(t *testing.T, body string) string {
+	t.Helper()
+	const marker = `name="csrf_token" value="`
+	i := strings.Index(body, marker)
+	if i < 0 {
+		t.Fatalf("no CSRF token in the page:\n%s", body)
+	}
+	rest := body[i+len(marker):]
+	return rest[:strings.Index(rest, `"`)]
+}

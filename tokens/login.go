@@ -170,7 +170,7 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	if err != nil {
 		return "", err
 	}
-	res.user.LoginAt = now.Unix()
+	res.user.LoginID, res.user.LoginAt = rand.Text(), now.Unix()
 	s := &Session{
 		AccessToken: res.access, Access: res.claims, RefreshToken: res.refreshToken, User: res.user,
 		Expires: now.Add(m.opts.RefreshTTL),

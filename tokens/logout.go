@@ -100,8 +100,8 @@ func (m *Manager) revoke(ctx context.Context, meta Metadata, token string) error
 
 // CSRFToken returns the anti-CSRF token for forms of this session. It is an
 // HMAC, under a key derived from the newest app secret, of the user and the
-// login time: stable across refreshes, different for every login, and
-// nothing to store.
+// login's random id (sealed in cb_userinfo): stable across refreshes,
+// different for every login, and nothing to store.
 func (m *Manager) CSRFToken(u UserInfo) string {
 	return m.csrf(m.opts.Sealer.secrets[0], u)
 }
@@ -109,7 +109,7 @@ func (m *Manager) CSRFToken(u UserInfo) string {
 // CheckCSRF reports whether token is this session's CSRF token under any
 // current secret.
 func (m *Manager) CheckCSRF(u UserInfo, token string) bool {
-	if token == "" {
+	if token == "" || u.LoginID == "" {
 		return false
 	}
 	for _, k := range m.opts.Sealer.secrets {
@@ -126,6 +126,6 @@ func (m *Manager) csrf(k secretKeys, u UserInfo) string {
 		return "" // cannot happen for a 32-byte output; an empty token never matches a form's
 	}
 	mac := hmac.New(sha256.New, key)
-	fmt.Fprintf(mac, "%s\x00%d", u.Subject, u.LoginAt)
+	fmt.Fprintf(mac, "%s\x00%s", u.Subject, u.LoginID)
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }

@@ -136,7 +136,7 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 	if res.user.Subject == "" {
 		res.user = user
 	}
-	res.user.LoginAt = user.LoginAt
+	res.user.LoginID, res.user.LoginAt = user.LoginID, user.LoginAt
 	m.opts.Log.Info("tokens refreshed", "sub", user.Subject, "rotated", res.refreshToken != refreshToken)
 	return res, nil
 }

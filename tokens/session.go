@@ -49,7 +49,8 @@ type UserInfo struct {
 	Email         string `json:"email,omitempty"`
 	EmailVerified bool   `json:"email_verified,omitempty"`
 	Birthdate     string `json:"birthdate,omitempty"`
-	LoginAt       int64  `json:"login_at"` // when the user logged in (binds CSRF tokens, ends at logout)
+	LoginID       string `json:"lid"`      // random per login: CSRF tokens are bound to it
+	LoginAt       int64  `json:"login_at"` // when the user logged in: a logout after it ends the session
 	Expires       int64  `json:"exp"`      // enforced here, not just by the browser
 }
 

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// The whole journey in a real headless Chromium, against run() with the
+// embedded provider on free loopback ports.
+
+var screenshots = flag.String("screenshots", "", "write README screenshots of the main pages to this directory (e.g. docs/screenshots)")
+
+// chromiumPath finds Chromium. Under CI (CI=true) a missing browser fails
+// the test; elsewhere the test is skipped with the way to install it.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("Chromium is not installed, and CI=true: .ci/run installs it with apt (chromium)")
+	}
+	t.Skip("Chromium not found: install it (Debian: apt-get install chromium) to run the browser tests")
+	return ""
+}
+
+// newBrowser starts a headless Chromium with a fresh profile.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1200, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		if t.Failed() {
+			saveScreenshot(t, ctx)
+		}
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	return ctx
+}
+
+// saveScreenshot keeps what the page showed when a test failed.
+func saveScreenshot(t *testing.T, ctx context.Context) {
+	dir := filepath.Join(os.TempDir(), "changebank-test-logs", strings.ReplaceAll(t.Name(), "/", "_"))
+	shotCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Logf("no screenshot: %v", err)
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err == nil && os.WriteFile(filepath.Join(dir, "failure.png"), png, 0o644) == nil {
+		t.Logf("screenshot of the page at failure: %s", filepath.Join(dir, "failure.png"))
+	}
+}
+
+func run1(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// get runs one action that returns a value.
+func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	return get(t, ctx, chromedp.Text(chromedp.CSS(sel)))
+}
+
+func location(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	return get(t, ctx, chromedp.Location())
+}
+
+// logIn fills the provider's form, which the browser must be showing.
+func logIn(t *testing.T, ctx context.Context, email, password string) {
+	t.Helper()
+	run1(t, ctx,
+		chromedp.WaitVisible(chromedp.CSS("#loginId")),
+		chromedp.SetValue(chromedp.CSS("#loginId"), email),
+		chromedp.SetValue(chromedp.CSS("#password"), password),
+		chromedp.Click(chromedp.CSS("#submit")),
+	)
+}
+
+func cookies(t *testing.T, ctx context.Context, url string) map[string]*network.Cookie {
+	t.Helper()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*network.Cookie{}
+	for _, c := range res.Cookies {
+		out[c.Name] = c
+	}
+	return out
+}
+
+var sessionCookies = []string{"cb_access_token", "cb_refresh_token", "cb_userinfo"}
+
+func TestBrowserJourney(t *testing.T) {
+	ctx := newBrowser(t)
+	d := startDemo(t, nil)
+
+	// 1. Home, Log in, a wrong password, the right one, the account.
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/"), chromedp.Click(chromedp.CSS("#hero-login")))
+	shoot(t, ctx, "login")
+	if !strings.HasPrefix(location(t, ctx), d.issuer+"/oauth2/authorize") {
+		t.Fatalf("Log in led to %s", location(t, ctx))
+	}
+	logIn(t, ctx, "richard@example.com", "wrong-password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#error")))
+	if msg := text(t, ctx, "#error"); !strings.Contains(msg, "Invalid login credentials") {
+		t.Fatalf("wrong password shows %q", msg)
+	}
+	logIn(t, ctx, "richard@example.com", "password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
+	if name, email := text(t, ctx, "#name"), text(t, ctx, "#email"); name != "Richard Hendricks" || email != "richard@example.com" {
+		t.Fatalf("account shows %q %q", name, email)
+	}
+	shoot(t, ctx, "account")
+
+	// 2. The session cookies: HttpOnly, SameSite=Lax, Path=/, unseen by scripts.
+	jar := cookies(t, ctx, d.appURL)
+	for _, name := range sessionCookies {
+		c := jar[name]
+		if c == nil {
+			t.Fatalf("%s missing", name)
+		}
+		if !c.HTTPOnly || c.SameSite != network.CookieSameSiteLax || c.Path != "/" {
+			t.Errorf("%s: HttpOnly %v SameSite %s Path %s", name, c.HTTPOnly, c.SameSite, c.Path)
+		}
+	}
+	visible := get(t, ctx, chromedp.Evaluate[string](`document.cookie`))
+	for _, name := range sessionCookies {
+		if strings.Contains(visible, name) {
+			t.Errorf("document.cookie shows %s: %q", name, visible)
+		}
+	}
+
+	// 3. Make change.
+	run1(t, ctx, chromedp.Click(chromedp.CSS("#to-make-change")), chromedp.WaitVisible(chromedp.CSS("#amount")),
+		chromedp.SetValue(chromedp.CSS("#amount"), "1.23"), chromedp.Click(chromedp.CSS("#convert")),
+		chromedp.WaitVisible(chromedp.CSS("#change-result")))
+	if n, p := text(t, ctx, "#nickels"), text(t, ctx, "#pennies"); n != "24" || p != "3" {
+		t.Fatalf("1.23 gives %s nickels and %s pennies", n, p)
+	}
+	shoot(t, ctx, "make-change")
+	run1(t, ctx, chromedp.SetValue(chromedp.CSS("#amount"), "12.345"), chromedp.Click(chromedp.CSS("#convert")),
+		chromedp.WaitVisible(chromedp.CSS("#change-error")))
+	if msg := text(t, ctx, "#change-error"); !strings.Contains(msg, "two decimal places") {
+		t.Fatalf("a bad amount shows %q", msg)
+	}
+
+	// The session inspector, for the README.
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/session"), chromedp.WaitVisible(chromedp.CSS("#countdown")))
+	shoot(t, ctx, "session")
+
+	// 7. Log out: cookies gone, /account leads to login, Back shows nothing private.
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"), chromedp.WaitVisible(chromedp.CSS("#logout")),
+		chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#hero-login")))
+	shoot(t, ctx, "home")
+	jar = cookies(t, ctx, d.appURL)
+	for _, name := range sessionCookies {
+		if jar[name] != nil {
+			t.Errorf("%s survived logout", name)
+		}
+	}
+	run1(t, ctx, chromedp.NavigateBack(), chromedp.Sleep(300*time.Millisecond))
+	body := get(t, ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	if strings.Contains(body, "Richard") || strings.Contains(body, "richard@example.com") {
+		t.Fatalf("Back after logout shows private data at %s", location(t, ctx))
+	}
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"), chromedp.WaitVisible(chromedp.CSS("#loginId")))
+	if !strings.HasPrefix(location(t, ctx), d.issuer+"/oauth2/authorize") {
+		t.Fatalf("/account after logout: %s", location(t, ctx))
+	}
+}
+
+func TestBrowserDeepLink(t *testing.T) {
+	ctx := newBrowser(t)
+	d := startDemo(t, nil)
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/make-change"))
+	logIn(t, ctx, "richard@example.com", "password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#amount")))
+	if u := location(t, ctx); u != d.appURL+"/make-change" {
+		t.Fatalf("landed on %s", u)
+	}
+}
+
+func TestBrowserTwoTabsLogInAtOnce(t *testing.T) {
+	ctx := newBrowser(t)
+	d := startDemo(t, nil)
+	tab2, cancel := chromedp.NewContext(ctx)
+	defer cancel()
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/make-change"), chromedp.WaitVisible(chromedp.CSS("#loginId")))
+	run1(t, tab2, chromedp.Navigate(d.appURL+"/session"), chromedp.WaitVisible(chromedp.CSS("#loginId")))
+	// Both login pages are open; the second tab finishes first.
+	logIn(t, tab2, "richard@example.com", "password")
+	run1(t, tab2, chromedp.WaitVisible(chromedp.CSS("#countdown")))
+	logIn(t, ctx, "richard@example.com", "password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#amount")))
+	if a, b := location(t, ctx), location(t, tab2); a != d.appURL+"/make-change" || b != d.appURL+"/session" {
+		t.Fatalf("tabs landed on %s and %s", a, b)
+	}
+}
+
+func TestBrowserSilentRefresh(t *testing.T) {
+	ctx := newBrowser(t)
+	d := startDemo(t, map[string]string{"KICKSTART_FILE": "testdata/kickstart-short-tokens.json", "LOG_LEVEL": "info"})
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"))
+	logIn(t, ctx, "richard@example.com", "password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
+	before := cookies(t, ctx, d.appURL)["cb_access_token"].Value
+	logins := strings.Count(d.logs.String(), "path=/login ")
+
+	// 4. Wait past the 8-second token's expiry, then navigate.
+	time.Sleep(9 * time.Second)
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/make-change"), chromedp.WaitVisible(chromedp.CSS("#amount")))
+	if u := location(t, ctx); u != d.appURL+"/make-change" {
+		t.Fatalf("after expiry we are at %s", u)
+	}
+	if after := cookies(t, ctx, d.appURL)["cb_access_token"].Value; after == before {
+		t.Fatal("the access token was not refreshed")
+	}
+	if strings.Count(d.logs.String(), "path=/login ") != logins {
+		t.Fatal("the login page was visited again")
+	}
+
+	// 5. Just after expiry, one page fires several requests at once
+	// (the kickstart's OneTimeUse refresh tokens): all succeed, one refresh.
+	refreshes := strings.Count(d.logs.String(), `msg="tokens refreshed"`)
+	time.Sleep(9 * time.Second)
+	statuses := get(t, ctx, chromedp.Evaluate[[]int](`Promise.all([1,2,3,4,5,6].map(() => fetch("/api/me").then(r => r.status)))`, chromedp.EvalAwaitPromise))
+	if len(statuses) != 6 {
+		t.Fatalf("statuses: %v", statuses)
+	}
+	for _, s := range statuses {
+		if s != 200 {
+			t.Fatalf("parallel requests after expiry: %v", statuses)
+		}
+	}
+	if n := strings.Count(d.logs.String(), `msg="tokens refreshed"`) - refreshes; n != 1 {
+		t.Fatalf("6 parallel requests caused %d refreshes, want 1", n)
+	}
+}
+
+// shoot saves a README screenshot when -screenshots is given.
+func shoot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if *screenshots == "" {
+		return
+	}
+	run1(t, ctx, chromedp.Sleep(200*time.Millisecond))
+	png := get(t, ctx, chromedp.FullScreenshot(100))
+	if err := os.MkdirAll(*screenshots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(*screenshots, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/joho/godotenv"
+
+	"github.com/changebank/changebank/idp"
+)
+
+// Docker does not run where this project is built, so the compose stack is
+// checked on paper: the file as docker compose would load it, against the
+// kickstart and the facts FusionAuth depends on.
+
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{"docker-compose.yml"},
+		cli.WithWorkingDirectory("."), cli.WithDotEnv, cli.WithName("changebank"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker compose would refuse docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, err := p.GetService(name)
+	if err != nil {
+		t.Fatalf("service %s: %v", name, err)
+	}
+	return s
+}
+
+var releaseTag = regexp.MustCompile(`^[a-z0-9./_-]+:[0-9]+\.[0-9]+(\.[0-9]+)?(-[a-z0-9]+)?$`)
+
+func TestComposeStack(t *testing.T) {
+	p := loadCompose(t)
+	db, fa, app := service(t, p, "db"), service(t, p, "fusionauth"), service(t, p, "app")
+
+	t.Run("images pinned to releases", func(t *testing.T) {
+		for _, s := range []types.ServiceConfig{db, fa} {
+			if !releaseTag.MatchString(s.Image) {
+				t.Errorf("%s: image %q is not pinned to a release tag", s.Name, s.Image)
+			}
+		}
+		if !strings.HasPrefix(fa.Image, "fusionauth/fusionauth-app:1.") {
+			t.Errorf("fusionauth image %q", fa.Image)
+		}
+		if app.Build == nil || app.Build.Context == "" {
+			t.Error("app is not built from this repository")
+		}
+	})
+	t.Run("healthchecks and start order", func(t *testing.T) {
+		if db.HealthCheck == nil || !strings.Contains(strings.Join(db.HealthCheck.Test, " "), "pg_isready") {
+			t.Errorf("db healthcheck: %+v", db.HealthCheck)
+		}
+		if fa.HealthCheck == nil || !strings.Contains(strings.Join(fa.HealthCheck.Test, " "), "/api/status") ||
+			fa.HealthCheck.StartPeriod == nil || time.Duration(*fa.HealthCheck.StartPeriod) < 30*time.Second {
+			t.Errorf("fusionauth healthcheck (needs /api/status and a start period): %+v", fa.HealthCheck)
+		}
+		if d := fa.DependsOn["db"]; d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("fusionauth must wait for a healthy db (fresh-database race): %+v", d)
+		}
+		if d, ok := app.DependsOn["fusionauth"]; !ok || d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("app depends_on fusionauth: %+v", d)
+		}
+	})
+	t.Run("only 8080 and 9011 published", func(t *testing.T) {
+		published := map[string]string{}
+		for _, s := range p.Services {
+			for _, port := range s.Ports {
+				published[port.Published] = s.Name
+			}
+		}
+		want := map[string]string{"8080": "app", "9011": "fusionauth"}
+		if len(published) != 2 || published["8080"] != want["8080"] || published["9011"] != want["9011"] {
+			t.Errorf("published ports: %v, want %v", published, want)
+		}
+	})
+	t.Run("FusionAuth settings", func(t *testing.T) {
+		env := fa.Environment
+		for k, want := range map[string]string{
+			"SEARCH_TYPE":    "database",
+			"DATABASE_URL":   "jdbc:postgresql://db:5432/fusionauth",
+			"DATABASE_ROOT_PASSWORD": *db.Environment["POSTGRES_PASSWORD"],
+		} {
+			if env[k] == nil || *env[k] != want {
+				t.Errorf("fusionauth %s = %v, want %q", k, env[k], want)
+			}
+		}
+		kickstart := env["FUSIONAUTH_APP_KICKSTART_FILE"]
+		mounted := false
+		for _, v := range fa.Volumes {
+			if strings.HasSuffix(v.Source, "/kickstart") && kickstart != nil && strings.HasPrefix(*kickstart, v.Target+"/") && v.ReadOnly {
+				mounted = true
+			}
+		}
+		if !mounted {
+			t.Errorf("the kickstart file %v is not mounted read-only from ./kickstart: %+v", kickstart, fa.Volumes)
+		}
+		for _, s := range []types.ServiceConfig{db, fa} {
+			for _, v := range s.Volumes {
+				if v.Type == types.VolumeTypeVolume && p.Volumes[v.Source].Name == "" {
+					t.Errorf("%s: volume %s is not a named volume", s.Name, v.Source)
+				}
+			}
+		}
+	})
+	t.Run("the app agrees with the kickstart", func(t *testing.T) {
+		env := app.Environment
+		get := func(k string) string {
+			if env[k] == nil {
+				return ""
+			}
+			return *env[k]
+		}
+		if get("ISSUER_INTERNAL_URL") != "http://fusionauth:9011" {
+			t.Errorf("ISSUER_INTERNAL_URL = %q: inside compose FusionAuth is http://fusionauth:9011", get("ISSUER_INTERNAL_URL"))
+		}
+		ks, err := idp.LoadKickstart("kickstart/kickstart.json", os.Getenv, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := ks.Applications[get("CLIENT_ID")]
+		if a == nil {
+			t.Fatalf("CLIENT_ID %q is not an application in the kickstart", get("CLIENT_ID"))
+		}
+		appURL := get("APP_URL")
+		checks := []struct {
+			what string
+			ok   bool
+		}{
+			{"CLIENT_SECRET is the application's clientSecret", get("CLIENT_SECRET") == a.ClientSecret},
+			{"APP_URL/callback is an authorized redirect URL", slices.Contains(a.RedirectURLs, appURL+"/callback")},
+			{"APP_URL/ is authorized (post-logout redirect)", slices.Contains(a.RedirectURLs, appURL+"/")},
+			{"APP_URL/logout is the logoutURL", a.LogoutURL == appURL+"/logout"},
+			{"ISSUER is the tenant's issuer", get("ISSUER") == ks.Issuer},
+			{"FUSIONAUTH_API_KEY is a kickstart API key", slices.Contains(ks.APIKeys, get("FUSIONAUTH_API_KEY"))},
+			{"REFRESH_TOKEN_TTL is the refresh token's life", get("REFRESH_TOKEN_TTL") == a.RefreshTokenTTL.String() || mustDuration(get("REFRESH_TOKEN_TTL")) == a.RefreshTokenTTL},
+			{"refresh tokens are issued", a.GenerateRefreshTokens && slices.Contains(a.EnabledGrants, "refresh_token")},
+			{"PKCE is required", a.PKCEPolicy == "Required"},
+		}
+		for _, c := range checks {
+			if !c.ok {
+				t.Errorf("%s: no", c.what)
+			}
+		}
+		// The running app reads the same values from .env.
+		dotenv, err := godotenv.Read(".env")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"CLIENT_ID", "CLIENT_SECRET", "APP_URL", "ISSUER", "FUSIONAUTH_API_KEY", "APP_SECRET_KEY"} {
+			if dotenv[k] == "" || dotenv[k] != get(k) {
+				t.Errorf("%s: .env says %q, compose gives the app %q", k, dotenv[k], get(k))
+			}
+		}
+	})
+}
+
+func mustDuration(s string) time.Duration {
+	d, _ := time.ParseDuration(s)
+	return d
+}
+
+func TestKickstartRequests(t *testing.T) {
+	raw, err := os.ReadFile("kickstart/kickstart.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ks struct {
+		Requests []struct {
+			Method   string          `json:"method"`
+			URL      string          `json:"url"`
+			TenantID string          `json:"tenantId"`
+			Body     json.RawMessage `json:"body"`
+		} `json:"requests"`
+	}
+	if err := json.Unmarshal(raw, &ks); err != nil {
+		t.Fatalf("kickstart.json is not JSON (FusionAuth allows no comments in it): %v", err)
+	}
+	need := map[string]bool{"POST /api/key/generate/": false, "PATCH /api/tenant/": false, "POST /api/application/": false, "POST /api/user/registration/": false}
+	for _, r := range ks.Requests {
+		for prefix := range need {
+			if strings.HasPrefix(r.Method+" "+r.URL, prefix) {
+				need[prefix] = true
+			}
+		}
+		// Since about FusionAuth 1.67 these answer 401 when a request names a tenant.
+		global := strings.HasPrefix(r.URL, "/api/key/generate") || strings.HasPrefix(r.URL, "/api/system-configuration")
+		if global && r.TenantID != "" {
+			t.Errorf("%s %s has a tenantId: global-only endpoints refuse it", r.Method, r.URL)
+		}
+	}
+	for prefix, found := range need {
+		if !found {
+			t.Errorf("the kickstart has no %s request", prefix)
+		}
+	}
+	if !strings.Contains(string(raw), `"issuer": "http://localhost:9011"`) {
+		t.Error("the tenant issuer is not http://localhost:9011")
+	}
+}
+
+func TestDockerfileMatchesGoMod(t *testing.T) {
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goVersion := regexp.MustCompile(`(?m)^go ([0-9.]+)$`).FindSubmatch(mod)
+	df, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(df)
+	from := regexp.MustCompile(`(?m)^FROM golang:([0-9.]+)[^ ]* AS build$`).FindStringSubmatch(text)
+	if goVersion == nil || from == nil || from[1] != string(goVersion[1]) {
+		t.Fatalf("Dockerfile builds with Go %v, go.mod says %s", from, goVersion)
+	}
+	if !regexp.MustCompile(`(?m)^RUN CGO_ENABLED=0 go build .* -o \S+ \.$`).MatchString(text) {
+		t.Error("the Dockerfile does not build the root package (what `go build .` builds) with CGO off")
+	}
+	if !regexp.MustCompile(`(?m)^USER nonroot`).MatchString(text) {
+		t.Error("the final image does not run as a non-root user")
+	}
+}

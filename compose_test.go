@@ -94,8 +94,8 @@ func TestComposeStack(t *testing.T) {
 	t.Run("FusionAuth settings", func(t *testing.T) {
 		env := fa.Environment
 		for k, want := range map[string]string{
-			"SEARCH_TYPE":    "database",
-			"DATABASE_URL":   "jdbc:postgresql://db:5432/fusionauth",
+			"SEARCH_TYPE":            "database",
+			"DATABASE_URL":           "jdbc:postgresql://db:5432/fusionauth",
 			"DATABASE_ROOT_PASSWORD": *db.Environment["POSTGRES_PASSWORD"],
 		} {
 			if env[k] == nil || *env[k] != want {

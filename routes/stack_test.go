@@ -67,7 +67,7 @@ func (b *syncBuffer) String() string {
 }
 
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	idp      *idp.Server
 	idpURL   string
 	appURL   string
@@ -75,6 +75,7 @@ type stack struct {
 	sessions *tokens.Manager
 	sealer   *tokens.Sealer
 	logs     *syncBuffer
+	handler  http.Handler
 }
 
 type stackOptions struct {
@@ -82,7 +83,7 @@ type stackOptions struct {
 	noAPIKey      bool
 }
 
-func newStack(t *testing.T, o stackOptions) *stack {
+func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -137,7 +138,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	appSrv.Start()
 	t.Cleanup(appSrv.Close)
 
-	s := &stack{t: t, idp: stand, idpURL: idpURL, appURL: appURL, clock: clock, sessions: sessions, sealer: sealer, logs: logs}
+	s := &stack{t: t, idp: stand, idpURL: idpURL, appURL: appURL, clock: clock, sessions: sessions, sealer: sealer, logs: logs, handler: h}
 	t.Cleanup(s.checkLogs)
 	return s
 }
@@ -152,7 +153,7 @@ func (s *stack) checkLogs() {
 
 // browser is a cookie-keeping client that records every Set-Cookie it gets.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	s      *stack
 	jar    *cookiejar.Jar
 	client *http.Client
@@ -308,7 +309,7 @@ func (b *browser) login(returnTo string) response {
 }
 
 // csrf extracts the CSRF token from a page.
-func csrf(t *testing.T, body string) string {
+func csrf(t testing.TB, body string) string {
 	t.Helper()
 	const marker = `name="csrf_token" value="`
 	i := strings.Index(body, marker)

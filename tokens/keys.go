@@ -32,6 +32,7 @@ type KeySet interface {
 // why a flood of tokens with made-up kids cannot flood the provider.
 type RemoteKeySet struct {
 	cache *jwk.Cache
+	set   *httprc.ResourceBase[jwk.Set] // read without a round trip to the cache's goroutine
 	url   string
 	now   func() time.Time
 
@@ -56,9 +57,9 @@ func NewRemoteKeySet(ctx context.Context, url string, client *http.Client, now f
 		jwk.WithHTTPClient(client),
 		jwk.WithMinInterval(time.Minute),
 		jwk.WithMaxInterval(time.Hour))
+	var res *httprc.ResourceBase[jwk.Set]
 	if err == nil {
-		var set jwk.Set
-		if set, err = cache.Lookup(fetchCtx, url); err == nil && set.Len() == 0 {
+		if res, err = cache.LookupResource(fetchCtx, url); err == nil && res.Resource().Len() == 0 {
 			err = errors.New("the key set is empty")
 		}
 	}
@@ -66,20 +67,16 @@ func NewRemoteKeySet(ctx context.Context, url string, client *http.Client, now f
 		_ = cache.Shutdown(context.Background())
 		return nil, fmt.Errorf("tokens: fetching the JWKS: %w", err)
 	}
-	return &RemoteKeySet{cache: cache, url: url, now: now}, nil
+	return &RemoteKeySet{cache: cache, set: res, url: url, now: now}, nil
 }
 
 // LookupKey returns the key with the given kid.
 func (ks *RemoteKeySet) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
-	set, err := ks.cache.Lookup(ctx, ks.url)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
-	}
-	if key, ok := set.LookupKeyID(kid); ok {
+	if key, ok := ks.set.Resource().LookupKeyID(kid); ok {
 		return key, nil
 	}
 	// Unknown kid: one refetch for everybody waiting on it.
-	_, err, _ = ks.group.Do("refetch", func() (any, error) {
+	_, err, _ := ks.group.Do("refetch", func() (any, error) {
 		ks.mu.Lock()
 		recent := ks.now().Sub(ks.lastRefetch) < RefetchInterval
 		if !recent {
@@ -98,10 +95,8 @@ func (ks *RemoteKeySet) LookupKey(ctx context.Context, kid string) (jwk.Key, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
 	}
-	if set, err = ks.cache.Lookup(ctx, ks.url); err == nil {
-		if key, ok := set.LookupKeyID(kid); ok {
-			return key, nil
-		}
+	if key, ok := ks.set.Resource().LookupKeyID(kid); ok {
+		return key, nil
 	}
 	return nil, errUnknownKey
 }

@@ -437,3 +437,26 @@ func TestKickstartParser(t *testing.T) {
 		})
 	}
 }
+
+func TestUserinfo(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "")
+	_, body := si.exchange(si.code())
+	ask := func(token string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodGet, si.url+"/oauth2/userinfo", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if status, info := ask(body["access_token"].(string)); status != http.StatusOK || info["email"] != "dana@example.com" || info["sub"] != "00000000-0000-0000-0000-000000000007" {
+		t.Fatalf("userinfo: %d %v", status, info)
+	}
+	if status, _ := ask(body["id_token"].(string) + "x"); status != http.StatusUnauthorized {
+		t.Fatalf("a broken token: %d", status)
+	}
+}

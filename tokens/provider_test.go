@@ -22,7 +22,7 @@ var discard = slog.New(slog.DiscardHandler)
 
 func TestCookiesOverHTTPSAreSecureWithHostPrefix(t *testing.T) {
 	for appURL, want := range map[string]string{
-		"https://bank.example": "__Host-cb_access_token",
+		"https://bank.example":  "__Host-cb_access_token",
 		"http://localhost:8080": "cb_access_token",
 	} {
 		c := NewCookies(appURL)

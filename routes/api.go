@@ -68,7 +68,7 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager) gin.HandlerFunc {
 }
 
 // me is GET /api/me: who the caller is and when their access token expires.
-func me() gin.HandlerFunc {
+func me(sessions *tokens.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		u := c.MustGet(apiUserKey).(apiUser)
 		exp := u.claims.Expiry.Time()
@@ -79,7 +79,7 @@ func me() gin.HandlerFunc {
 			"auth_time":               u.claims.AuthTime.Time().UTC().Format(time.RFC3339),
 			"authenticated_by":        u.source,
 			"access_token_expires_at": exp.UTC().Format(time.RFC3339),
-			"access_token_expires_in": max(0, int(time.Until(exp).Seconds())),
+			"access_token_expires_in": max(0, int(exp.Sub(sessions.Now()).Seconds())),
 		}
 		if u.user != nil {
 			body["name"], body["email"], body["email_verified"] = u.user.Name, u.user.Email, u.user.EmailVerified

@@ -23,7 +23,7 @@ func sessionOf(c *gin.Context) *tokens.Session {
 // needed). Without one, a page sends the browser to log in and come back.
 // When the provider cannot be reached, the cookies stay and the user is
 // asked to try again.
-func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views, _ bool) gin.HandlerFunc {
+func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s, err := sessions.Load(c.Request.Context(), c.Writer, c.Request)
 		switch {
@@ -73,7 +73,7 @@ func checkForm(log *slog.Logger, sessions *tokens.Manager, views *views, appOrig
 }
 
 // home is the public landing page; a logged-in visitor goes to the account.
-func home(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func home(sessions *tokens.Manager, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if _, ok := sessions.User(c.Request); ok {
 			c.Redirect(http.StatusSeeOther, "/account")

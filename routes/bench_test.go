@@ -23,18 +23,23 @@ func loggedIn(b *testing.B, o stackOptions) (*stack, http.Handler, []*http.Cooki
 	return s, s.handler, br.jar.Cookies(u)
 }
 
+// serve answers one GET with the cookies, in process.
+func serve(h http.Handler, path string, cookies []*http.Cookie) int {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code
+}
+
 func BenchmarkAccountPage(b *testing.B) {
 	_, h, cookies := loggedIn(b, stackOptions{})
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodGet, "/account", nil)
-		for _, c := range cookies {
-			req.AddCookie(c)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			b.Fatalf("status %d", rec.Code)
+		if code := serve(h, "/account", cookies); code != http.StatusOK {
+			b.Fatalf("status %d", code)
 		}
 	}
 }
@@ -44,14 +49,8 @@ func BenchmarkAPIMeParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req := httptest.NewRequest(http.MethodGet, "/api/me", nil)
-			for _, c := range cookies {
-				req.AddCookie(c)
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusOK {
-				b.Errorf("status %d", rec.Code)
+			if code := serve(h, "/api/me", cookies); code != http.StatusOK {
+				b.Errorf("status %d", code)
 			}
 		}
 	})
@@ -67,14 +66,8 @@ func BenchmarkExpiredBurst(b *testing.B) {
 		var wg sync.WaitGroup
 		for range 20 {
 			wg.Go(func() {
-				req := httptest.NewRequest(http.MethodGet, "/api/me", nil)
-				for _, c := range cookies {
-					req.AddCookie(c)
-				}
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				if rec.Code != http.StatusOK {
-					b.Errorf("status %d", rec.Code)
+				if code := serve(h, "/api/me", cookies); code != http.StatusOK {
+					b.Errorf("status %d", code)
 				}
 			})
 		}

@@ -55,7 +55,7 @@ func inspector(sessions *tokens.Manager, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
 		ck := sessions.Cookies()
-		now := time.Now()
+		now := sessions.Now()
 		v := inspectorView{
 			Secure: ck.Secure(), Refreshed: s.Refreshed, Did: c.Query("did"),
 			ExpiresAt: int64(s.Access.Expiry), ExpiresIn: max(0, int64(s.Access.Expiry.Time().Sub(now).Seconds())),

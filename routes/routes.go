@@ -44,10 +44,10 @@ func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, 
 	r.NoRoute(notFound(views))
 	r.NoMethod(methodNotAllowed(views))
 
-	page := sessionRequired(log, sessions, views, false)
+	page := sessionRequired(log, sessions, views)
 	form := checkForm(log, sessions, views, origin.Scheme+"://"+origin.Host)
 
-	r.GET("/", home(log, sessions, views))
+	r.GET("/", home(sessions, views))
 	r.GET("/login", login(log, sessions, views))
 	r.GET("/callback", callback(log, sessions, views))
 	r.GET("/account", page, account(sessions, views))
@@ -58,7 +58,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, 
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, logout(sessions, true))
 	r.GET("/logout", logout(sessions, false))
-	r.GET("/api/me", apiSession(log, sessions), me())
+	r.GET("/api/me", apiSession(log, sessions), me(sessions))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
 	r.StaticFS("/static", http.FS(static))

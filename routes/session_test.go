@@ -222,21 +222,13 @@ func TestRefusedRefreshEndsTheSession(t *testing.T) {
 	b := s.browser()
 	b.login("")
 	// Revoke at the provider behind the app's back (an admin, another device's logout...).
-	req, _ := http.NewRequest(http.MethodDelete, s.idpURL+"/api/jwt/refresh?userId=00000000-0000-0000-0000-111111111111", nil)
-	req.Header.Set("Authorization", apiKey)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("revoke: %v %v", resp, err)
-	}
+	s.revokeRichard()
 	s.clock.Advance(3 * time.Minute)
 	if api := b.get("/api/me"); api.status != http.StatusUnauthorized || api.header.Get("WWW-Authenticate") == "" {
 		t.Fatalf("API after invalid_grant: %d", api.status)
 	}
 	b.login("") // the API call cleared the cookies; log in and revoke again for the page
-	req, _ = http.NewRequest(http.MethodDelete, s.idpURL+"/api/jwt/refresh?userId=00000000-0000-0000-0000-111111111111", nil)
-	req.Header.Set("Authorization", apiKey)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("revoke: %v %v", resp, err)
-	}
+	s.revokeRichard()
 	s.clock.Advance(3 * time.Minute)
 	p := b.get("/make-change")
 	if p.status != http.StatusSeeOther || p.location() != "/login?return_to=%2Fmake-change" {
@@ -244,6 +236,21 @@ func TestRefusedRefreshEndsTheSession(t *testing.T) {
 	}
 	if b.cookie(tokens.RefreshCookie) != "" || b.cookie(tokens.UserInfoCookie) != "" {
 		t.Fatal("the dead session's cookies were kept")
+	}
+}
+
+// revokeRichard revokes all of Richard's refresh tokens at the provider.
+func (s *stack) revokeRichard() {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, s.idpURL+"/api/jwt/refresh?userId=00000000-0000-0000-0000-111111111111", nil)
+	req.Header.Set("Authorization", apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("revoke: %d", resp.StatusCode)
 	}
 }
 

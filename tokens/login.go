@@ -72,9 +72,11 @@ func (m *Manager) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	}
 	m.dropOldLogins(w, r)
 	name := loginCookie(txn.State)
-	if err := m.setSealed(w, name, txn, now.Add(LoginTTL), now); err != nil {
+	sealed, err := m.seal(name, txn)
+	if err != nil {
 		return "", fmt.Errorf("tokens: sealing the login transaction: %w", err)
 	}
+	m.cookies.Set(w, name, sealed, now.Add(LoginTTL), now)
 	return conf.AuthCodeURL(txn.State,
 		oauth2.S256ChallengeOption(txn.Verifier),
 		oauth2.SetAuthURLParam("nonce", txn.Nonce)), nil
@@ -175,7 +177,10 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 		AccessToken: res.access, Access: res.claims, RefreshToken: res.refreshToken, User: res.user,
 		Expires: now.Add(m.opts.RefreshTTL),
 	}
-	m.write(w, s, now)
+	if err := m.write(w, s, now); err != nil {
+		m.opts.Log.Error("login tokens cannot be stored", "err", err)
+		return "", fmt.Errorf("%w: %w", ErrNoSession, err)
+	}
 	m.cookies.Expire(w, LogoutCookie)
 	m.opts.Log.Info("login", "sub", s.User.Subject)
 	return txn.ReturnTo, nil

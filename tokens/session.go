@@ -102,6 +102,9 @@ func NewManager(o Options) *Manager {
 	return m
 }
 
+// Now returns the time as the manager sees it (tests move it).
+func (m *Manager) Now() time.Time { return m.opts.Now() }
+
 // Cookies returns the cookie settings.
 func (m *Manager) Cookies() Cookies { return m.cookies }
 
@@ -217,7 +220,10 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 		return err
 	}
 	s.AccessToken, s.Access, s.RefreshToken, s.User, s.Refreshed = res.access, res.claims, res.refreshToken, res.user, true
-	m.write(w, s, m.opts.Now())
+	if err := m.write(w, s, m.opts.Now()); err != nil {
+		m.opts.Log.Error("refreshed tokens cannot be stored", "err", err)
+		return fmt.Errorf("%w: %w", ErrNoSession, err)
+	}
 	return nil
 }
 
@@ -245,34 +251,48 @@ func (m *Manager) open(r *http.Request, base string, v any) error {
 	return json.Unmarshal(plain, v)
 }
 
-// write sets the session's cookies on w.
-func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) {
+// MaxCookieBytes bounds a cookie's name and value together: browsers keep
+// at most 4096 bytes of name, value and attributes, and silently drop a
+// larger cookie, which would send the user round the login loop forever.
+const MaxCookieBytes = 4000
+
+// write sets the session's cookies on w, or none of them when one would be
+// too large for a browser to keep.
+func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error {
 	user := s.User
 	user.Expires = s.Expires.Unix()
+	values := map[string]string{AccessCookie: s.AccessToken}
+	var err error
+	if values[UserInfoCookie], err = m.seal(UserInfoCookie, user); err != nil {
+		return err
+	}
+	if s.RefreshToken != "" {
+		rc := refreshCookie{Token: s.RefreshToken, Subject: user.Subject, Expires: s.Expires.Unix()}
+		if values[RefreshCookie], err = m.seal(RefreshCookie, rc); err != nil {
+			return err
+		}
+	}
+	for base, v := range values {
+		if n := len(m.cookies.Name(base)) + len(v); n > MaxCookieBytes {
+			return fmt.Errorf("tokens: %s would be %d bytes, more than a browser keeps (%d): trim the token's claims at the provider", base, n, MaxCookieBytes)
+		}
+	}
 	m.cookies.Set(w, AccessCookie, s.AccessToken, s.Access.Expiry.Time(), now)
-	if err := m.setSealed(w, UserInfoCookie, user, s.Expires, now); err != nil {
-		m.opts.Log.Error("sealing the userinfo cookie", "err", err)
+	for _, base := range []string{UserInfoCookie, RefreshCookie} {
+		if v, ok := values[base]; ok {
+			m.cookies.Set(w, base, v, s.Expires, now)
+		}
 	}
-	if s.RefreshToken == "" {
-		return
-	}
-	rc := refreshCookie{Token: s.RefreshToken, Subject: user.Subject, Expires: s.Expires.Unix()}
-	if err := m.setSealed(w, RefreshCookie, rc, s.Expires, now); err != nil {
-		m.opts.Log.Error("sealing the refresh cookie", "err", err)
-	}
+	return nil
 }
 
-func (m *Manager) setSealed(w http.ResponseWriter, base string, v any, expires, now time.Time) error {
+// seal marshals v and seals it for the named cookie.
+func (m *Manager) seal(base string, v any) (string, error) {
 	plain, err := json.Marshal(v)
 	if err != nil {
-		return err
+		return "", fmt.Errorf("tokens: encoding %s: %w", base, err)
 	}
-	sealed, err := m.opts.Sealer.Seal(base, plain)
-	if err != nil {
-		return err
-	}
-	m.cookies.Set(w, base, sealed, expires, now)
-	return nil
+	return m.opts.Sealer.Seal(base, plain)
 }
 
 // clear expires the session cookies the request carries.

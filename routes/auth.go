@@ -47,11 +47,15 @@ func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views) g
 	}
 }
 
+// maxFormBytes bounds a form body: ours are a few fields.
+const maxFormBytes = 64 << 10
+
 // checkForm guards every state-changing POST beyond SameSite: the request
 // must come from this site (Origin, or Sec-Fetch-Site when a browser sends
 // no Origin) and, when a session is present, carry its CSRF token.
 func checkForm(log *slog.Logger, sessions *tokens.Manager, views *views, appOrigin string) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
 		origin := c.GetHeader("Origin")
 		site := c.GetHeader("Sec-Fetch-Site")
 		if (origin != "" && origin != appOrigin) || site == "cross-site" || site == "same-site" {

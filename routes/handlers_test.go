@@ -172,6 +172,10 @@ func TestFormsNeedCSRFTokenAndSameOrigin(t *testing.T) {
 	if p := b.do(req); p.status != http.StatusForbidden {
 		t.Fatalf("cross-origin: %d", p.status)
 	}
+	// An oversize body is refused, not parsed.
+	if p := b.post("/make-change", url.Values{"amount": {strings.Repeat("9", 200<<10)}, "csrf_token": {token}}); p.status != http.StatusForbidden {
+		t.Fatalf("oversize form: %d", p.status)
+	}
 	// Another login's token does not fit this session.
 	other := s.browser()
 	otherToken := csrf(t, other.login("/make-change").body)
@@ -234,6 +238,14 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 	}
 	if p := b.get("/account"); p.status != http.StatusSeeOther {
 		t.Fatalf("old cookies resurrected the session: %d", p.status)
+	}
+	for _, c := range stolen {
+		if c.Name != tokens.LogoutCookie {
+			b.setJarCookie(c.Name, c.Value)
+		}
+	}
+	if p := b.get("/"); p.status != http.StatusOK {
+		t.Fatalf("home with resurrected cookies sends the visitor on: %d %q", p.status, p.location())
 	}
 	// A new login works despite the logout marker.
 	if p := b.login(""); p.status != http.StatusOK {

@@ -146,11 +146,8 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	access := m.cookies.Get(r, AccessCookie)
 	user, ok := m.User(r)
 	if !ok {
-		// Without it there is nothing to show, nor a login time to bind to.
-		return nil, fmt.Errorf("%w: userinfo cookie missing, expired or unreadable", ErrNoSession)
-	}
-	if out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64); err == nil && user.LoginAt <= out {
-		return nil, fmt.Errorf("%w: logged out after this session began", ErrNoSession)
+		// Without it there is nothing to show, nor a login to bind to.
+		return nil, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession)
 	}
 	var rc refreshCookie
 	if err := m.open(r, RefreshCookie, &rc); err != nil || now.Unix() >= rc.Expires || rc.Subject != user.Subject {
@@ -228,11 +225,16 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 }
 
 // User returns the sealed userinfo cookie's content when it is present,
-// genuine and unexpired, without looking at the tokens. Logout uses it to
-// check the CSRF token without refreshing anything.
+// genuine, unexpired, and not from before this browser's last logout,
+// without looking at the tokens. Logout uses it to check the CSRF token
+// without refreshing anything.
 func (m *Manager) User(r *http.Request) (UserInfo, bool) {
 	var user UserInfo
 	if err := m.open(r, UserInfoCookie, &user); err != nil || m.opts.Now().Unix() >= user.Expires {
+		return UserInfo{}, false
+	}
+	// A response that was in flight at logout may have set fresh cookies.
+	if out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64); err == nil && user.LoginAt <= out {
 		return UserInfo{}, false
 	}
 	return user, true

@@ -159,6 +159,9 @@ func TestComposeStack(t *testing.T) {
 				t.Errorf("%s: no", c.what)
 			}
 		}
+		if env["POSTGRES_PASSWORD"] != nil || env["DATABASE_PASSWORD"] != nil {
+			t.Error("the app container is given the database passwords, which it does not need")
+		}
 		// The running app reads the same values from .env.
 		dotenv, err := godotenv.Read(".env")
 		if err != nil {

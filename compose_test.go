@@ -25,7 +25,7 @@ import (
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
 	opts, err := cli.NewProjectOptions([]string{"docker-compose.yml"},
-		cli.WithWorkingDirectory("."), cli.WithDotEnv, cli.WithName("changebank"))
+		cli.WithWorkingDirectory("."), cli.WithEnvFiles(".env"), cli.WithDotEnv, cli.WithName("changebank"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +93,11 @@ func TestComposeStack(t *testing.T) {
 	})
 	t.Run("FusionAuth settings", func(t *testing.T) {
 		env := fa.Environment
+		for _, k := range []string{"DATABASE_ROOT_USERNAME", "DATABASE_ROOT_PASSWORD", "DATABASE_USERNAME", "DATABASE_PASSWORD"} {
+			if env[k] == nil || *env[k] == "" {
+				t.Errorf("fusionauth %s is empty: is it in .env?", k)
+			}
+		}
 		for k, want := range map[string]string{
 			"SEARCH_TYPE":            "database",
 			"DATABASE_URL":           "jdbc:postgresql://db:5432/fusionauth",
@@ -167,7 +172,7 @@ func TestComposeStack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{"CLIENT_ID", "CLIENT_SECRET", "APP_URL", "ISSUER", "FUSIONAUTH_API_KEY", "APP_SECRET_KEY"} {
+		for _, k := range []string{"CLIENT_ID", "CLIENT_SECRET", "APP_URL", "ISSUER", "FUSIONAUTH_API_KEY", "APP_SECRET_KEY", "REFRESH_TOKEN_TTL"} {
 			if dotenv[k] == "" || dotenv[k] != get(k) {
 				t.Errorf("%s: .env says %q, compose gives the app %q", k, dotenv[k], get(k))
 			}

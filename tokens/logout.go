@@ -24,9 +24,7 @@ func (m *Manager) Logout(ctx context.Context, w http.ResponseWriter, r *http.Req
 	var rc refreshCookie
 	hadRefresh := m.open(r, RefreshCookie, &rc) == nil && rc.Token != ""
 	now := m.opts.Now()
-	for _, base := range []string{AccessCookie, RefreshCookie, UserInfoCookie} {
-		m.cookies.Expire(w, base)
-	}
+	m.expireAll(w)
 	m.cookies.Set(w, LogoutCookie, strconv.FormatInt(now.Unix(), 10), now.Add(m.opts.RefreshTTL), now)
 
 	meta, err := m.opts.Provider.Metadata()

@@ -199,9 +199,7 @@ func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session
 		err = m.refreshInto(ctx, w, s)
 	}
 	if errors.Is(err, ErrNoSession) {
-		for _, base := range []string{AccessCookie, RefreshCookie, UserInfoCookie} {
-			m.cookies.Expire(w, base)
-		}
+		m.expireAll(w)
 	}
 	return err
 }
@@ -297,9 +295,19 @@ func (m *Manager) seal(base string, v any) (string, error) {
 	return m.opts.Sealer.Seal(base, plain)
 }
 
+// sessionCookies are the cookies that hold a session.
+var sessionCookies = []string{AccessCookie, RefreshCookie, UserInfoCookie}
+
+// expireAll expires every session cookie.
+func (m *Manager) expireAll(w http.ResponseWriter) {
+	for _, base := range sessionCookies {
+		m.cookies.Expire(w, base)
+	}
+}
+
 // clear expires the session cookies the request carries.
 func (m *Manager) clear(w http.ResponseWriter, r *http.Request) {
-	for _, base := range []string{AccessCookie, RefreshCookie, UserInfoCookie} {
+	for _, base := range sessionCookies {
 		if _, err := r.Cookie(m.cookies.Name(base)); err == nil {
 			m.cookies.Expire(w, base)
 		}

@@ -61,8 +61,24 @@ func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, 
 	r.GET("/api/me", apiSession(log, sessions), me(sessions))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
-	r.StaticFS("/static", http.FS(static))
+	r.StaticFS("/static", http.FS(filesOnly{static}))
 	return r, nil
+}
+
+// filesOnly serves files and answers 404 for directories, so the static
+// tree is never listed.
+type filesOnly struct{ fs.FS }
+
+func (f filesOnly) Open(name string) (fs.File, error) {
+	file, err := f.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := file.Stat(); err != nil || st.IsDir() {
+		file.Close()
+		return nil, fs.ErrNotExist
+	}
+	return file, nil
 }
 
 // requestLog logs each request's method, path (never the query: a

@@ -210,6 +210,12 @@ func TestProviderDownDuringRefreshKeepsTheSession(t *testing.T) {
 	if b.cookie(tokens.RefreshCookie) != before {
 		t.Fatal("the refresh cookie changed while the provider was down")
 	}
+	// A provider that hangs: the app gives up after the client's timeout (2 s here).
+	s.idp.FailTokens(idp.Failure{Mode: idp.Slow, Delay: 10 * time.Second})
+	start := time.Now()
+	if p := b.get("/account"); p.status != http.StatusServiceUnavailable || time.Since(start) > 5*time.Second {
+		t.Fatalf("slow provider: %d after %s", p.status, time.Since(start))
+	}
 	s.idp.FailTokens(idp.Failure{})
 	p := b.get("/account")
 	if p.status != http.StatusOK || !strings.Contains(p.body, "Richard Hendricks") {

@@ -155,8 +155,6 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, TokenCallTimeout)
-	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, m.opts.HTTPClient)
 	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(txn.Verifier))
 	if err != nil {

@@ -105,7 +105,8 @@ func (f *refresher) remember(key [sha256.Size]byte, res *refreshed) {
 	f.recent[key] = graceEntry{res: res, until: now.Add(f.grace)}
 }
 
-// TokenCallTimeout bounds one call to the provider's token endpoint.
+// TokenCallTimeout bounds each call to the provider when Options.HTTPClient
+// sets no Timeout of its own.
 const TokenCallTimeout = 5 * time.Second
 
 // redeem calls the token endpoint with the refresh token and validates what
@@ -117,8 +118,6 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, TokenCallTimeout)
-	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, m.opts.HTTPClient)
 	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {

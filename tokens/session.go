@@ -77,7 +77,7 @@ type Options struct {
 	APIKey       string        // FusionAuth API key for refresh-token revocation; optional
 	Sealer       *Sealer
 	Provider     *Provider
-	HTTPClient   *http.Client // for calls to the provider; its Timeout bounds each
+	HTTPClient   *http.Client // for calls to the provider; its Timeout (TokenCallTimeout if 0) bounds each
 	Now          func() time.Time
 	Log          *slog.Logger
 }
@@ -93,6 +93,14 @@ type Manager struct {
 
 // NewManager returns a Manager.
 func NewManager(o Options) *Manager {
+	var client http.Client
+	if o.HTTPClient != nil {
+		client = *o.HTTPClient
+	}
+	if client.Timeout == 0 {
+		client.Timeout = TokenCallTimeout // a hung provider must not hang the user's request
+	}
+	o.HTTPClient = &client
 	m := &Manager{
 		opts:     o,
 		cookies:  NewCookies(o.AppURL),

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/changebank/changebank/tokens"
 )
 
@@ -291,6 +293,9 @@ func TestAPIMe(t *testing.T) {
 	if p := bearer(b.cookie(tokens.AccessCookie)); p.status != http.StatusOK || !strings.Contains(p.body, `"authenticated_by":"bearer"`) {
 		t.Fatalf("bearer: %d %s", p.status, p.body)
 	}
+	if p := bearer(s.idToken(t)); p.status != http.StatusUnauthorized {
+		t.Fatalf("an ID token as bearer: %d", p.status)
+	}
 	if p := bearer("garbage"); p.status != http.StatusUnauthorized || !strings.Contains(p.header.Get("WWW-Authenticate"), "invalid_token") {
 		t.Fatalf("bad bearer: %d %v", p.status, p.header)
 	}
@@ -391,4 +396,38 @@ func TestProviderStartingUp(t *testing.T) {
 			t.Errorf("/login while the provider starts: %s", rec.Body.String())
 		}
 	}
+}
+
+// idToken logs Richard in at the provider directly, as another client of
+// the same application would, and returns the ID token it gets.
+func (s *stack) idToken(t *testing.T) string {
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	q := url.Values{
+		"client_id": {clientID}, "redirect_uri": {s.appURL + "/callback"}, "response_type": {"code"},
+		"scope": {"openid email profile"}, "state": {"s"}, "nonce": {"n"},
+		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"},
+	}
+	cb := s.browser().submitLogin(s.idpURL+"/oauth2/authorize?"+q.Encode(), "richard@example.com", "password")
+	loc, err := url.Parse(cb.location())
+	if err != nil || loc.Query().Get("code") == "" {
+		t.Fatalf("no code: %d %q", cb.status, cb.location())
+	}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
+		"redirect_uri": {s.appURL + "/callback"}, "code_verifier": {verifier}}
+	req, _ := http.NewRequest(http.MethodPost, s.idpURL+"/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, clientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		IDToken string `json:"id_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.IDToken == "" {
+		t.Fatalf("token response: %d %v", resp.StatusCode, err)
+	}
+	return body.IDToken
 }

@@ -43,7 +43,8 @@ type Claims struct {
 	Scope     string   `json:"scope,omitempty"`
 	Roles     []string `json:"roles,omitempty"`
 	AuthType  string   `json:"authenticationType,omitempty"`
-	Nonce     string   `json:"nonce,omitempty"` // ID token only
+	Nonce     string   `json:"nonce,omitempty"`   // ID token only
+	AtHash    string   `json:"at_hash,omitempty"` // ID token only: what tells it from an access token
 
 	// Profile claims: in the ID token; not in the access token under
 	// FusionAuth's default Strict scope policy.
@@ -106,7 +107,13 @@ func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Veri
 // caller can refresh; ErrKeysUnavailable when the keys could not be fetched;
 // ErrInvalidToken for everything else.
 func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error) {
-	return v.verify(ctx, raw)
+	c, err := v.verify(ctx, raw)
+	// FusionAuth signs both kinds with one key, one typ and one aud; only an
+	// ID token carries at_hash. An ID token is no credential for this app.
+	if c != nil && c.AtHash != "" {
+		return nil, fmt.Errorf("%w: an ID token is not an access token", ErrInvalidToken)
+	}
+	return c, err
 }
 
 // IDToken verifies an ID token and, when nonce is not empty, its nonce.

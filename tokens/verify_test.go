@@ -159,6 +159,7 @@ func TestVerifierRefusesForgeries(t *testing.T) {
 		{"not yet valid", signer.sign(t, with(good, "nbf", now.Add(5*time.Minute).Unix()), nil), ErrInvalidToken},
 		{"issued in the future", signer.sign(t, with(good, "iat", now.Add(5*time.Minute).Unix()), nil), ErrInvalidToken},
 		{"expired", signer.sign(t, with(good, "exp", now.Add(-Leeway-time.Second).Unix()), nil), ErrExpired},
+		{"an ID token", signer.sign(t, with(good, "at_hash", "abc", "nonce", "n"), nil), ErrInvalidToken},
 		{"garbage", "not.a.token", ErrInvalidToken},
 		{"two parts", "abc.def", ErrInvalidToken},
 		{"oversize", signer.sign(t, with(good, "pad", strings.Repeat("x", MaxTokenLen)), nil), ErrInvalidToken},

@@ -63,9 +63,13 @@ func checkForm(log *slog.Logger, sessions *tokens.Manager, views *views, appOrig
 			views.fail(c, http.StatusForbidden, "This form was sent from another site, so it was refused.")
 			return
 		}
-		user, ok := sessions.User(c.Request)
+		// The session loaded by sessionRequired, else (logout) the userinfo cookie alone.
+		var user tokens.UserInfo
+		ok := false
 		if v, loaded := c.Get(sessionKey); loaded {
 			user, ok = v.(*tokens.Session).User, true
+		} else {
+			user, ok = sessions.User(c.Request)
 		}
 		if ok && !sessions.CheckCSRF(user, c.PostForm("csrf_token")) {
 			log.Warn("form refused: bad CSRF token", "path", c.Request.URL.Path)

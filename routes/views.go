@@ -6,7 +6,6 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -20,14 +19,10 @@ type views struct {
 
 var pageNames = []string{"home", "account", "make_change", "session", "error"}
 
-var funcs = template.FuncMap{
-	"join": strings.Join,
-}
-
 func parseViews(assets fs.FS) (*views, error) {
 	v := &views{pages: map[string]*template.Template{}}
 	for _, name := range pageNames {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
+		t, err := template.New("layout.html").ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("routes: template %s: %w", name, err)
 		}

@@ -413,9 +413,13 @@ func TestKickstartParser(t *testing.T) {
 		}
 	})
 	t.Run("variables and ENV", func(t *testing.T) {
-		ks, err := LoadKickstart("testdata/reusable.json", testEnv, log)
+		var logs strings.Builder
+		ks, err := LoadKickstart("testdata/reusable.json", testEnv, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if got := logs.String(); strings.Count(got, "ignored") != 1 || !strings.Contains(got, "/api/email/template/x") {
+			t.Errorf("want one log line for the one request the stand-in ignores:\n%s", got)
 		}
 		if ks.Applications[testAppID].ClientSecret != testSecret || !looksLikeUUID(ks.SigningKeys[0].ID) {
 			t.Fatalf("substitution: %+v %+v", ks.Applications[testAppID], ks.SigningKeys)

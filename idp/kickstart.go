@@ -152,10 +152,11 @@ func ParseKickstart(data []byte, getenv func(string) string, log *slog.Logger) (
 	}
 	users := map[string]*User{}
 	for i, req := range raw.Requests {
-		if err := ks.apply(req.Method, req.URL, req.Body, users); err != nil {
+		handled, err := ks.apply(req.Method, req.URL, req.Body, users)
+		if err != nil {
 			return nil, fmt.Errorf("requests[%d] %s %s: %w", i, req.Method, req.URL, err)
 		}
-		if !ks.understands(req.Method, req.URL) {
+		if !handled {
 			log.Info("kickstart request ignored by the stand-in", "method", req.Method, "url", req.URL)
 		}
 	}
@@ -186,23 +187,6 @@ func strictUnmarshal(data []byte, v any) error {
 	return nil
 }
 
-var understood = []struct{ method, prefix string }{
-	{"POST", "/api/key/generate/"},
-	{"PATCH", "/api/tenant/"},
-	{"POST", "/api/application/"},
-	{"POST", "/api/user/registration"},
-	{"POST", "/api/user/"},
-}
-
-func (ks *Kickstart) understands(method, url string) bool {
-	for _, u := range understood {
-		if strings.EqualFold(method, u.method) && strings.HasPrefix(url, u.prefix) {
-			return true
-		}
-	}
-	return false
-}
-
 func (ks *Kickstart) hasKey(id string) bool {
 	for _, k := range ks.SigningKeys {
 		if k.ID == id {
@@ -212,9 +196,9 @@ func (ks *Kickstart) hasKey(id string) bool {
 	return false
 }
 
-// apply interprets one request. Those the stand-in does not understand are
-// left alone (the caller logs them).
-func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[string]*User) error {
+// apply interprets one request and reports whether the stand-in
+// understands it; those it does not are left alone (the caller logs them).
+func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[string]*User) (bool, error) {
 	method = strings.ToUpper(method)
 	id := url[strings.LastIndex(url, "/")+1:]
 	switch {
@@ -226,16 +210,16 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 			} `json:"key"`
 		}
 		if err := json.Unmarshal(body, &b); err != nil {
-			return err
+			return true, err
 		}
 		if b.Key.Algorithm != "RS256" {
-			return fmt.Errorf("key algorithm %q: the stand-in generates RS256 keys only", b.Key.Algorithm)
+			return true, fmt.Errorf("key algorithm %q: the stand-in generates RS256 keys only", b.Key.Algorithm)
 		}
 		if b.Key.Length == 0 {
 			b.Key.Length = 2048
 		}
 		if b.Key.Length < 2048 {
-			return fmt.Errorf("key length %d: at least 2048", b.Key.Length)
+			return true, fmt.Errorf("key length %d: at least 2048", b.Key.Length)
 		}
 		ks.SigningKeys = append(ks.SigningKeys, KeySpec{ID: id, Algorithm: b.Key.Algorithm, Length: b.Key.Length})
 	case method == "PATCH" && strings.HasPrefix(url, "/api/tenant/"):
@@ -245,7 +229,7 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 			} `json:"tenant"`
 		}
 		if err := json.Unmarshal(body, &b); err != nil {
-			return err
+			return true, err
 		}
 		if b.Tenant.Issuer != "" {
 			ks.Issuer = b.Tenant.Issuer
@@ -253,16 +237,18 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 	case method == "POST" && strings.HasPrefix(url, "/api/application/"):
 		app, err := parseApplication(id, body)
 		if err != nil {
-			return err
+			return true, err
 		}
 		ks.Applications[app.ID] = app
 	case method == "POST" && (strings.HasPrefix(url, "/api/user/registration") || strings.HasPrefix(url, "/api/user/")):
 		if id == "registration" {
 			id = ""
 		}
-		return ks.applyUser(id, body, users)
+		return true, ks.applyUser(id, body, users)
+	default:
+		return false, nil
 	}
-	return nil
+	return true, nil
 }
 
 func parseApplication(id string, body json.RawMessage) (*Application, error) {

@@ -63,18 +63,16 @@ func inspector(sessions *tokens.Manager, views *views) gin.HandlerFunc {
 			RefreshPrint: fingerprint(s.RefreshToken),
 		}
 		user, _ := json.MarshalIndent(s.User, "", "  ")
-		sealedSize := func(base string) int {
-			// After a refresh on this request, the browser now holds the new cookies.
-			return len(ck.Name(base)) + 1 + len(ck.Get(c.Request, base))
-		}
+		// What the browser sends: name=value.
+		size := func(base, value string) int { return len(ck.Name(base)) + 1 + len(value) }
 		v.Cookies = []cookieView{
-			{Name: ck.Name(tokens.AccessCookie), Size: len(ck.Name(tokens.AccessCookie)) + 1 + len(s.AccessToken), Expires: s.Access.Expiry.Time(),
+			{Name: ck.Name(tokens.AccessCookie), Size: size(tokens.AccessCookie, s.AccessToken), Expires: s.Access.Expiry.Time(),
 				Purpose:  "The access token, a JWT signed by FusionAuth, as issued. Checked on every request against FusionAuth's keys; expires with the token.",
 				Contents: decodeJWT(s.AccessToken)},
-			{Name: ck.Name(tokens.RefreshCookie), Size: sealedSize(tokens.RefreshCookie), Expires: s.Expires, Sealed: true,
+			{Name: ck.Name(tokens.RefreshCookie), Size: size(tokens.RefreshCookie, ck.Get(c.Request, tokens.RefreshCookie)), Expires: s.Expires, Sealed: true,
 				Purpose:  "The refresh token, sealed (AES-256-GCM under a key for this cookie alone). It gets new access tokens silently; lives as long as the refresh token.",
 				Contents: "refresh token fingerprint (SHA-256, first 8 bytes): " + v.RefreshPrint},
-			{Name: ck.Name(tokens.UserInfoCookie), Size: sealedSize(tokens.UserInfoCookie), Expires: s.Expires, Sealed: true,
+			{Name: ck.Name(tokens.UserInfoCookie), Size: size(tokens.UserInfoCookie, ck.Get(c.Request, tokens.UserInfoCookie)), Expires: s.Expires, Sealed: true,
 				Purpose:  "Your profile from the validated ID token, sealed, bound to the access token's subject. Pages read your name from here without calling FusionAuth.",
 				Contents: string(user)},
 		}

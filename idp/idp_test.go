@@ -4,12 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +46,12 @@ type standIn struct {
 
 func newStandIn(t *testing.T, kickstart string, usage string) *standIn {
 	t.Helper()
+	return newStandInWith(t, kickstart, usage, Options{})
+}
+
+// newStandInWith is newStandIn with options (the issuer is always set).
+func newStandInWith(t *testing.T, kickstart string, usage string, o Options) *standIn {
+	t.Helper()
 	ks, err := LoadKickstart(kickstart, testEnv, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +63,8 @@ func newStandIn(t *testing.T, kickstart string, usage string) *standIn {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + srv.Listener.Addr().String()
-	s, err := New(ks, Options{Issuer: issuer})
+	o.Issuer = issuer
+	s, err := New(ks, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,8 +308,8 @@ func TestRefreshPolicies(t *testing.T) {
 		rt := first["refresh_token"].(string)
 		for i := range 2 {
 			status, body := refresh(si, rt)
-			if status != http.StatusOK || body["refresh_token"] != nil {
-				t.Fatalf("refresh %d: %d %v (Reusable returns no new refresh token)", i, status, body)
+			if status != http.StatusOK || body["refresh_token"] != rt || body["refresh_token_id"] != first["refresh_token_id"] {
+				t.Fatalf("refresh %d: %d %v (Reusable answers with the same refresh token and id)", i, status, body["error"])
 			}
 			if c := claimsOf(t, body["access_token"].(string)); c["authenticationType"] != "REFRESH_TOKEN" {
 				t.Fatalf("refreshed access token: %v", c)
@@ -316,8 +325,8 @@ func TestRefreshPolicies(t *testing.T) {
 		rt := first["refresh_token"].(string)
 		status, body := refresh(si, rt)
 		next, _ := body["refresh_token"].(string)
-		if status != http.StatusOK || next == "" || next == rt {
-			t.Fatalf("rotation: %d %v", status, body)
+		if status != http.StatusOK || next == "" || next == rt || body["refresh_token_id"] == nil || body["refresh_token_id"] == first["refresh_token_id"] {
+			t.Fatalf("rotation: %d %v, want a new refresh token and id", status, body["error"])
 		}
 		if status, body := refresh(si, rt); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 			t.Fatalf("a spent one-time token: %d %v, want invalid_grant", status, body)
@@ -431,6 +440,7 @@ func TestKickstartParser(t *testing.T) {
 		"testdata/bad-no-key.json":   "nothing to sign tokens with",
 		"testdata/bad-policy.json":   "refreshTokenUsagePolicy",
 		"testdata/bad-hs256.json":    "RS256 keys only",
+		"testdata/bad-grace.json":    "gracePeriodInSeconds 86400",
 		"testdata/missing.json":      "no such file",
 	} {
 		t.Run(file, func(t *testing.T) {
@@ -463,4 +473,158 @@ func TestUserinfo(t *testing.T) {
 	if status, _ := ask(body["id_token"].(string) + "x"); status != http.StatusUnauthorized {
 		t.Fatalf("a broken token: %d", status)
 	}
+}
+
+func refreshWith(si *standIn, rt string) (int, map[string]any) {
+	si.t.Helper()
+	return si.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, testSecret)
+}
+
+// refreshRaw sends a refresh request with client and returns what came back.
+func (si *standIn) refreshRaw(client *http.Client, rt string) (*http.Response, error) {
+	req, _ := http.NewRequest(http.MethodPost, si.url+"/oauth2/token",
+		strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(testAppID, testSecret)
+	return client.Do(req)
+}
+
+func TestOneTimeUseGracePeriod(t *testing.T) {
+	cases := []struct {
+		name      string
+		grace     time.Duration // Options.RefreshGracePeriod
+		reuseIn   time.Duration // after the rotation
+		wantReuse bool
+	}{
+		{"reuse inside the window returns the current token", 30 * time.Second, 10 * time.Second, true},
+		{"reuse at the window's end is refused", 30 * time.Second, 30 * time.Second, false},
+		{"reuse after the window is refused", 30 * time.Second, 31 * time.Second, false},
+		{"no grace period refuses any reuse", NoGracePeriod, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: tc.grace})
+			now := time.Now()
+			si.s.now = func() time.Time { return now }
+			_, first := si.exchange(si.code())
+			old := first["refresh_token"].(string)
+			status, rotated := refreshWith(si, old)
+			current, _ := rotated["refresh_token"].(string)
+			if status != http.StatusOK || current == "" || current == old {
+				t.Fatalf("rotation: %d %v", status, rotated["error"])
+			}
+			now = now.Add(tc.reuseIn)
+			status, reused := refreshWith(si, old)
+			if tc.wantReuse {
+				if status != http.StatusOK || reused["refresh_token"] != current || reused["refresh_token_id"] != rotated["refresh_token_id"] {
+					t.Fatalf("reuse in the window: %d %v, want the current refresh token back, not rotated again", status, reused["error"])
+				}
+				if reused["access_token"] == nil || reused["access_token"] == rotated["access_token"] {
+					t.Fatal("reuse in the window must bring a new access token")
+				}
+			} else if status != http.StatusBadRequest || reused["error"] != "invalid_grant" {
+				t.Fatalf("reuse: %d %v, want invalid_grant", status, reused["error"])
+			}
+			// Either way the current token is untouched and rotates as usual.
+			if status, body := refreshWith(si, current); status != http.StatusOK || body["refresh_token"] == current {
+				t.Fatalf("the current token after a reuse: %d %v", status, body["error"])
+			}
+		})
+	}
+	t.Run("the previous token only while its successor is current", func(t *testing.T) {
+		si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: 30 * time.Second})
+		_, first := si.exchange(si.code())
+		rt0 := first["refresh_token"].(string)
+		_, b1 := refreshWith(si, rt0)
+		refreshWith(si, b1["refresh_token"].(string))
+		if status, body := refreshWith(si, rt0); body["error"] != "invalid_grant" {
+			t.Fatalf("a token two rotations back: %d %v, want invalid_grant", status, body["error"])
+		}
+	})
+	t.Run("the tenant's applies where the application has no jwtConfiguration", func(t *testing.T) {
+		raw, err := os.ReadFile("testdata/reusable.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tenant := strings.Replace(string(raw), `"issuer": "http://issuer.test"`,
+			`"issuer": "http://issuer.test", "jwtConfiguration": { "refreshTokenOneTimeUseConfiguration": { "gracePeriodInSeconds": 45 } }`, 1)
+		for name, c := range map[string]struct {
+			text string
+			want time.Duration
+		}{
+			"application overrides the tenant": {tenant, 0},
+			"application uses the tenant's":    {strings.Replace(tenant, `"enabled": true`, `"enabled": false`, 1), 45 * time.Second},
+		} {
+			ks, err := ParseKickstart([]byte(c.text), testEnv, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ks.Applications[testAppID].RefreshGracePeriod; got != c.want {
+				t.Errorf("%s: grace period %s, want %s", name, got, c.want)
+			}
+		}
+	})
+	t.Run("the project's kickstart sets it", func(t *testing.T) {
+		ks, err := LoadKickstart("../kickstart/kickstart.json", testEnv, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := ks.Applications["e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"]
+		// The app's own per-instance grace window is 20 s; the provider's must cover a burst across instances.
+		if app.RefreshTokenUsage != "OneTimeUse" || app.RefreshGracePeriod < 20*time.Second {
+			t.Fatalf("kickstart: %s with a grace period of %s", app.RefreshTokenUsage, app.RefreshGracePeriod)
+		}
+	})
+}
+
+// TestFailuresAfterTheWork checks that Slow and DropAnswer do the work
+// (rotate the refresh token) before the client is left without an answer.
+func TestFailuresAfterTheWork(t *testing.T) {
+	for _, f := range []Failure{{Mode: Slow, Delay: 5 * time.Second}, {Mode: DropAnswer}} {
+		t.Run(fmt.Sprint(f.Mode), func(t *testing.T) {
+			si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: NoGracePeriod})
+			_, first := si.exchange(si.code())
+			rt := first["refresh_token"].(string)
+			si.s.FailTokens(f)
+			client := &http.Client{Timeout: 300 * time.Millisecond} // gives up before Slow answers
+			if resp, err := si.refreshRaw(client, rt); err == nil {
+				resp.Body.Close()
+				t.Fatalf("got an answer %d, want none", resp.StatusCode)
+			}
+			si.s.FailTokens(Failure{})
+			// The token was rotated though the client never saw the new one.
+			if status, body := refreshWith(si, rt); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+				t.Fatalf("the token sent during the failure: %d %v, want invalid_grant (already rotated)", status, body["error"])
+			}
+		})
+	}
+	t.Run("with a grace period the client recovers", func(t *testing.T) {
+		si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: 30 * time.Second})
+		_, first := si.exchange(si.code())
+		rt := first["refresh_token"].(string)
+		si.s.FailTokens(Failure{Mode: DropAnswer})
+		if resp, err := si.refreshRaw(http.DefaultClient, rt); err == nil {
+			resp.Body.Close()
+			t.Fatalf("DropAnswer answered %d", resp.StatusCode)
+		}
+		si.s.FailTokens(Failure{})
+		status, body := refreshWith(si, rt)
+		if status != http.StatusOK || body["refresh_token"] == rt || body["refresh_token"] == nil {
+			t.Fatalf("retry with the old token in the grace period: %d %v, want the rotated token", status, body["error"])
+		}
+	})
+	t.Run("Down does nothing", func(t *testing.T) {
+		si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: NoGracePeriod})
+		_, first := si.exchange(si.code())
+		rt := first["refresh_token"].(string)
+		si.s.FailTokens(Failure{Mode: Down})
+		if resp, err := si.refreshRaw(http.DefaultClient, rt); err == nil {
+			resp.Body.Close()
+			t.Fatalf("Down answered %d", resp.StatusCode)
+		}
+		si.s.FailTokens(Failure{})
+		if status, body := refreshWith(si, rt); status != http.StatusOK {
+			t.Fatalf("after Down the token must still be usable: %d %v", status, body["error"])
+		}
+	})
 }

@@ -15,11 +15,14 @@ import (
 // Kickstart is what the stand-in takes from a FusionAuth kickstart file:
 // API keys, signing keys, the tenant's issuer, applications and users.
 type Kickstart struct {
-	APIKeys      []string
-	Issuer       string
-	SigningKeys  []KeySpec
-	Applications map[string]*Application // by id
-	Users        []*User
+	APIKeys []string
+	Issuer  string
+	// TenantGracePeriod is the tenant's one-time-use grace period, for
+	// applications that do not override the tenant's jwtConfiguration.
+	TenantGracePeriod time.Duration
+	SigningKeys       []KeySpec
+	Applications      map[string]*Application // by id
+	Users             []*User
 }
 
 // KeySpec is a key to generate, from POST /api/key/generate/{id}.
@@ -47,6 +50,11 @@ type Application struct {
 	RefreshTokenTTL        time.Duration
 	RefreshTokenUsage      string // Reusable | OneTimeUse
 	RefreshTokenExpiration string // Fixed | SlidingWindow | SlidingWindowWithMaximumLifetime
+	// RefreshGracePeriod is how long a spent one-time-use refresh token may
+	// still be redeemed (for the current one): the application's or the
+	// tenant's refreshTokenOneTimeUseConfiguration.gracePeriodInSeconds.
+	RefreshGracePeriod time.Duration
+	ownJWTConfig       bool // jwtConfiguration.enabled: the tenant's settings do not apply
 }
 
 // User is a seeded user and the applications they are registered to.
@@ -167,6 +175,9 @@ func ParseKickstart(data []byte, getenv func(string) string, log *slog.Logger) (
 		return nil, fmt.Errorf("no POST /api/application request: no client to log in to")
 	}
 	for _, app := range ks.Applications {
+		if !app.ownJWTConfig {
+			app.RefreshGracePeriod = ks.TenantGracePeriod
+		}
 		for _, id := range []string{app.AccessTokenKeyID, app.IDTokenKeyID} {
 			if id != "" && !ks.hasKey(id) {
 				return nil, fmt.Errorf("application %s signs with key %s, which no request generates", app.ID, id)
@@ -225,7 +236,8 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 	case method == "PATCH" && strings.HasPrefix(url, "/api/tenant/"):
 		var b struct {
 			Tenant struct {
-				Issuer string `json:"issuer"`
+				Issuer           string           `json:"issuer"`
+				JWTConfiguration oneTimeUseConfig `json:"jwtConfiguration"`
 			} `json:"tenant"`
 		}
 		if err := json.Unmarshal(body, &b); err != nil {
@@ -233,6 +245,13 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 		}
 		if b.Tenant.Issuer != "" {
 			ks.Issuer = b.Tenant.Issuer
+		}
+		if g := b.Tenant.JWTConfiguration.RefreshTokenOneTimeUseConfiguration.GracePeriodInSeconds; g != nil {
+			d, err := gracePeriod(*g)
+			if err != nil {
+				return true, err
+			}
+			ks.TenantGracePeriod = d
 		}
 	case method == "POST" && strings.HasPrefix(url, "/api/application/"):
 		app, err := parseApplication(id, body)
@@ -273,6 +292,7 @@ func parseApplication(id string, body json.RawMessage) (*Application, error) {
 				RefreshTokenTimeToLiveInMinutes int    `json:"refreshTokenTimeToLiveInMinutes"`
 				RefreshTokenUsagePolicy         string `json:"refreshTokenUsagePolicy"`
 				RefreshTokenExpirationPolicy    string `json:"refreshTokenExpirationPolicy"`
+				oneTimeUseConfig
 			} `json:"jwtConfiguration"`
 		} `json:"application"`
 	}
@@ -301,11 +321,35 @@ func parseApplication(id string, body json.RawMessage) (*Application, error) {
 		app.RefreshTokenTTL = time.Duration(jc.RefreshTokenTimeToLiveInMinutes) * time.Minute
 		app.RefreshTokenUsage = or(jc.RefreshTokenUsagePolicy, app.RefreshTokenUsage)
 		app.RefreshTokenExpiration = or(jc.RefreshTokenExpirationPolicy, app.RefreshTokenExpiration)
+		app.ownJWTConfig = true
+		if g := jc.RefreshTokenOneTimeUseConfiguration.GracePeriodInSeconds; g != nil {
+			d, err := gracePeriod(*g)
+			if err != nil {
+				return nil, err
+			}
+			app.RefreshGracePeriod = d
+		}
 	}
 	if app.RefreshTokenUsage != "Reusable" && app.RefreshTokenUsage != "OneTimeUse" {
 		return nil, fmt.Errorf("refreshTokenUsagePolicy %q: want Reusable or OneTimeUse", app.RefreshTokenUsage)
 	}
 	return app, nil
+}
+
+// oneTimeUseConfig is the grace period's place in a jwtConfiguration.
+type oneTimeUseConfig struct {
+	RefreshTokenOneTimeUseConfiguration struct {
+		GracePeriodInSeconds *int `json:"gracePeriodInSeconds"`
+	} `json:"refreshTokenOneTimeUseConfiguration"`
+}
+
+// gracePeriod checks gracePeriodInSeconds as FusionAuth's API does: 0 (none,
+// the default) or between 1 second and a day.
+func gracePeriod(seconds int) (time.Duration, error) {
+	if seconds < 0 || seconds >= 86400 {
+		return 0, fmt.Errorf("refreshTokenOneTimeUseConfiguration.gracePeriodInSeconds %d: want 0 (none) up to 86399", seconds)
+	}
+	return time.Duration(seconds) * time.Second, nil
 }
 
 func (ks *Kickstart) applyUser(id string, body json.RawMessage, users map[string]*User) error {

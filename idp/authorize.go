@@ -14,22 +14,21 @@ import (
 // ssoCookie is the stand-in's login session, as FusionAuth's fusionauth.sso.
 const ssoCookie = "fusionauth.sso"
 
-// codeTTL is how long an authorization code may wait to be exchanged.
-const codeTTL = 60 * time.Second
+// codeTTL is how long an authorization code may wait to be exchanged:
+// FusionAuth's default (the tenant's authorization code time to live).
+const codeTTL = 30 * time.Second
 
 // grant is what an authorization code stands for.
 type grant struct {
 	clientID, redirectURI string
 	userID, scope, nonce  string
 	challenge             string
-	sid                   string
 	authTime              time.Time
 	expires               time.Time
 }
 
 type ssoSession struct {
 	userID   string
-	sid      string
 	authTime time.Time
 }
 
@@ -59,7 +58,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	for _, k := range authorizeParams {
 		p[k] = r.Form.Get(k)
 	}
-	app := s.ks.Applications[p["client_id"]]
+	app := s.application(p["client_id"])
 	if app == nil {
 		s.errorPage(w, "Unknown client_id: no application has that id.")
 		return
@@ -107,7 +106,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			s.render(w, http.StatusOK, view)
 			return
 		}
-		sso = &ssoSession{userID: u.ID, sid: newUUID(), authTime: s.now()}
+		sso = &ssoSession{userID: u.ID, authTime: s.now()}
 		id := randomToken()
 		s.mu.Lock()
 		s.sessions[id] = sso
@@ -129,7 +128,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.codes[code] = &grant{
 		clientID: app.ID, redirectURI: p["redirect_uri"], userID: user.ID, scope: p["scope"], nonce: p["nonce"],
-		challenge: p["code_challenge"], sid: sso.sid, authTime: sso.authTime, expires: s.now().Add(codeTTL),
+		challenge: p["code_challenge"], authTime: sso.authTime, expires: s.now().Add(codeTTL),
 	}
 	s.mu.Unlock()
 	back(url.Values{"code": {code}, "userState": {"Authenticated"}})
@@ -137,6 +136,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) redirectAllowed(app *Application, uri string) bool {
 	return uri != "" && (slices.Contains(app.RedirectURLs, uri) || slices.Contains(s.extra, uri))
+}
+
+// application finds an application by client id. FusionAuth's ids are
+// UUIDs, compared whatever their case.
+func (s *Server) application(clientID string) *Application {
+	return s.ks.Applications[strings.ToLower(clientID)]
 }
 
 func (s *Server) userByID(id string) *User {
@@ -181,7 +186,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		clientID, _ = s.verifyOwn(r.Form.Get("id_token_hint"))["aud"].(string)
 	}
 	target := "/"
-	if app := s.ks.Applications[clientID]; app != nil {
+	if app := s.application(clientID); app != nil {
 		if uri := r.Form.Get("post_logout_redirect_uri"); s.redirectAllowed(app, uri) {
 			target = uri
 		} else if app.LogoutURL != "" {

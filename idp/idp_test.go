@@ -435,13 +435,14 @@ func TestKickstartParser(t *testing.T) {
 		}
 	})
 	for file, want := range map[string]string{
-		"testdata/bad-json.json":     "not valid JSON",
-		"testdata/bad-variable.json": "unknown variable #{missing}",
-		"testdata/bad-no-key.json":   "nothing to sign tokens with",
-		"testdata/bad-policy.json":   "refreshTokenUsagePolicy",
-		"testdata/bad-hs256.json":    "RS256 keys only",
-		"testdata/bad-grace.json":    "gracePeriodInSeconds 86400",
-		"testdata/missing.json":      "no such file",
+		"testdata/bad-json.json":       "not valid JSON",
+		"testdata/bad-variable.json":   "unknown variable #{missing}",
+		"testdata/bad-no-key.json":     "nothing to sign tokens with",
+		"testdata/bad-policy.json":     "refreshTokenUsagePolicy",
+		"testdata/bad-hs256.json":      "RS256 keys only",
+		"testdata/bad-grace.json":      "gracePeriodInSeconds 86400",
+		"testdata/bad-key-length.json": "POST /api/key/generate/",
+		"testdata/missing.json":        "no such file",
 	} {
 		t.Run(file, func(t *testing.T) {
 			_, err := LoadKickstart(file, testEnv, log)
@@ -627,4 +628,146 @@ func TestFailuresAfterTheWork(t *testing.T) {
 			t.Fatalf("after Down the token must still be usable: %d %v", status, body["error"])
 		}
 	})
+}
+
+// jwtHeader decodes a JWT's protected header.
+func jwtHeader(t *testing.T, jwt string) map[string]any {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(strings.Split(jwt, ".")[0])
+	var h map[string]any
+	if err != nil || json.Unmarshal(b, &h) != nil {
+		t.Fatalf("not a JWT header: %v", err)
+	}
+	return h
+}
+
+// TestTokensFollowFusionAuth checks the claims FusionAuth documents for
+// each token: what the app reads (name, sid, scope) and what it must not
+// find (roles in the ID token).
+func TestTokensFollowFusionAuth(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "Reusable")
+	code := si.code()
+	status, body := si.exchange(code)
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, body["error"])
+	}
+	access, id := claimsOf(t, body["access_token"].(string)), claimsOf(t, body["id_token"].(string))
+	t.Run("access token", func(t *testing.T) {
+		if access["sid"] != body["refresh_token_id"] {
+			t.Errorf("sid %v, want the refresh token's id %v", access["sid"], body["refresh_token_id"])
+		}
+		if access["applicationId"] != testAppID || access["scope"] != "openid email profile offline_access" || access["roles"] == nil {
+			t.Errorf("access token: applicationId %v, scope %v, roles %v", access["applicationId"], access["scope"], access["roles"])
+		}
+		if _, has := access["at_hash"]; has {
+			t.Error("at_hash in an access token")
+		}
+		h := jwtHeader(t, body["access_token"].(string))
+		if len(h) != 4 || h["alg"] != "RS256" || h["typ"] != "JWT" || h["kid"] == nil || fmt.Sprint(h["gty"]) != "[authorization_code]" {
+			t.Errorf("header %v, want alg, gty, kid, typ as FusionAuth's sample", h)
+		}
+	})
+	t.Run("ID token", func(t *testing.T) {
+		for _, k := range []string{"applicationId", "roles"} {
+			if _, has := id[k]; has {
+				t.Errorf("the ID token carries %s (FusionAuth left it out since 1.24)", k)
+			}
+		}
+		if id["scope"] != "openid email profile offline_access" {
+			t.Errorf("scope %v", id["scope"])
+		}
+		sum := sha256.Sum256([]byte(code))
+		if id["c_hash"] != base64.RawURLEncoding.EncodeToString(sum[:16]) {
+			t.Errorf("c_hash %v does not match the code", id["c_hash"])
+		}
+		sum = sha256.Sum256([]byte(body["access_token"].(string)))
+		if id["at_hash"] != base64.RawURLEncoding.EncodeToString(sum[:16]) {
+			t.Errorf("at_hash %v does not match the access token", id["at_hash"])
+		}
+		_, refreshed := refreshWith(si, body["refresh_token"].(string))
+		if _, has := claimsOf(t, refreshed["id_token"].(string))["c_hash"]; has {
+			t.Error("c_hash in a refreshed ID token: there is no code")
+		}
+	})
+	t.Run("name is the stored fullName only", func(t *testing.T) {
+		cases := []struct{ email, name, given string }{
+			{"dana@example.com", "Dana Test", "Dana"},
+			{"nameless@example.com", "", "Nora"}, // first and last name, no fullName
+		}
+		for _, tc := range cases {
+			si := newStandIn(t, "testdata/reusable.json", "")
+			resp := si.login(authRequest(testRedirect), tc.email, "pw")
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			_, body := si.exchange(loc.Query().Get("code"))
+			idt, _ := body["id_token"].(string)
+			if idt == "" {
+				t.Fatalf("%s: no ID token: %v", tc.email, body["error"])
+			}
+			c := claimsOf(t, idt)
+			name, hasName := c["name"]
+			if (tc.name == "" && hasName) || (tc.name != "" && name != tc.name) || c["given_name"] != tc.given {
+				t.Errorf("%s: name %v (present %v), given_name %v; want name %q", tc.email, name, hasName, c["given_name"], tc.name)
+			}
+		}
+	})
+}
+
+func TestAuthorizationCodesLive30Seconds(t *testing.T) {
+	for _, tc := range []struct {
+		wait time.Duration
+		want int
+	}{{29 * time.Second, http.StatusOK}, {31 * time.Second, http.StatusBadRequest}} {
+		t.Run(tc.wait.String(), func(t *testing.T) {
+			si := newStandIn(t, "testdata/reusable.json", "")
+			now := time.Now()
+			si.s.now = func() time.Time { return now }
+			code := si.code()
+			now = now.Add(tc.wait)
+			if status, body := si.exchange(code); status != tc.want {
+				t.Fatalf("exchange after %s: %d %v, want %d", tc.wait, status, body["error"], tc.want)
+			}
+		})
+	}
+}
+
+// TestKickstartAsFusionAuthTakesIt: an upper-case application id logs in,
+// and a request the stand-in does not know is logged and skipped.
+func TestKickstartAsFusionAuthTakesIt(t *testing.T) {
+	raw, err := os.ReadFile("testdata/reusable.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper := strings.ToUpper(testAppID)
+	text := strings.Replace(string(raw), `"appId": "`+testAppID+`"`, `"appId": "`+upper+`"`, 1)
+	text = strings.Replace(text, `"requests": [`, `"requests": [
+    { "method": "POST", "url": "/api/user/import", "body": { "users": [ { "email": "imported@example.com" } ] } },`, 1)
+	var logs strings.Builder
+	ks, err := ParseKickstart([]byte(text), testEnv, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatalf("FusionAuth accepts this kickstart: %v", err)
+	}
+	if !strings.Contains(logs.String(), "/api/user/import") {
+		t.Errorf("the ignored import is not logged:\n%s", logs.String())
+	}
+	s, err := New(ks, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	si := &standIn{t: t, s: s, url: srv.URL, client: &http.Client{Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	for _, clientID := range []string{upper, testAppID} {
+		params := authRequest(testRedirect)
+		params.Set("client_id", clientID)
+		resp := si.login(params, "dana@example.com", "pw")
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if loc == nil || loc.Query().Get("code") == "" {
+			t.Fatalf("client_id %s: login gave %d %q", clientID, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if status, body := si.exchange(loc.Query().Get("code")); status != http.StatusOK {
+			t.Fatalf("client_id %s: exchange %d %v", clientID, status, body["error"])
+		}
+	}
 }

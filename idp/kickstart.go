@@ -64,6 +64,7 @@ type User struct {
 	Password      string
 	FirstName     string
 	LastName      string
+	FullName      string // FusionAuth's stored fullName: the only source of the name claim
 	BirthDate     string
 	Registrations map[string][]string // application id → roles
 }
@@ -227,7 +228,7 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 			return true, fmt.Errorf("key algorithm %q: the stand-in generates RS256 keys only", b.Key.Algorithm)
 		}
 		if b.Key.Length == 0 {
-			b.Key.Length = 2048
+			return true, fmt.Errorf("key.length is required for an RSA key (2048 or more)")
 		}
 		if b.Key.Length < 2048 {
 			return true, fmt.Errorf("key length %d: at least 2048", b.Key.Length)
@@ -259,8 +260,8 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 			return true, err
 		}
 		ks.Applications[app.ID] = app
-	case method == "POST" && (strings.HasPrefix(url, "/api/user/registration") || strings.HasPrefix(url, "/api/user/")):
-		if id == "registration" {
+	case method == "POST" && isUserCreate(url):
+		if id == "registration" || id == "user" {
 			id = ""
 		}
 		return true, ks.applyUser(id, body, users)
@@ -268,6 +269,18 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 		return false, nil
 	}
 	return true, nil
+}
+
+// isUserCreate reports whether url is one of the user APIs that create a
+// user or a registration: /api/user[/{id}], /api/user/registration[/{id}].
+// Others under /api/user (import, bulk, ...) are not understood.
+func isUserCreate(url string) bool {
+	rest, ok := strings.CutPrefix(url, "/api/user")
+	if !ok {
+		return false
+	}
+	rest = strings.TrimPrefix(rest, "/registration")
+	return rest == "" || (strings.HasPrefix(rest, "/") && looksLikeUUID(strings.ToLower(rest[1:])))
 }
 
 func parseApplication(id string, body json.RawMessage) (*Application, error) {
@@ -299,8 +312,11 @@ func parseApplication(id string, body json.RawMessage) (*Application, error) {
 	if err := json.Unmarshal(body, &b); err != nil {
 		return nil, err
 	}
+	// FusionAuth takes a UUID in either case (the Flask quickstart uses an
+	// upper-case one) and writes it in lower case.
+	id = strings.ToLower(id)
 	if !looksLikeUUID(id) {
-		return nil, fmt.Errorf("application id %q is not a lower-case UUID", id)
+		return nil, fmt.Errorf("application id %q is not a UUID", id)
 	}
 	a, oc, jc := b.Application, b.Application.OAuthConfiguration, b.Application.JWTConfiguration
 	app := &Application{
@@ -360,6 +376,7 @@ func (ks *Kickstart) applyUser(id string, body json.RawMessage, users map[string
 			Password  string `json:"password"`
 			FirstName string `json:"firstName"`
 			LastName  string `json:"lastName"`
+			FullName  string `json:"fullName"`
 			BirthDate string `json:"birthDate"`
 		} `json:"user"`
 		Registration *struct {
@@ -380,14 +397,14 @@ func (ks *Kickstart) applyUser(id string, body json.RawMessage, users map[string
 			return fmt.Errorf("user %s is created twice", id)
 		}
 		u = &User{ID: id, Email: b.User.Email, Password: b.User.Password, FirstName: b.User.FirstName,
-			LastName: b.User.LastName, BirthDate: b.User.BirthDate, Registrations: map[string][]string{}}
+			LastName: b.User.LastName, FullName: b.User.FullName, BirthDate: b.User.BirthDate, Registrations: map[string][]string{}}
 		users[id] = u
 		ks.Users = append(ks.Users, u)
 	} else if u = users[id]; u == nil {
 		return fmt.Errorf("registration for user %q, who no earlier request creates", id)
 	}
 	if b.Registration != nil {
-		u.Registrations[b.Registration.ApplicationID] = b.Registration.Roles
+		u.Registrations[strings.ToLower(b.Registration.ApplicationID)] = b.Registration.Roles
 	}
 	return nil
 }

@@ -20,7 +20,6 @@ type refreshToken struct {
 	clientID string
 	userID   string
 	scope    string
-	sid      string
 	authTime time.Time
 	expires  time.Time
 	// A one-time-use token, once redeemed, stays behind as spent (until its
@@ -122,7 +121,7 @@ func (s *Server) authenticateClient(r *http.Request) (*Application, bool) {
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	app := s.ks.Applications[id]
+	app := s.application(id)
 	if app == nil {
 		return nil, false
 	}
@@ -156,7 +155,7 @@ func (s *Server) exchangeCode(r *http.Request, app *Application) answer {
 	if user == nil {
 		return errorAnswer(http.StatusBadRequest, "invalid_grant", "the user no longer exists")
 	}
-	rt := &refreshToken{id: newUUID(), clientID: app.ID, userID: user.ID, scope: g.scope, sid: g.sid,
+	rt := &refreshToken{id: newUUID(), clientID: app.ID, userID: user.ID, scope: g.scope,
 		authTime: g.authTime, expires: s.now().Add(app.RefreshTokenTTL)}
 	token := ""
 	if app.GenerateRefreshTokens && slices.Contains(app.EnabledGrants, "refresh_token") && slices.Contains(strings.Fields(g.scope), "offline_access") {
@@ -229,14 +228,16 @@ func (s *Server) issue(app *Application, user *User, rt *refreshToken, refreshTo
 	base := map[string]any{
 		"aud": app.ID, "iss": s.issuer, "sub": user.ID, "iat": now.Unix(),
 		"exp": now.Add(app.AccessTokenTTL).Unix(), "auth_time": rt.authTime.Unix(),
-		"tid": s.tenantID, "applicationId": app.ID, "sid": rt.sid,
+		"tid": s.tenantID, "sid": rt.id, "scope": rt.scope,
 		"authenticationType": authType,
 	}
-	if roles := user.Registrations[app.ID]; len(roles) > 0 {
-		base["roles"] = roles
-	}
+	// applicationId and roles are the access token's only (FusionAuth has
+	// left them out of ID tokens since 1.24); sid is the refresh token's id.
 	access := clone(base)
-	access["jti"], access["scope"] = newUUID(), rt.scope
+	access["jti"], access["applicationId"] = newUUID(), app.ID
+	if roles := user.Registrations[app.ID]; len(roles) > 0 {
+		access["roles"] = roles
+	}
 	accessJWT, err := s.sign(access, app.AccessTokenKeyID, gty)
 	if err != nil {
 		s.log.Error("idp: signing an access token", "err", err)
@@ -252,8 +253,10 @@ func (s *Server) issue(app *Application, user *User, rt *refreshToken, refreshTo
 		if nonce != "" {
 			id["nonce"] = nonce
 		}
-		sum := sha256.Sum256([]byte(accessJWT))
-		id["at_hash"] = base64.RawURLEncoding.EncodeToString(sum[:16])
+		id["at_hash"] = halfHash(accessJWT)
+		if code != "" {
+			id["c_hash"] = halfHash(code)
+		}
 		for k, v := range profileClaims(user, scopes) {
 			id[k] = v
 		}
@@ -268,6 +271,13 @@ func (s *Server) issue(app *Application, user *User, rt *refreshToken, refreshTo
 	return answer{status: http.StatusOK, body: resp}
 }
 
+// halfHash is OIDC's at_hash and c_hash for RS256: the left half of the
+// SHA-256 of the value, base64url without padding.
+func halfHash(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+}
+
 // profileClaims are the ID token's and userinfo's claims by scope.
 func profileClaims(u *User, scopes []string) map[string]any {
 	c := map[string]any{}
@@ -275,8 +285,9 @@ func profileClaims(u *User, scopes []string) map[string]any {
 		c["email"], c["email_verified"] = u.Email, true
 	}
 	if slices.Contains(scopes, "profile") {
-		if name := strings.TrimSpace(u.FirstName + " " + u.LastName); name != "" {
-			c["name"] = name
+		// FusionAuth's name is the stored fullName, never first + last.
+		if u.FullName != "" {
+			c["name"] = u.FullName
 		}
 		if u.FirstName != "" {
 			c["given_name"] = u.FirstName

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -166,13 +167,47 @@ func (s *Server) errorPage(w http.ResponseWriter, msg string) {
 	s.render(w, http.StatusBadRequest, loginView{Error: msg})
 }
 
-// logout is /oauth2/logout: it ends the SSO session and redirects to
-// post_logout_redirect_uri when the application authorizes it, else to the
-// application's logoutURL.
+//go:embed logout.html
+var logoutHTML string
+
+var logoutPage = template.Must(template.New("logout").Parse(logoutHTML))
+
+type logoutView struct {
+	Target string   // where the browser goes once the frames have loaded
+	Frames []string // every application's logoutURL
+	Nonce  string   // for the page's own style and script, under its CSP
+}
+
+// logout is /oauth2/logout with FusionAuth's default logout behaviour
+// (AllApplications): it ends the SSO session and renders a page that loads
+// every application's logoutURL in a hidden iframe, then goes on to
+// post_logout_redirect_uri (which must be an authorized redirect URL) or,
+// without one, to the application's logoutURL. Refresh tokens stay valid,
+// as in FusionAuth.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		s.errorPage(w, "The request could not be read.")
 		return
+	}
+	clientID := r.Form.Get("client_id")
+	if clientID == "" {
+		clientID, _ = s.verifyOwn(r.Form.Get("id_token_hint"))["aud"].(string)
+	}
+	app := s.application(clientID)
+	target := "/"
+	if app != nil && s.logoutURL(app) != "" {
+		target = s.logoutURL(app)
+	}
+	if uri := r.Form.Get("post_logout_redirect_uri"); uri != "" {
+		// Never a silent fallback: the application asked for a place it is not allowed.
+		if app == nil || !s.redirectAllowed(app, uri) {
+			s.errorPage(w, "invalid_post_logout_redirect_uri: the post_logout_redirect_uri is not one of this application's authorized redirect URLs.")
+			return
+		}
+		target = uri
+	}
+	if st := r.Form.Get("state"); st != "" && target != "/" {
+		target = withQuery(target, url.Values{"state": {st}})
 	}
 	if ck, err := r.Cookie(ssoCookie); err == nil {
 		s.mu.Lock()
@@ -181,22 +216,41 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 
-	clientID := r.Form.Get("client_id")
-	if clientID == "" {
-		clientID, _ = s.verifyOwn(r.Form.Get("id_token_hint"))["aud"].(string)
-	}
-	target := "/"
-	if app := s.application(clientID); app != nil {
-		if uri := r.Form.Get("post_logout_redirect_uri"); s.redirectAllowed(app, uri) {
-			target = uri
-		} else if app.LogoutURL != "" {
-			target = app.LogoutURL
-		}
-		if st := r.Form.Get("state"); st != "" && target != "/" {
-			target = withQuery(target, url.Values{"state": {st}})
+	view := logoutView{Target: target, Nonce: randomToken()}
+	origins := map[string]bool{}
+	for _, a := range s.ks.Applications {
+		u := s.logoutURL(a)
+		if p, err := url.Parse(u); u != "" && err == nil && (p.Scheme == "http" || p.Scheme == "https") && !slices.Contains(view.Frames, u) {
+			view.Frames = append(view.Frames, u)
+			origins[p.Scheme+"://"+p.Host] = true
 		}
 	}
-	http.Redirect(w, r, target, http.StatusFound)
+	slices.Sort(view.Frames)
+	frameSrc := "'none'"
+	if len(origins) > 0 {
+		frameSrc = strings.Join(slices.Sorted(maps.Keys(origins)), " ")
+	}
+	w.Header().Set("Content-Security-Policy", strings.Join([]string{
+		"default-src 'none'",
+		"script-src 'nonce-" + view.Nonce + "'",
+		"style-src 'nonce-" + view.Nonce + "'",
+		"frame-src " + frameSrc,
+		"base-uri 'none'",
+		"form-action 'none'",
+		"frame-ancestors 'none'",
+	}, "; "))
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	if err := logoutPage.Execute(w, view); err != nil {
+		s.log.Error("idp: rendering the logout page", "err", err)
+	}
+}
+
+// logoutURL is where the application ends its own session: the running
+// app's, when Options.LogoutURL names it, else the kickstart's.
+func (s *Server) logoutURL(app *Application) string {
+	return or(s.logoutOverride, app.LogoutURL)
 }
 
 func withQuery(base string, v url.Values) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -278,24 +280,108 @@ func TestSSOSessionSkipsTheFormUntilLogout(t *testing.T) {
 	if !strings.Contains(resp.Header.Get("Location"), "code=") {
 		t.Fatalf("with an SSO session: %d %q, want a redirect with a code", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	resp, err = si.client.Get(si.url + "/oauth2/logout?" + url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://app.test/"}}.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); loc != "http://app.test/" {
-		t.Fatalf("logout redirected to %q", loc)
-	}
-	resp, _ = si.client.Get(si.url + "/oauth2/logout?" + url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://evil.test/"}}.Encode())
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); loc != "http://app.test/logout" {
-		t.Fatalf("an unregistered post_logout_redirect_uri must fall back to the logoutURL, got %q", loc)
+	if page := si.logoutPage(url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://app.test/"}}); page.target != "http://app.test/" {
+		t.Fatalf("logout goes on to %q", page.target)
 	}
 	resp, _ = si.client.Get(si.url + "/oauth2/authorize?" + authRequest(testRedirect).Encode())
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
 		t.Fatalf("after logout the form must show again: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
+}
+
+// loggedOut is what the stand-in's logout page does: the frames it loads
+// and where it goes next.
+type loggedOut struct {
+	status int
+	target string
+	frames []string
+	csp    string
+	body   string
+}
+
+var (
+	continueLink = regexp.MustCompile(`<a id="continue" href="([^"]*)"`)
+	logoutFrame  = regexp.MustCompile(`<iframe class="logout-frame" src="([^"]*)"`)
+)
+
+func (si *standIn) logoutPage(params url.Values) loggedOut {
+	si.t.Helper()
+	resp, err := si.client.Get(si.url + "/oauth2/logout?" + params.Encode())
+	if err != nil {
+		si.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := loggedOut{status: resp.StatusCode, csp: resp.Header.Get("Content-Security-Policy"), body: string(raw)}
+	if m := continueLink.FindStringSubmatch(out.body); m != nil {
+		out.target = html.UnescapeString(m[1])
+	}
+	for _, m := range logoutFrame.FindAllStringSubmatch(out.body, -1) {
+		out.frames = append(out.frames, html.UnescapeString(m[1]))
+	}
+	return out
+}
+
+func TestLogoutLoadsEveryLogoutURL(t *testing.T) {
+	cases := []struct {
+		name       string
+		params     url.Values
+		status     int
+		target     string
+		errorShown string
+	}{
+		{"to post_logout_redirect_uri", url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://app.test/"}, "state": {"s1"}}, 200, "http://app.test/?state=s1", ""},
+		{"client from id_token_hint", url.Values{"id_token_hint": {""}, "post_logout_redirect_uri": {"http://app.test/"}}, 200, "http://app.test/", ""},
+		{"without one, to the logoutURL", url.Values{"client_id": {testAppID}}, 200, "http://app.test/logout", ""},
+		{"an unauthorized one is an error", url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://evil.test/"}}, 400, "", "invalid_post_logout_redirect_uri"},
+		{"no client to check it against", url.Values{"post_logout_redirect_uri": {"http://app.test/"}}, 400, "", "invalid_post_logout_redirect_uri"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			si := newStandIn(t, "testdata/reusable.json", "")
+			_, tokens := si.exchange(si.code())
+			if tc.params.Has("id_token_hint") {
+				tc.params.Set("id_token_hint", tokens["id_token"].(string))
+			}
+			page := si.logoutPage(tc.params)
+			if page.status != tc.status || page.target != tc.target {
+				t.Fatalf("status %d, goes on to %q; want %d, %q", page.status, page.target, tc.status, tc.target)
+			}
+			if tc.errorShown != "" {
+				if !strings.Contains(page.body, tc.errorShown) || strings.Contains(page.body, "evil.test") {
+					t.Fatalf("error page: %s", page.body)
+				}
+				return
+			}
+			if len(page.frames) != 1 || page.frames[0] != "http://app.test/logout" {
+				t.Fatalf("frames %v, want the application's logoutURL", page.frames)
+			}
+			if !strings.Contains(page.csp, "frame-src http://app.test") || !strings.Contains(page.csp, "script-src 'nonce-") {
+				t.Fatalf("the CSP does not let the page frame the logout URL and run its script: %q", page.csp)
+			}
+			// The SSO session is over: the form shows again.
+			resp, err := si.client.Get(si.url + "/oauth2/authorize?" + authRequest(testRedirect).Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.Header.Get("Location") != "" {
+				t.Fatal("the SSO session survived logout")
+			}
+			// FusionAuth's logout does not revoke refresh tokens.
+			if status, _ := refreshWith(si, tokens["refresh_token"].(string)); status != http.StatusOK {
+				t.Fatalf("refresh after logout: %d", status)
+			}
+		})
+	}
+	t.Run("Options.LogoutURL names the running app's", func(t *testing.T) {
+		si := newStandInWith(t, "testdata/reusable.json", "", Options{LogoutURL: "http://127.0.0.1:5555/logout"})
+		page := si.logoutPage(url.Values{"client_id": {testAppID}})
+		if page.target != "http://127.0.0.1:5555/logout" || len(page.frames) != 1 || page.frames[0] != "http://127.0.0.1:5555/logout" {
+			t.Fatalf("goes on to %q, frames %v", page.target, page.frames)
+		}
+	})
 }
 
 func TestRefreshPolicies(t *testing.T) {

@@ -41,6 +41,9 @@ type Options struct {
 	// ExtraRedirectURLs are accepted besides the application's
 	// authorizedRedirectURLs: the running app's own callback.
 	ExtraRedirectURLs []string
+	// LogoutURL replaces the applications' logoutURL: the running app's
+	// own logout on a free port, which the logout page loads in a frame.
+	LogoutURL string
 	// RefreshGracePeriod, when positive, replaces every application's
 	// one-time-use grace period (gracePeriodInSeconds in the kickstart);
 	// NoGracePeriod turns it off. Zero keeps the kickstart's.
@@ -95,14 +98,15 @@ func (m FailureMode) String() string {
 
 // Server is the stand-in. Its methods are safe for concurrent use.
 type Server struct {
-	ks       *Kickstart
-	issuer   string
-	extra    []string
-	grace    time.Duration // Options.RefreshGracePeriod
-	now      func() time.Time
-	log      *slog.Logger
-	users    map[string]*User // by lower-case email
-	tenantID string
+	ks             *Kickstart
+	issuer         string
+	extra          []string
+	logoutOverride string
+	grace          time.Duration // Options.RefreshGracePeriod
+	now            func() time.Time
+	log            *slog.Logger
+	users          map[string]*User // by lower-case email
+	tenantID       string
 
 	mu       sync.Mutex
 	keys     []*signingKey // all published
@@ -128,7 +132,7 @@ func New(ks *Kickstart, o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs,
+		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs, logoutOverride: o.LogoutURL,
 		grace: o.RefreshGracePeriod, now: o.Now, log: o.Log, users: map[string]*User{}, tenantID: newUUID(),
 		codes: map[string]*grant{}, refresh: map[string]*refreshToken{}, sessions: map[string]*ssoSession{},
 		calls: map[string]int{},

@@ -124,6 +124,7 @@ func startEmbeddedIdP(ctx context.Context, cfg config, getenv func(string) strin
 	stand, err := idp.New(ks, idp.Options{
 		Issuer:            cfg.Issuer,
 		ExtraRedirectURLs: []string{cfg.AppURL + "/callback", cfg.AppURL + "/"},
+		LogoutURL:         cfg.AppURL + "/logout",
 		Log:               log,
 	})
 	if err != nil {

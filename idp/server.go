@@ -41,9 +41,20 @@ type Options struct {
 	// ExtraRedirectURLs are accepted besides the application's
 	// authorizedRedirectURLs: the running app's own callback.
 	ExtraRedirectURLs []string
-	Now               func() time.Time // defaults to time.Now
-	Log               *slog.Logger
+	// LogoutURL replaces the applications' logoutURL: the running app's
+	// own logout on a free port, which the logout page loads in a frame.
+	LogoutURL string
+	// RefreshGracePeriod, when positive, replaces every application's
+	// one-time-use grace period (gracePeriodInSeconds in the kickstart);
+	// NoGracePeriod turns it off. Zero keeps the kickstart's.
+	RefreshGracePeriod time.Duration
+	Now                func() time.Time // defaults to time.Now
+	Log                *slog.Logger
 }
+
+// NoGracePeriod, as Options.RefreshGracePeriod, makes every reuse of a spent
+// one-time-use refresh token invalid_grant, whatever the kickstart says.
+const NoGracePeriod time.Duration = -1
 
 // Failure is how the token endpoint misbehaves, for tests.
 type Failure struct {
@@ -57,20 +68,45 @@ type FailureMode int
 // The token endpoint's failure modes.
 const (
 	Healthy   FailureMode = iota
-	Down                  // the connection is closed without an answer
-	ServerErr             // 503 with a JSON error body
-	Slow                  // answers after Failure.Delay
+	Down                  // the connection is closed before any work is done
+	ServerErr             // 503 with a JSON error body, before any work is done
+	// Slow does the work (a code is spent, a refresh token rotated) and
+	// answers only after Failure.Delay: a client that gives up first never
+	// sees the new tokens, as with a real provider that is slow.
+	Slow
+	// DropAnswer does the work and closes the connection without
+	// answering, as when the answer is lost on the way back.
+	DropAnswer
 )
+
+// String names the mode, for logs and test names.
+func (m FailureMode) String() string {
+	switch m {
+	case Healthy:
+		return "Healthy"
+	case Down:
+		return "Down"
+	case ServerErr:
+		return "ServerErr"
+	case Slow:
+		return "Slow"
+	case DropAnswer:
+		return "DropAnswer"
+	}
+	return fmt.Sprintf("FailureMode(%d)", int(m))
+}
 
 // Server is the stand-in. Its methods are safe for concurrent use.
 type Server struct {
-	ks       *Kickstart
-	issuer   string
-	extra    []string
-	now      func() time.Time
-	log      *slog.Logger
-	users    map[string]*User // by lower-case email
-	tenantID string
+	ks             *Kickstart
+	issuer         string
+	extra          []string
+	logoutOverride string
+	grace          time.Duration // Options.RefreshGracePeriod
+	now            func() time.Time
+	log            *slog.Logger
+	users          map[string]*User // by lower-case email
+	tenantID       string
 
 	mu       sync.Mutex
 	keys     []*signingKey // all published
@@ -96,8 +132,8 @@ func New(ks *Kickstart, o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs,
-		now: o.Now, log: o.Log, users: map[string]*User{}, tenantID: newUUID(),
+		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs, logoutOverride: o.LogoutURL,
+		grace: o.RefreshGracePeriod, now: o.Now, log: o.Log, users: map[string]*User{}, tenantID: newUUID(),
 		codes: map[string]*grant{}, refresh: map[string]*refreshToken{}, sessions: map[string]*ssoSession{},
 		calls: map[string]int{},
 	}
@@ -159,10 +195,21 @@ func (s *Server) FailTokens(f Failure) {
 }
 
 // TokenCalls returns how many token requests came with the grant type.
+// Grant types the stand-in does not know are counted together under
+// "other", so that a client cannot grow the counter without bound.
 func (s *Server) TokenCalls(grantType string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.calls[grantType]
+	return s.calls[callBucket(grantType)]
+}
+
+// callBucket is the counter a grant type is counted under.
+func callBucket(grantType string) string {
+	switch grantType {
+	case "authorization_code", "refresh_token", "client_credentials", "password":
+		return grantType
+	}
+	return "other"
 }
 
 // baseURL is how FusionAuth builds discovery URLs: from the request's host.
@@ -248,7 +295,9 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	for t, rt := range s.refresh {
 		if t == token || (userID != "" && rt.userID == userID) {
 			delete(s.refresh, t)
-			n++
+			if rt.spent.IsZero() {
+				n++
+			}
 		}
 	}
 	s.mu.Unlock()

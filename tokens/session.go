@@ -77,7 +77,7 @@ type Options struct {
 	APIKey       string        // FusionAuth API key for refresh-token revocation; optional
 	Sealer       *Sealer
 	Provider     *Provider
-	HTTPClient   *http.Client // for calls to the provider; its Timeout (TokenCallTimeout if 0) bounds each
+	HTTPClient   *http.Client // for calls to the provider; its Timeout (TokenCallTimeout if 0) bounds each, or a request's wait for a refresh
 	Now          func() time.Time
 	Log          *slog.Logger
 }
@@ -106,7 +106,7 @@ func NewManager(o Options) *Manager {
 		cookies:  NewCookies(o.AppURL),
 		verifier: NewVerifier(o.Provider, o.Provider.Issuer(), o.ClientID, o.Now),
 	}
-	m.refresh = newRefresher(o.Now, RefreshGrace)
+	m.refresh = newRefresher(o.Now, RefreshGrace, client.Timeout)
 	return m
 }
 

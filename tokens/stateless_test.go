@@ -284,4 +284,3 @@ func TestRotatedSigningKeyAfterAMadeUpKidKeepsTheSession(t *testing.T) {
 		t.Fatalf("%d token calls, want 1", n)
 	}
 }
-

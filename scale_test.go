@@ -251,3 +251,83 @@ func TestThreeInstancesLoseNoSession(t *testing.T) {
 	}
 	t.Logf("sessions lost in %d bursts: %v", bursts, figures)
 }
+
+// stillLoggedIn makes the browser refresh on each instance in turn (a
+// refresh reseals every cookie), visiting the other instance after each,
+// then refresh in a burst over both. It returns how many requests found no session.
+func (v *visitor) stillLoggedIn(t *testing.T) (loggedOut int) {
+	t.Helper()
+	statuses := []int{}
+	// An odd number of requests per round, so that with two instances
+	// behind the round-robin each round's refresh lands on the other one.
+	for range 2 {
+		v.expireAccess()
+		for range 3 {
+			statuses = append(statuses, v.get(t, "/api/me"))
+		}
+	}
+	v.expireAccess()
+	statuses = append(statuses, v.burst(t, 6)...)
+	for _, s := range statuses {
+		switch s {
+		case http.StatusOK:
+		case http.StatusUnauthorized:
+			loggedOut++
+		default:
+			t.Errorf("a request answered %d", s)
+		}
+	}
+	return loggedOut
+}
+
+func TestSecretRotationInARollingDeploy(t *testing.T) {
+	const (
+		oldSecret = "rotation-old-secret-0123456789-abcdefghij"
+		newSecret = "rotation-new-secret-0123456789-abcdefghij"
+	)
+	// Each step replaces the two instances one at a time, checking the
+	// session after each replacement: the mixed fleet is the risky moment.
+	type step struct {
+		name    string
+		secrets string // APP_SECRET_KEY of the replacements: the first seals, all open
+	}
+	for _, tc := range []struct {
+		name      string
+		steps     []step
+		wantLogin bool // the session survives every step
+	}{
+		{"two steps: open with the new secret, then seal with it", []step{
+			{"step 1", oldSecret + "," + newSecret},
+			{"step 2", newSecret + "," + oldSecret},
+		}, true},
+		{"one step: seal with the new secret at once", []step{
+			{"step 1", newSecret + "," + oldSecret},
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 0)
+			stops := []func(){c.start(t, oldSecret), c.start(t, oldSecret)}
+			v := c.visitor()
+			v.login(t)
+			loggedOut := 0
+			for _, st := range tc.steps {
+				for i := range stops {
+					next := c.start(t, st.secrets)
+					stops[i]()
+					stops[i] = next
+					n := v.stillLoggedIn(t)
+					if n > 0 {
+						t.Logf("%s, instance %d of 2 replaced: %d requests found no session", st.name, i+1, n)
+					}
+					loggedOut += n
+				}
+			}
+			if tc.wantLogin && loggedOut != 0 {
+				t.Fatalf("%d requests were logged out during the rotation, want 0", loggedOut)
+			}
+			if !tc.wantLogin && loggedOut == 0 {
+				t.Fatal("the one-step rotation logged nobody out: the mixed fleet was never exercised")
+			}
+		})
+	}
+}

@@ -31,9 +31,9 @@ type cluster struct {
 	next     atomic.Uint64
 }
 
-// newCluster starts the stand-in (grace as idp.Options.RefreshGracePeriod)
-// and the proxy, with no instance yet.
-func newCluster(t testing.TB, grace time.Duration) *cluster {
+// newCluster starts the stand-in from a kickstart file (grace as
+// idp.Options.RefreshGracePeriod) and the proxy, with no instance yet.
+func newCluster(t testing.TB, kickstart string, grace time.Duration) *cluster {
 	t.Helper()
 	c := &cluster{}
 	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
@@ -46,7 +46,7 @@ func newCluster(t testing.TB, grace time.Duration) *cluster {
 	t.Cleanup(proxy.Close)
 	c.proxyURL = proxy.URL
 
-	ks, err := idp.LoadKickstart("kickstart/kickstart.json", func(string) string { return "" }, nil)
+	ks, err := idp.LoadKickstart(kickstart, func(string) string { return "" }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestThreeInstancesLoseNoSession(t *testing.T) {
 		{"no grace period", idp.NoGracePeriod},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCluster(t, tc.grace)
+			c := newCluster(t, "kickstart/kickstart.json", tc.grace)
 			for range instances {
 				c.start(t, demoEnv["APP_SECRET_KEY"])
 			}
@@ -305,7 +305,7 @@ func TestSecretRotationInARollingDeploy(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCluster(t, 0)
+			c := newCluster(t, "kickstart/kickstart.json", 0)
 			stops := []func(){c.start(t, oldSecret), c.start(t, oldSecret)}
 			v := c.visitor()
 			v.login(t)

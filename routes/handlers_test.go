@@ -175,7 +175,7 @@ func TestFormsNeedCSRFTokenAndSameOrigin(t *testing.T) {
 		t.Fatalf("cross-origin: %d", p.status)
 	}
 	// An oversize body is refused, not parsed.
-	if p := b.post("/make-change", url.Values{"amount": {strings.Repeat("9", 200<<10)}, "csrf_token": {token}}); p.status != http.StatusForbidden {
+	if p := b.post("/make-change", url.Values{"amount": {strings.Repeat("9", 200<<10)}, "csrf_token": {token}}); p.status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("oversize form: %d", p.status)
 	}
 	// Another login's token does not fit this session.

@@ -30,8 +30,9 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager) gin.HandlerFunc {
 		var u apiUser
 		var err error
 		if h := c.GetHeader("Authorization"); h != "" {
-			raw, ok := strings.CutPrefix(h, "Bearer ")
-			if !ok {
+			// RFC 9110: the scheme is case-insensitive.
+			scheme, raw, _ := strings.Cut(h, " ")
+			if !strings.EqualFold(scheme, "Bearer") {
 				c.Header("WWW-Authenticate", realm)
 				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_request", "error_description": "use Authorization: Bearer <access token>"})
 				return
@@ -70,22 +71,29 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager) gin.HandlerFunc {
 // me is GET /api/me: who the caller is and when their access token expires.
 func me(sessions *tokens.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		u := c.MustGet(apiUserKey).(apiUser)
-		exp := u.claims.Expiry.Time()
-		body := gin.H{
-			"sub":                     u.claims.Subject,
-			"roles":                   u.claims.Roles,
-			"scope":                   u.claims.Scope,
-			"auth_time":               u.claims.AuthTime.Time().UTC().Format(time.RFC3339),
-			"authenticated_by":        u.source,
-			"access_token_expires_at": exp.UTC().Format(time.RFC3339),
-			"access_token_expires_in": max(0, int(exp.Sub(sessions.Now()).Seconds())),
-		}
-		if u.user != nil {
-			body["name"], body["email"], body["email_verified"] = u.user.Name, u.user.Email, u.user.EmailVerified
-		}
-		c.JSON(http.StatusOK, body)
+		c.JSON(http.StatusOK, meBody(c.MustGet(apiUserKey).(apiUser), sessions.Now()))
 	}
+}
+
+// meBody is /api/me's answer. A claim the token lacks is left out rather
+// than shown as a zero (auth_time 0 would read as 1970).
+func meBody(u apiUser, now time.Time) gin.H {
+	exp := u.claims.Expiry.Time()
+	body := gin.H{
+		"sub":                     u.claims.Subject,
+		"roles":                   u.claims.Roles,
+		"scope":                   u.claims.Scope,
+		"authenticated_by":        u.source,
+		"access_token_expires_at": exp.UTC().Format(time.RFC3339),
+		"access_token_expires_in": max(0, int(exp.Sub(now).Seconds())),
+	}
+	if u.claims.AuthTime != 0 {
+		body["auth_time"] = u.claims.AuthTime.Time().UTC().Format(time.RFC3339)
+	}
+	if u.user != nil {
+		body["name"], body["email"], body["email_verified"] = u.user.Name, u.user.Email, u.user.EmailVerified
+	}
+	return body
 }
 
 // healthz answers while the process is up.

@@ -26,7 +26,12 @@ func TestCallbackRefusesWhatItDidNotStart(t *testing.T) {
 		if p := b.get(cb.location()); p.status != http.StatusSeeOther {
 			t.Fatalf("first use: %d", p.status)
 		}
-		p := b.get(cb.location())
+		// Replayed where the login succeeded (Back), it sends the user on;
+		// anywhere else it is refused as spent.
+		if p := b.get(cb.location()); p.status != http.StatusSeeOther || p.location() != "/account" {
+			t.Fatalf("replay while logged in: %d %q", p.status, p.location())
+		}
+		p := s.browser().get(cb.location())
 		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "no longer valid") {
 			t.Fatalf("replay: %d %s", p.status, p.body)
 		}
@@ -175,7 +180,7 @@ func TestFormsNeedCSRFTokenAndSameOrigin(t *testing.T) {
 		t.Fatalf("cross-origin: %d", p.status)
 	}
 	// An oversize body is refused, not parsed.
-	if p := b.post("/make-change", url.Values{"amount": {strings.Repeat("9", 200<<10)}, "csrf_token": {token}}); p.status != http.StatusForbidden {
+	if p := b.post("/make-change", url.Values{"amount": {strings.Repeat("9", 200<<10)}, "csrf_token": {token}}); p.status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("oversize form: %d", p.status)
 	}
 	// Another login's token does not fit this session.

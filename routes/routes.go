@@ -20,10 +20,11 @@ import (
 
 // New returns the app's handler. Every route is listed here.
 func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, assets fs.FS, appURL string) (http.Handler, error) {
-	views, err := parseViews(assets)
+	views, err := parseViews(assets, log)
 	if err != nil {
 		return nil, err
 	}
+	views.viewer = viewer(sessions)
 	static, err := fs.Sub(assets, "static")
 	if err != nil {
 		return nil, fmt.Errorf("routes: static files: %w", err)
@@ -36,6 +37,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, 
 	if err != nil {
 		return nil, fmt.Errorf("routes: ISSUER: %w", err)
 	}
+	views.issuer = provider.Issuer()
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -62,7 +64,37 @@ func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, 
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
 	r.StaticFS("/static", http.FS(filesOnly{static}))
-	return r, nil
+	return headAsGet(r), nil
+}
+
+// headAsGet answers HEAD on every GET route as GET does (RFC 9110 says a
+// server should): the router sees GET, and net/http sends the status and
+// headers of the GET answer without its body, because the request it
+// answers is still a HEAD.
+func headAsGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			r = r.Clone(r.Context())
+			r.Method = http.MethodGet
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// viewer finds who is logged in for the header of pages that did not
+// load the session (error pages): the session a middleware loaded, else
+// the sealed userinfo cookie alone, never refreshing anything.
+func viewer(sessions *tokens.Manager) func(c *gin.Context) (*tokens.UserInfo, string) {
+	return func(c *gin.Context) (*tokens.UserInfo, string) {
+		if v, ok := c.Get(sessionKey); ok {
+			u := v.(*tokens.Session).User
+			return &u, sessions.CSRFToken(u)
+		}
+		if u, ok := sessions.User(c.Request); ok {
+			return &u, sessions.CSRFToken(u)
+		}
+		return nil, ""
+	}
 }
 
 // filesOnly serves files and answers 404 for directories, so the static

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,19 +20,47 @@ import (
 
 var screenshots = flag.String("screenshots", "", "write README screenshots of the main pages to this directory (e.g. docs/screenshots)")
 
-// chromiumPath finds Chromium. Under CI (CI=true) a missing browser fails
-// the test; elsewhere the test is skipped with the way to install it.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
+const (
+	noChromium = "Chromium not found: install it (Debian: apt-get install chromium) to run the browser tests"
+	noMermaid  = mermaidJS + " not found: run `npm ci` (needs Node and npm) to render the README's diagrams"
+)
+
+// TestMain prints what the browser and diagram tests are missing to stderr,
+// which `go test` shows without -v when run in this folder (`go test ./...`
+// shows a passing package's ok line only).
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if os.Getenv("CI") != "true" {
+		if findChromium() == "" {
+			fmt.Fprintln(os.Stderr, "changebank: skipping the browser tests:", noChromium)
+		}
+		if _, err := os.Stat(mermaidJS); err != nil {
+			fmt.Fprintln(os.Stderr, "changebank: skipping the README diagram tests:", noMermaid)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func findChromium() string {
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	}
+	return ""
+}
+
+// chromiumPath finds Chromium. Under CI (CI=true) a missing browser fails
+// the test; elsewhere the test is skipped with the way to install it.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := findChromium(); p != "" {
+		return p
+	}
 	if os.Getenv("CI") == "true" {
 		t.Fatal("Chromium is not installed, and CI=true: .ci/run installs it with apt (chromium)")
 	}
-	t.Skip("Chromium not found: install it (Debian: apt-get install chromium) to run the browser tests")
+	t.Skip(noChromium)
 	return ""
 }
 
@@ -282,14 +311,26 @@ func TestBrowserSilentRefresh(t *testing.T) {
 	}
 }
 
-// shoot saves a README screenshot when -screenshots is given.
+// shoot saves a README screenshot of the whole page when -screenshots is
+// given.
 func shoot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	saveShot(t, ctx, name, chromedp.FullScreenshot(100))
+}
+
+// shootScreen saves what the screen shows, for a phone's tall pages.
+func shootScreen(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	saveShot(t, ctx, name, chromedp.CaptureScreenshot())
+}
+
+func saveShot(t *testing.T, ctx context.Context, name string, capture chromedp.Action[[]byte]) {
 	t.Helper()
 	if *screenshots == "" {
 		return
 	}
 	run1(t, ctx, chromedp.Sleep(200*time.Millisecond))
-	png := get(t, ctx, chromedp.FullScreenshot(100))
+	png := get(t, ctx, capture)
 	if err := os.MkdirAll(*screenshots, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -397,31 +438,34 @@ func TestBrowserPhone(t *testing.T) {
 		name string
 		open chromedp.Action[chromedp.Void]
 		nav  []string
+		shot bool // for the README
 	}{
-		{"home", chromedp.Steps(chromedp.Navigate(d.appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#hero-login"))), []string{"Log in"}},
-		{"login", chromedp.Steps(chromedp.Click(chromedp.CSS("#hero-login")), chromedp.WaitVisible(chromedp.CSS("#loginId"))), nil},
+		{"home", chromedp.Steps(chromedp.Navigate(d.appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#hero-login"))), []string{"Log in"}, false},
+		{"login", chromedp.Steps(chromedp.Click(chromedp.CSS("#hero-login")), chromedp.WaitVisible(chromedp.CSS("#loginId"))), nil, false},
 		{"account", chromedp.Steps(
 			chromedp.SetValue(chromedp.CSS("#loginId"), "richard@example.com"), chromedp.SetValue(chromedp.CSS("#password"), "password"),
 			chromedp.Click(chromedp.CSS("#submit")), chromedp.WaitVisible(chromedp.CSS("#name")),
-		), loggedIn},
+		), loggedIn, true},
 		{"make-change", chromedp.Steps(
 			chromedp.Navigate(d.appURL+"/make-change"), chromedp.WaitVisible(chromedp.CSS("#amount")),
 			chromedp.SetValue(chromedp.CSS("#amount"), "1234.56"), chromedp.Click(chromedp.CSS("#convert")), chromedp.WaitVisible(chromedp.CSS("#change-result")),
-		), loggedIn},
-		{"session", chromedp.Steps(chromedp.Navigate(d.appURL+"/session"), chromedp.WaitVisible(chromedp.CSS("#countdown"))), loggedIn},
-		{"not-found", chromedp.Steps(chromedp.Navigate(d.appURL+"/no-such-page"), chromedp.WaitVisible(chromedp.CSS("#problem"))), nil},
+		), loggedIn, true},
+		{"session", chromedp.Steps(chromedp.Navigate(d.appURL+"/session"), chromedp.WaitVisible(chromedp.CSS("#countdown"))), loggedIn, true},
+		{"not-found", chromedp.Steps(chromedp.Navigate(d.appURL+"/no-such-page"), chromedp.WaitVisible(chromedp.CSS("#problem"))), nil, false},
 		// The classes the inspector's tables and card lists are to use, filled
 		// with long unbroken values, on the session page.
 		{"table-and-cards", chromedp.Steps(
 			chromedp.Navigate(d.appURL+"/session"), chromedp.WaitVisible(chromedp.CSS("#countdown")),
 			chromedp.Evaluate[chromedp.Void](sampleComponents),
-		), loggedIn},
+		), loggedIn, false},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
 			run1(t, ctx, s.open)
 			checkPhone(t, ctx, s.nav...)
-			shoot(t, ctx, "phone-"+s.name)
+			if s.shot {
+				shootScreen(t, ctx, "phone-"+s.name)
+			}
 		})
 	}
 }

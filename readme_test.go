@@ -54,7 +54,7 @@ func mermaidPage(t *testing.T) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s is missing, and CI=true: .ci/run installs it with npm ci", mermaidJS)
 		}
-		t.Skipf("%s not found: run `npm ci` (Node 20 and npm) to render the README's diagrams", mermaidJS)
+		t.Skip(noMermaid)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

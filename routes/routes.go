@@ -18,8 +18,12 @@ import (
 	"github.com/changebank/changebank/tokens"
 )
 
-// New returns the app's handler. Every route is listed here.
-func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, assets fs.FS, appURL string) (http.Handler, error) {
+// New returns the app's handler. Every route is listed here. sessions loads
+// and ends cookie sessions; the handlers also read cookies (the inspector),
+// verify Bearer tokens, guard forms with csrf, ask provider whether it is
+// ready, and tell the time by now.
+func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore, verifier *tokens.Verifier, csrf *tokens.CSRF,
+	provider *tokens.Provider, now func() time.Time, assets fs.FS, appURL string) (http.Handler, error) {
 	views, err := parseViews(assets)
 	if err != nil {
 		return nil, err
@@ -45,20 +49,20 @@ func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, 
 	r.NoMethod(methodNotAllowed(views))
 
 	page := sessionRequired(log, sessions, views)
-	form := checkForm(log, sessions, views, origin.Scheme+"://"+origin.Host)
+	form := checkForm(log, sessions, csrf, views, origin.Scheme+"://"+origin.Host)
 
 	r.GET("/", home(sessions, views))
 	r.GET("/login", login(log, sessions, views))
 	r.GET("/callback", callback(log, sessions, views))
-	r.GET("/account", page, account(sessions, views))
-	r.GET("/make-change", page, makeChangeForm(sessions, views))
-	r.POST("/make-change", page, form, makeChange(sessions, views))
-	r.GET("/session", page, inspector(sessions, views))
+	r.GET("/account", page, account(csrf, views))
+	r.GET("/make-change", page, makeChangeForm(csrf, views))
+	r.POST("/make-change", page, form, makeChange(csrf, views))
+	r.GET("/session", page, inspector(cookies, csrf, now, views))
 	r.POST("/session/expire", page, form, expireAccess(sessions))
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, logout(sessions, true))
 	r.GET("/logout", logout(sessions, false))
-	r.GET("/api/me", apiSession(log, sessions), me(sessions))
+	r.GET("/api/me", apiSession(log, sessions, verifier), me(now))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
 	r.StaticFS("/static", http.FS(filesOnly{static}))

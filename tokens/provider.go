@@ -16,12 +16,9 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
-// ErrNotReady means discovery or the first JWKS fetch has not succeeded yet.
-var ErrNotReady = errors.New("tokens: the identity provider is not ready yet")
-
-// Metadata holds the endpoints this app uses from the provider's OIDC
+// metadata holds the endpoints this app uses from the provider's OIDC
 // discovery document.
-type Metadata struct {
+type metadata struct {
 	Issuer                string `json:"issuer"`
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
@@ -47,7 +44,7 @@ type Provider struct {
 	log      *slog.Logger
 
 	mu   sync.RWMutex
-	meta *Metadata
+	meta *metadata
 	keys KeySet
 
 	ready chan struct{}
@@ -114,12 +111,13 @@ func (p *Provider) Ready() bool {
 	}
 }
 
-// Metadata returns the endpoints, or ErrNotReady.
-func (p *Provider) Metadata() (Metadata, error) {
+// metadata returns the endpoints, or an error wrapping ErrProviderUnavailable
+// until discovery has succeeded.
+func (p *Provider) metadata() (metadata, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.meta == nil || !p.Ready() {
-		return Metadata{}, ErrNotReady
+		return metadata{}, errNotReady
 	}
 	return *p.meta, nil
 }
@@ -130,10 +128,14 @@ func (p *Provider) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
 	ks := p.keys
 	p.mu.RUnlock()
 	if ks == nil {
-		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, ErrNotReady)
+		return nil, fmt.Errorf("%w (%w)", errKeysUnavailable, errNotReady)
 	}
 	return ks.LookupKey(ctx, kid)
 }
+
+// apiURL returns the URL of one of the provider's own API paths, reached
+// server to server.
+func (p *Provider) apiURL(path string) string { return p.internal + path }
 
 // maxDiscoveryBytes bounds the discovery document read.
 const maxDiscoveryBytes = 1 << 20
@@ -153,7 +155,7 @@ func (p *Provider) discover(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("tokens: discovery: status %d", resp.StatusCode)
 	}
-	var m Metadata
+	var m metadata
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDiscoveryBytes)).Decode(&m); err != nil {
 		return fmt.Errorf("tokens: discovery document: %w", err)
 	}

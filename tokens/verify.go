@@ -15,18 +15,18 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
-// Leeway is the clock skew tolerated on exp, nbf and iat.
-const Leeway = 30 * time.Second
+// leeway is the clock skew tolerated on exp, nbf and iat.
+const leeway = 30 * time.Second
 
-// MaxTokenLen bounds the JWTs this app will parse.
-const MaxTokenLen = 8192
+// maxTokenLen bounds the JWTs this app will parse.
+const maxTokenLen = 8192
 
 var (
-	// ErrInvalidToken is wrapped by every reason a token is refused for good:
+	// errInvalidToken is wrapped by every reason a token is refused for good:
 	// bad signature, wrong issuer or audience, malformed, oversize.
-	ErrInvalidToken = errors.New("tokens: invalid token")
-	// ErrExpired means the token is genuine but past its exp (plus Leeway).
-	ErrExpired = errors.New("tokens: token expired")
+	errInvalidToken = errors.New("tokens: invalid token")
+	// errExpired means the token is genuine but past its exp (plus leeway).
+	errExpired = errors.New("tokens: token expired")
 )
 
 // Claims are the claims this app reads from FusionAuth's access and ID tokens.
@@ -103,37 +103,37 @@ func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Veri
 }
 
 // AccessToken verifies a FusionAuth access token. For a genuine but expired
-// token it returns the claims and an error wrapping ErrExpired, so the
-// caller can refresh; ErrKeysUnavailable when the keys could not be fetched;
-// ErrInvalidToken for everything else.
+// token it returns the claims and an error wrapping errExpired, so the
+// caller can refresh; errKeysUnavailable when the keys could not be fetched;
+// errInvalidToken for everything else.
 func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error) {
 	c, err := v.verify(ctx, raw)
 	// FusionAuth signs both kinds with one key, one typ and one aud; only an
 	// ID token carries at_hash. An ID token is no credential for this app.
 	if c != nil && c.AtHash != "" {
-		return nil, fmt.Errorf("%w: an ID token is not an access token", ErrInvalidToken)
+		return nil, fmt.Errorf("%w: an ID token is not an access token", errInvalidToken)
 	}
 	return c, err
 }
 
 // IDToken verifies an ID token and, when nonce is not empty, its nonce.
-func (v *Verifier) IDToken(ctx context.Context, raw, nonce string) (*Claims, error) {
+func (v *Verifier) idToken(ctx context.Context, raw, nonce string) (*Claims, error) {
 	c, err := v.verify(ctx, raw)
 	if err != nil {
 		return c, err
 	}
 	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
-		return nil, fmt.Errorf("%w: nonce does not match the login's", ErrInvalidToken)
+		return nil, fmt.Errorf("%w: nonce does not match the login's", errInvalidToken)
 	}
 	return c, nil
 }
 
 func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
-	if len(raw) > MaxTokenLen {
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidToken, len(raw), MaxTokenLen)
+	if len(raw) > maxTokenLen {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", errInvalidToken, len(raw), maxTokenLen)
 	}
 	if strings.Count(raw, ".") != 2 {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrInvalidToken)
+		return nil, fmt.Errorf("%w: not a compact JWS", errInvalidToken)
 	}
 	// The key, and with it the algorithm, come only from the provider's
 	// JWKS, looked up by kid. The token's own alg must agree with the key's;
@@ -166,14 +166,14 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 	})
 	payload, err := jws.Verify([]byte(raw), jws.WithKeyProvider(provider), jws.WithContext(ctx))
 	if err != nil {
-		if errors.Is(lookupErr, ErrKeysUnavailable) {
+		if errors.Is(lookupErr, ErrProviderUnavailable) {
 			return nil, lookupErr
 		}
-		return nil, fmt.Errorf("%w: signature: %w", ErrInvalidToken, err)
+		return nil, fmt.Errorf("%w: signature: %w", errInvalidToken, err)
 	}
 	var c Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, fmt.Errorf("%w: claims: %w", ErrInvalidToken, err)
+		return nil, fmt.Errorf("%w: claims: %w", errInvalidToken, err)
 	}
 	return &c, v.validate(&c)
 }
@@ -189,19 +189,19 @@ func (v *Verifier) validate(c *Claims) error {
 	now := v.now()
 	switch {
 	case c.Issuer != v.issuer:
-		return fmt.Errorf("%w: issuer %q, want %q", ErrInvalidToken, c.Issuer, v.issuer)
+		return fmt.Errorf("%w: issuer %q, want %q", errInvalidToken, c.Issuer, v.issuer)
 	case !slices.Contains(c.Audience, v.clientID):
-		return fmt.Errorf("%w: audience %q does not hold the client id", ErrInvalidToken, c.Audience)
+		return fmt.Errorf("%w: audience %q does not hold the client id", errInvalidToken, c.Audience)
 	case c.Subject == "":
-		return fmt.Errorf("%w: no sub", ErrInvalidToken)
+		return fmt.Errorf("%w: no sub", errInvalidToken)
 	case c.Expiry == 0:
-		return fmt.Errorf("%w: no exp", ErrInvalidToken)
-	case c.NotBefore != 0 && now.Add(Leeway).Before(c.NotBefore.Time()):
-		return fmt.Errorf("%w: not valid before %s", ErrInvalidToken, c.NotBefore.Time().UTC())
-	case c.IssuedAt != 0 && now.Add(Leeway).Before(c.IssuedAt.Time()):
-		return fmt.Errorf("%w: issued in the future", ErrInvalidToken)
-	case !now.Add(-Leeway).Before(c.Expiry.Time()):
-		return fmt.Errorf("%w at %s", ErrExpired, c.Expiry.Time().UTC())
+		return fmt.Errorf("%w: no exp", errInvalidToken)
+	case c.NotBefore != 0 && now.Add(leeway).Before(c.NotBefore.Time()):
+		return fmt.Errorf("%w: not valid before %s", errInvalidToken, c.NotBefore.Time().UTC())
+	case c.IssuedAt != 0 && now.Add(leeway).Before(c.IssuedAt.Time()):
+		return fmt.Errorf("%w: issued in the future", errInvalidToken)
+	case !now.Add(-leeway).Before(c.Expiry.Time()):
+		return fmt.Errorf("%w at %s", errExpired, c.Expiry.Time().UTC())
 	}
 	return nil
 }

@@ -26,6 +26,9 @@ type metadata struct {
 	JWKSURI               string `json:"jwks_uri"`
 	EndSessionEndpoint    string `json:"end_session_endpoint"`
 	RevocationEndpoint    string `json:"revocation_endpoint"`
+	// SigningAlgs are the algorithms the provider signs ID tokens with; a
+	// JWKS key that names no algorithm is used with these only.
+	SigningAlgs []string `json:"id_token_signing_alg_values_supported"`
 }
 
 // Provider is the identity provider as this app sees it: its endpoints and
@@ -131,6 +134,16 @@ func (p *Provider) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
 		return nil, fmt.Errorf("%w (%w)", errKeysUnavailable, errNotReady)
 	}
 	return ks.LookupKey(ctx, kid)
+}
+
+// signingAlgs returns the algorithms discovery lists for ID tokens, or none
+// before discovery.
+func (p *Provider) signingAlgs() []string {
+	m, err := p.metadata()
+	if err != nil {
+		return nil
+	}
+	return m.SigningAlgs
 }
 
 // apiURL returns the URL of one of the provider's own API paths, reached

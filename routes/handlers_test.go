@@ -47,6 +47,22 @@ func TestCallbackRefusesWhatItDidNotStart(t *testing.T) {
 			t.Fatalf("an 11-minute-old login completed: %d", p.status)
 		}
 	})
+	t.Run("code refused by the provider", func(t *testing.T) {
+		b := s.browser()
+		cb := b.submitLogin(b.startLogin(""), "richard@example.com", "password")
+		// The login is still live here, but the provider's code (60 s) is not.
+		s.clock.Advance(2 * time.Minute)
+		defer s.clock.Advance(-2 * time.Minute)
+		p := b.get(cb.location())
+		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "no longer valid") || strings.Contains(p.body, "unknown, used or expired") {
+			t.Fatalf("refused code: %d %s", p.status, p.body)
+		}
+		logs := s.logs.String()
+		if !strings.Contains(logs, "refused the authorization code") || !strings.Contains(logs, "invalid_grant") ||
+			!strings.Contains(logs, "the code is unknown, used or expired") || strings.Contains(logs, "refused the refresh token") {
+			t.Fatalf("the log does not say the provider refused the code, and why:\n%s", logs)
+		}
+	})
 	t.Run("wrong state", func(t *testing.T) {
 		b := s.browser()
 		cb := b.submitLogin(b.startLogin(""), "richard@example.com", "password")

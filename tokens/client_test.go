@@ -373,3 +373,56 @@ func TestTokenEndpointRefusalsAreToldApart(t *testing.T) {
 		})
 	}
 }
+
+func TestPagesGreetByNameEvenWithoutTheNameClaim(t *testing.T) {
+	signer := newTestSigner(t, "k1")
+	f := newFakeProvider(t, nil, signer.pub)
+	m, _ := f.manager(t, discard)
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		profile []any // ID-token claims
+		want    string
+	}{
+		{"name claim", []any{"name", "Richard Hendricks", "given_name", "Rich", "family_name", "H", "email", "r@example.com"}, "Richard Hendricks"},
+		{"given and family name (FusionAuth without fullName)", []any{"given_name", "Richard", "family_name", "Hendricks", "email", "r@example.com"}, "Richard Hendricks"},
+		{"given name only", []any{"given_name", "Richard", "email", "r@example.com"}, "Richard"},
+		{"email only", []any{"email", "r@example.com"}, "r@example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			authURL, err := m.BeginLogin(rec, httptest.NewRequest(http.MethodGet, "/login", nil), "/account")
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := must(url.Parse(authURL)).Query()
+			access := signer.sign(t, f.claimsFor(now), nil)
+			id := signer.sign(t, with(f.claimsFor(now), append([]any{"nonce", q.Get("nonce")}, tc.profile...)...), nil)
+			f.answer(http.StatusOK, map[string]any{"access_token": access, "id_token": id, "token_type": "Bearer", "expires_in": 120})
+			req := httptest.NewRequest(http.MethodGet, "/callback?code=c&state="+url.QueryEscape(q.Get("state")), nil)
+			for _, c := range rec.Result().Cookies() {
+				req.AddCookie(c)
+			}
+			rec = httptest.NewRecorder()
+			if _, err := m.FinishLogin(context.Background(), rec, req); err != nil {
+				t.Fatal(err)
+			}
+			// What the next page reads: the sealed userinfo cookie.
+			next := httptest.NewRequest(http.MethodGet, "/account", nil)
+			for _, c := range rec.Result().Cookies() {
+				next.AddCookie(c)
+			}
+			user, ok := m.User(next)
+			if !ok || user.Name != tc.want {
+				t.Fatalf("greeted as %q (%v), want %q", user.Name, ok, tc.want)
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -30,7 +31,7 @@ type Session struct {
 // claims the pages show, and the session's bounds.
 type UserInfo struct {
 	Subject       string `json:"sub"`
-	Name          string `json:"name,omitempty"`
+	Name          string `json:"name,omitempty"` // never empty when the ID token has a name, given or family name, or email
 	GivenName     string `json:"given_name,omitempty"`
 	FamilyName    string `json:"family_name,omitempty"`
 	Email         string `json:"email,omitempty"`
@@ -48,9 +49,21 @@ type refreshCookie struct {
 	Expires int64  `json:"exp"`
 }
 
+// userInfoFrom keeps what the pages show from validated ID-token claims.
+// Name is what every page and /api/me greet the user by: the name claim,
+// else given and family name, else the email. FusionAuth sends name only
+// when the user's fullName is stored, which it is not computed from first
+// and last name.
 func userInfoFrom(c *Claims) UserInfo {
+	name := c.Name
+	if name == "" {
+		name = strings.TrimSpace(c.GivenName + " " + c.FamilyName)
+	}
+	if name == "" {
+		name = c.Email
+	}
 	return UserInfo{
-		Subject: c.Subject, Name: c.Name, GivenName: c.GivenName, FamilyName: c.FamilyName,
+		Subject: c.Subject, Name: name, GivenName: c.GivenName, FamilyName: c.FamilyName,
 		Email: c.Email, EmailVerified: c.EmailVerified, Birthdate: c.Birthdate,
 	}
 }

@@ -84,12 +84,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
 	}
-	sessions := tokens.NewManager(tokens.Options{
-		AppURL: cfg.AppURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		RefreshTTL: cfg.RefreshTTL, APIKey: cfg.APIKey, Sealer: sealer, Provider: provider,
-		HTTPClient: client, Now: time.Now, Log: log,
-	})
-	handler, err := routes.New(log, sessions, provider, assets, cfg.AppURL)
+	csrf, err := tokens.NewCSRF(cfg.Secrets...)
+	if err != nil {
+		return fmt.Errorf("changebank: %w", err)
+	}
+	cookies := tokens.NewCookieStore(cfg.AppURL, sealer)
+	oidc := tokens.NewClient(provider, tokens.ClientConfig{
+		ID: cfg.ClientID, Secret: cfg.ClientSecret, AppURL: cfg.AppURL, APIKey: cfg.APIKey,
+	}, client)
+	verifier := tokens.NewVerifier(provider, provider.Issuer(), cfg.ClientID, time.Now)
+	sessions := tokens.NewManager(cookies, oidc, verifier, cfg.RefreshTTL, time.Now, log)
+	handler, err := routes.New(log, sessions, cookies, verifier, csrf, provider, time.Now, assets, cfg.AppURL)
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
 	}

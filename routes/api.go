@@ -24,7 +24,7 @@ const apiUserKey = "changebank.apiuser"
 // apiSession authenticates an API call by `Authorization: Bearer <access
 // token>` or, without that header, by the cookie session. It never
 // redirects: 401 with WWW-Authenticate, or 503 with Retry-After.
-func apiSession(log *slog.Logger, sessions *tokens.Manager) gin.HandlerFunc {
+func apiSession(log *slog.Logger, sessions *tokens.Manager, verifier *tokens.Verifier) gin.HandlerFunc {
 	const realm = `Bearer realm="ChangeBank"`
 	return func(c *gin.Context) {
 		var u apiUser
@@ -38,8 +38,8 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager) gin.HandlerFunc {
 				return
 			}
 			u.source = "bearer"
-			u.claims, err = sessions.Verifier().AccessToken(c.Request.Context(), strings.TrimSpace(raw))
-			if err != nil && !errors.Is(err, tokens.ErrKeysUnavailable) {
+			u.claims, err = verifier.AccessToken(c.Request.Context(), strings.TrimSpace(raw))
+			if err != nil && !errors.Is(err, tokens.ErrProviderUnavailable) {
 				log.Warn("bearer token refused", "err", err)
 				c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_token", "error_description": "the access token is invalid or expired"})
@@ -69,9 +69,9 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager) gin.HandlerFunc {
 }
 
 // me is GET /api/me: who the caller is and when their access token expires.
-func me(sessions *tokens.Manager) gin.HandlerFunc {
+func me(now func() time.Time) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.JSON(http.StatusOK, meBody(c.MustGet(apiUserKey).(apiUser), sessions.Now()))
+		c.JSON(http.StatusOK, meBody(c.MustGet(apiUserKey).(apiUser), now()))
 	}
 }
 

@@ -53,7 +53,7 @@ const maxFormBytes = 64 << 10
 // checkForm guards every state-changing POST beyond SameSite: the request
 // must come from this site (Origin, or Sec-Fetch-Site when a browser sends
 // no Origin) and, when a session is present, carry its CSRF token.
-func checkForm(log *slog.Logger, sessions *tokens.Manager, views *views, appOrigin string) gin.HandlerFunc {
+func checkForm(log *slog.Logger, sessions *tokens.Manager, csrf *tokens.CSRF, views *views, appOrigin string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
 		if err := c.Request.ParseForm(); err != nil {
@@ -81,7 +81,7 @@ func checkForm(log *slog.Logger, sessions *tokens.Manager, views *views, appOrig
 		} else {
 			user, ok = sessions.User(c.Request)
 		}
-		if ok && !sessions.CheckCSRF(user, c.PostForm("csrf_token")) {
+		if ok && !csrf.Check(user, c.PostForm("csrf_token")) {
 			log.Warn("form refused: bad CSRF token", "path", c.Request.URL.Path)
 			views.failRetry(c, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.", "/account")
 			return
@@ -110,7 +110,7 @@ func login(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Handler
 		}
 		authURL, err := sessions.BeginLogin(c.Writer, c.Request, returnTo)
 		switch {
-		case errors.Is(err, tokens.ErrNotReady):
+		case errors.Is(err, tokens.ErrProviderUnavailable):
 			views.failRetry(c, http.StatusServiceUnavailable,
 				"The identity provider at "+views.issuer+" is starting or cannot be reached. Wait a few seconds and try again. "+
 					"Running the demo? Start a provider with `go run . -embedded-idp` or `docker compose up`.", c.Request.URL.RequestURI())
@@ -151,7 +151,7 @@ func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Hand
 			if !known {
 				msg = "The identity provider could not log you in."
 			}
-			log.Info("login refused by the provider", "error", pe.Code, "known", known)
+			log.Info("login refused by the provider", "error", pe.Code, "known", known, "err", err)
 			views.failRetry(c, http.StatusBadRequest, msg+" You can try again.", "/login")
 		case errors.Is(err, tokens.ErrBadCallback) && hasSession(sessions, c):
 			// Back right after logging in replays the spent callback URL:
@@ -162,7 +162,7 @@ func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Hand
 			log.Info("callback refused", "err", err)
 			views.failRetry(c, http.StatusBadRequest,
 				"This login link is no longer valid: it was used already, it expired, or it was started in another browser.", "/login")
-		case errors.Is(err, tokens.ErrProviderUnavailable), errors.Is(err, tokens.ErrNotReady):
+		case errors.Is(err, tokens.ErrProviderUnavailable):
 			log.Warn("callback: provider unavailable", "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable, "The identity provider is unreachable right now. Please log in again in a moment.", "/login")
 		default:

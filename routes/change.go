@@ -72,15 +72,15 @@ func formatDollars(cents int64) string {
 	return "$" + s + "." + strconv.FormatInt(cents%100/10, 10) + strconv.FormatInt(cents%10, 10)
 }
 
-func makeChangeForm(sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func makeChangeForm(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
-		views.render(c, http.StatusOK, "make_change", page{Title: "Make change", User: &s.User, CSRF: sessions.CSRFToken(s.User), Data: changeView{}})
+		views.render(c, http.StatusOK, "make_change", page{Title: "Make change", User: &s.User, CSRF: csrf.Token(s.User), Data: changeView{}})
 	}
 }
 
 // makeChange answers with nickels (as many as fit) and pennies (the rest).
-func makeChange(sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func makeChange(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
 		// The whole input is parsed (checkForm bounds the form); only the
@@ -93,7 +93,7 @@ func makeChange(sessions *tokens.Manager, views *views) gin.HandlerFunc {
 		} else {
 			v.Result, v.Dollars, v.Nickels, v.Pennies = true, formatDollars(cents), cents/5, cents%5
 		}
-		views.render(c, status, "make_change", page{Title: "Make change", User: &s.User, CSRF: sessions.CSRFToken(s.User), Data: v})
+		views.render(c, status, "make_change", page{Title: "Make change", User: &s.User, CSRF: csrf.Token(s.User), Data: v})
 	}
 }
 

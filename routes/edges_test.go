@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -242,9 +241,8 @@ func TestLoginWhileTheProviderIsUnreachableNamesItAndHowToStartOne(t *testing.T)
 	defer cancel()
 	go provider.Start(ctx)
 	sealer, _ := tokens.NewSealer(testSecret)
-	sessions := tokens.NewManager(tokens.Options{AppURL: "http://app.test", ClientID: clientID, ClientSecret: clientSecret,
-		RefreshTTL: time.Hour, Sealer: sealer, Provider: provider, HTTPClient: client, Now: time.Now, Log: log})
-	h, err := New(log, sessions, provider, os.DirFS(".."), "http://app.test")
+	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
+		client, time.Hour, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +50,22 @@ func TestCallbackRefusesWhatItDidNotStart(t *testing.T) {
 		defer s.clock.Advance(-(tokens.LoginTTL + time.Minute))
 		if p := b.get(cb.location()); p.status != http.StatusBadRequest {
 			t.Fatalf("an 11-minute-old login completed: %d", p.status)
+		}
+	})
+	t.Run("code refused by the provider", func(t *testing.T) {
+		b := s.browser()
+		cb := b.submitLogin(b.startLogin(""), "richard@example.com", "password")
+		// The login is still live here, but the provider's code (60 s) is not.
+		s.clock.Advance(2 * time.Minute)
+		defer s.clock.Advance(-2 * time.Minute)
+		p := b.get(cb.location())
+		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "no longer valid") || strings.Contains(p.body, "unknown, used or expired") {
+			t.Fatalf("refused code: %d %s", p.status, p.body)
+		}
+		logs := s.logs.String()
+		if !strings.Contains(logs, "refused the authorization code") || !strings.Contains(logs, "invalid_grant") ||
+			!strings.Contains(logs, "the code is unknown, used or expired") || strings.Contains(logs, "refused the refresh token") {
+			t.Fatalf("the log does not say the provider refused the code, and why:\n%s", logs)
 		}
 	})
 	t.Run("wrong state", func(t *testing.T) {
@@ -385,9 +400,8 @@ func TestProviderStartingUp(t *testing.T) {
 	defer cancel()
 	go provider.Start(ctx)
 	sealer, _ := tokens.NewSealer(testSecret)
-	sessions := tokens.NewManager(tokens.Options{AppURL: "http://app.test", ClientID: clientID, ClientSecret: clientSecret,
-		RefreshTTL: time.Hour, Sealer: sealer, Provider: provider, HTTPClient: client, Now: time.Now, Log: log})
-	h, err := New(log, sessions, provider, os.DirFS(".."), "http://app.test")
+	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
+		client, time.Hour, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,8 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// ErrKeysUnavailable means the provider's JWKS could not be had: a token
-// cannot be judged either way, so the caller answers "try again", not "log in".
-var ErrKeysUnavailable = errors.New("tokens: the provider's signing keys are unavailable")
+// errKeysUnavailable (errors.go) means the provider's JWKS could not be had: a
+// token cannot be judged either way, so the caller answers "try again", not "log in".
 
 // errUnknownKey means the JWKS, even refetched, has no key with the token's kid.
 var errUnknownKey = errors.New("tokens: no key with that kid in the provider's JWKS")
@@ -93,7 +92,7 @@ func (ks *RemoteKeySet) LookupKey(ctx context.Context, kid string) (jwk.Key, err
 		return nil, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, err)
 	}
 	if key, ok := ks.set.Resource().LookupKeyID(kid); ok {
 		return key, nil

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +62,14 @@ func TestComposeStack(t *testing.T) {
 		}
 		if !strings.HasPrefix(fa.Image, "fusionauth/fusionauth-app:1.") {
 			t.Errorf("fusionauth image %q", fa.Image)
+		}
+		// A current 16 patch release (docker-library's 16 line reached 16.13);
+		// 18 would move the data directory the volume is mounted on.
+		pg := regexp.MustCompile(`^postgres:16\.([0-9]+)(-[a-z0-9]+)?$`).FindStringSubmatch(db.Image)
+		if pg == nil {
+			t.Errorf("db image %q: want postgres:16.<patch>", db.Image)
+		} else if patch, _ := strconv.Atoi(pg[1]); patch < 13 {
+			t.Errorf("db image %q: a patch release older than 16.13 misses years of fixes", db.Image)
 		}
 		if app.Build == nil || app.Build.Context == "" {
 			t.Error("app is not built from this repository")
@@ -224,6 +235,87 @@ func TestKickstartRequests(t *testing.T) {
 	}
 }
 
+// dockerIgnored reports whether a .dockerignore's patterns leave path out
+// of the build context: a pattern (filepath.Match syntax, "**/" for any
+// depth) matching the path or one of its parent directories.
+func dockerIgnored(patterns []string, path string) bool {
+	parts := strings.Split(path, "/")
+	ignored := false
+	for _, p := range patterns {
+		negate := strings.HasPrefix(p, "!")
+		p = strings.TrimPrefix(strings.TrimPrefix(p, "!"), "/")
+		anyDepth := strings.HasPrefix(p, "**/")
+		p = strings.TrimPrefix(p, "**/")
+		for end := 1; end <= len(parts); end++ {
+			for start := 0; start < end && (start == 0 || anyDepth); start++ {
+				if ok, _ := filepath.Match(p, strings.Join(parts[start:end], "/")); ok {
+					ignored = !negate
+				}
+			}
+		}
+	}
+	return ignored
+}
+
+func TestDockerignoreKeepsSecretsAndTestsOut(t *testing.T) {
+	raw, err := os.ReadFile(".dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patterns []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			patterns = append(patterns, line)
+		}
+	}
+	for path, out := range map[string]bool{
+		".env": true, ".git/config": true, "docs/screenshots/account.png": true, "testdata/kickstart-short-tokens.json": true,
+		"idp/testdata/reusable.json": true, "node_modules/x/index.js": true, "routes/stack_test.go": true,
+		"main.go": false, "go.mod": false, "go.sum": false, "idp/login.html": false, "templates/account.html": false,
+		"static/app.css": false, "kickstart/kickstart.json": false, "tokens/verify.go": false,
+	} {
+		if got := dockerIgnored(patterns, path); got != out {
+			t.Errorf("%s: left out of the build context %v, want %v", path, got, out)
+		}
+	}
+}
+
+// compareGoVersions compares "1.26", "1.26.7" and the like, a missing
+// part counting as 0.
+func compareGoVersions(a, b string) int {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(pa), len(pb)) {
+		var x, y int
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		if x != y {
+			return cmp.Compare(x, y)
+		}
+	}
+	return 0
+}
+
+func TestCompareGoVersions(t *testing.T) {
+	for _, tc := range []struct {
+		image, mod string
+		ok         bool
+	}{
+		{"1.26.7", "1.26.0", true},
+		{"1.26", "1.26.0", true},
+		{"1.26.7", "1.26.8", false}, // the old Dockerfile/go.mod pair, had the tag existed
+		{"1.25.9", "1.26.0", false},
+		{"1.27", "1.26.8", true},
+	} {
+		if got := compareGoVersions(tc.image, tc.mod) >= 0; got != tc.ok {
+			t.Errorf("image %s for go %s: builds %v, want %v", tc.image, tc.mod, got, tc.ok)
+		}
+	}
+}
+
 func TestDockerfileMatchesGoMod(t *testing.T) {
 	mod, err := os.ReadFile("go.mod")
 	if err != nil {
@@ -236,8 +328,13 @@ func TestDockerfileMatchesGoMod(t *testing.T) {
 	}
 	text := string(df)
 	from := regexp.MustCompile(`(?m)^FROM golang:([0-9.]+)[^ ]* AS build$`).FindStringSubmatch(text)
-	if goVersion == nil || from == nil || from[1] != string(goVersion[1]) {
-		t.Fatalf("Dockerfile builds with Go %v, go.mod says %s", from, goVersion)
+	if goVersion == nil || from == nil {
+		t.Fatalf("no FROM golang:<version> ... AS build in the Dockerfile (%v), or no go line in go.mod (%s)", from, goVersion)
+	}
+	// The official images set GOTOOLCHAIN=local: an image older than go.mod's
+	// go line refuses to build. A tag without a patch ("1.26") counts as .0.
+	if compareGoVersions(from[1], string(goVersion[1])) < 0 {
+		t.Fatalf("the Dockerfile builds with Go %s, older than go.mod's go %s: the build would refuse", from[1], goVersion[1])
 	}
 	if !regexp.MustCompile(`(?m)^RUN CGO_ENABLED=0 go build .* -o \S+ \.$`).MatchString(text) {
 		t.Error("the Dockerfile does not build the root package (what `go build .` builds) with CGO off")

@@ -202,6 +202,7 @@ func embeddedIdP(cfg config, getenv func(string) string, log *slog.Logger) (serv
 	stand, err := idp.New(ks, idp.Options{
 		Issuer:            cfg.Issuer,
 		ExtraRedirectURLs: []string{cfg.AppURL + "/callback", cfg.AppURL + "/"},
+		LogoutURL:         cfg.AppURL + "/logout",
 		Log:               log,
 	})
 	if err != nil {

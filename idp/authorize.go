@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	_ "embed"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -14,23 +15,23 @@ import (
 // ssoCookie is the stand-in's login session, as FusionAuth's fusionauth.sso.
 const ssoCookie = "fusionauth.sso"
 
-// codeTTL is how long an authorization code may wait to be exchanged.
-const codeTTL = 60 * time.Second
+// codeTTL is how long an authorization code may wait to be exchanged:
+// FusionAuth's default (the tenant's authorization code time to live).
+const codeTTL = 30 * time.Second
 
 // grant is what an authorization code stands for.
 type grant struct {
 	clientID, redirectURI string
 	userID, scope, nonce  string
 	challenge             string
-	sid                   string
 	authTime              time.Time
 	expires               time.Time
 }
 
 type ssoSession struct {
 	userID   string
-	sid      string
 	authTime time.Time
+	expires  time.Time
 }
 
 //go:embed login.html
@@ -39,10 +40,27 @@ var loginHTML string
 var loginPage = template.Must(template.New("login").Parse(loginHTML))
 
 type loginView struct {
+	Demo    []demoUser // the kickstart's users of this application, shown as a hint
 	AppName string
 	Email   string
 	Error   string
 	Params  map[string]string // the authorize request, carried through the form
+}
+
+// demoUser is a kickstart user the login page suggests: the stand-in only
+// ever runs the demo's own seeded accounts.
+type demoUser struct{ Email, Password string }
+
+// demoUsers are the kickstart's users who may log in to app, by email.
+func (s *Server) demoUsers(app *Application) []demoUser {
+	var out []demoUser
+	for _, u := range s.ks.Users {
+		if _, registered := u.Registrations[app.ID]; registered || !app.RequireRegistration {
+			out = append(out, demoUser{u.Email, u.Password})
+		}
+	}
+	slices.SortFunc(out, func(a, b demoUser) int { return strings.Compare(a.Email, b.Email) })
+	return out
 }
 
 // authorizeParams are the request parameters the login form carries through.
@@ -59,7 +77,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	for _, k := range authorizeParams {
 		p[k] = r.Form.Get(k)
 	}
-	app := s.ks.Applications[p["client_id"]]
+	app := s.application(p["client_id"])
 	if app == nil {
 		s.errorPage(w, "Unknown client_id: no application has that id.")
 		return
@@ -87,13 +105,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	view := loginView{AppName: app.Name, Params: p}
+	view := loginView{AppName: app.Name, Params: p, Demo: s.demoUsers(app)}
 	var sso *ssoSession
 	if r.Method == http.MethodGet {
 		if ck, err := r.Cookie(ssoCookie); err == nil {
 			s.mu.Lock()
 			sso = s.sessions[ck.Value]
 			s.mu.Unlock()
+			if sso != nil && !s.now().Before(sso.expires) {
+				sso = nil
+			}
 		}
 		if sso == nil {
 			s.render(w, http.StatusOK, view)
@@ -107,9 +128,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			s.render(w, http.StatusOK, view)
 			return
 		}
-		sso = &ssoSession{userID: u.ID, sid: newUUID(), authTime: s.now()}
+		sso = &ssoSession{userID: u.ID, authTime: s.now(), expires: s.now().Add(ssoTTL)}
 		id := randomToken()
 		s.mu.Lock()
+		s.makeRoomLocked()
 		s.sessions[id] = sso
 		s.mu.Unlock()
 		http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
@@ -127,9 +149,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	code := randomToken()
 	s.mu.Lock()
+	s.makeRoomLocked()
 	s.codes[code] = &grant{
 		clientID: app.ID, redirectURI: p["redirect_uri"], userID: user.ID, scope: p["scope"], nonce: p["nonce"],
-		challenge: p["code_challenge"], sid: sso.sid, authTime: sso.authTime, expires: s.now().Add(codeTTL),
+		challenge: p["code_challenge"], authTime: sso.authTime, expires: s.now().Add(codeTTL),
 	}
 	s.mu.Unlock()
 	back(url.Values{"code": {code}, "userState": {"Authenticated"}})
@@ -137,6 +160,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) redirectAllowed(app *Application, uri string) bool {
 	return uri != "" && (slices.Contains(app.RedirectURLs, uri) || slices.Contains(s.extra, uri))
+}
+
+// application finds an application by client id. FusionAuth's ids are
+// UUIDs, compared whatever their case.
+func (s *Server) application(clientID string) *Application {
+	return s.ks.Applications[strings.ToLower(clientID)]
 }
 
 func (s *Server) userByID(id string) *User {
@@ -161,13 +190,47 @@ func (s *Server) errorPage(w http.ResponseWriter, msg string) {
 	s.render(w, http.StatusBadRequest, loginView{Error: msg})
 }
 
-// logout is /oauth2/logout: it ends the SSO session and redirects to
-// post_logout_redirect_uri when the application authorizes it, else to the
-// application's logoutURL.
+//go:embed logout.html
+var logoutHTML string
+
+var logoutPage = template.Must(template.New("logout").Parse(logoutHTML))
+
+type logoutView struct {
+	Target string   // where the browser goes once the frames have loaded
+	Frames []string // every application's logoutURL
+	Nonce  string   // for the page's own style and script, under its CSP
+}
+
+// logout is /oauth2/logout with FusionAuth's default logout behaviour
+// (AllApplications): it ends the SSO session and renders a page that loads
+// every application's logoutURL in a hidden iframe, then goes on to
+// post_logout_redirect_uri (which must be an authorized redirect URL) or,
+// without one, to the application's logoutURL. Refresh tokens stay valid,
+// as in FusionAuth.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		s.errorPage(w, "The request could not be read.")
 		return
+	}
+	clientID := r.Form.Get("client_id")
+	if clientID == "" {
+		clientID, _ = s.verifyOwn(r.Form.Get("id_token_hint"))["aud"].(string)
+	}
+	app := s.application(clientID)
+	target := "/"
+	if app != nil && s.logoutURL(app) != "" {
+		target = s.logoutURL(app)
+	}
+	if uri := r.Form.Get("post_logout_redirect_uri"); uri != "" {
+		// Never a silent fallback: the application asked for a place it is not allowed.
+		if app == nil || !s.redirectAllowed(app, uri) {
+			s.errorPage(w, "invalid_post_logout_redirect_uri: the post_logout_redirect_uri is not one of this application's authorized redirect URLs.")
+			return
+		}
+		target = uri
+	}
+	if st := r.Form.Get("state"); st != "" && target != "/" {
+		target = withQuery(target, url.Values{"state": {st}})
 	}
 	if ck, err := r.Cookie(ssoCookie); err == nil {
 		s.mu.Lock()
@@ -176,22 +239,41 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 
-	clientID := r.Form.Get("client_id")
-	if clientID == "" {
-		clientID, _ = s.verifyOwn(r.Form.Get("id_token_hint"))["aud"].(string)
-	}
-	target := "/"
-	if app := s.ks.Applications[clientID]; app != nil {
-		if uri := r.Form.Get("post_logout_redirect_uri"); s.redirectAllowed(app, uri) {
-			target = uri
-		} else if app.LogoutURL != "" {
-			target = app.LogoutURL
-		}
-		if st := r.Form.Get("state"); st != "" && target != "/" {
-			target = withQuery(target, url.Values{"state": {st}})
+	view := logoutView{Target: target, Nonce: randomToken()}
+	origins := map[string]bool{}
+	for _, a := range s.ks.Applications {
+		u := s.logoutURL(a)
+		if p, err := url.Parse(u); u != "" && err == nil && (p.Scheme == "http" || p.Scheme == "https") && !slices.Contains(view.Frames, u) {
+			view.Frames = append(view.Frames, u)
+			origins[p.Scheme+"://"+p.Host] = true
 		}
 	}
-	http.Redirect(w, r, target, http.StatusFound)
+	slices.Sort(view.Frames)
+	frameSrc := "'none'"
+	if len(origins) > 0 {
+		frameSrc = strings.Join(slices.Sorted(maps.Keys(origins)), " ")
+	}
+	w.Header().Set("Content-Security-Policy", strings.Join([]string{
+		"default-src 'none'",
+		"script-src 'nonce-" + view.Nonce + "'",
+		"style-src 'nonce-" + view.Nonce + "'",
+		"frame-src " + frameSrc,
+		"base-uri 'none'",
+		"form-action 'none'",
+		"frame-ancestors 'none'",
+	}, "; "))
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	if err := logoutPage.Execute(w, view); err != nil {
+		s.log.Error("idp: rendering the logout page", "err", err)
+	}
+}
+
+// logoutURL is where the application ends its own session: the running
+// app's, when Options.LogoutURL names it, else the kickstart's.
+func (s *Server) logoutURL(app *Application) string {
+	return or(s.logoutOverride, app.LogoutURL)
 }
 
 func withQuery(base string, v url.Values) string {

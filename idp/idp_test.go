@@ -4,12 +4,16 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +48,12 @@ type standIn struct {
 
 func newStandIn(t *testing.T, kickstart string, usage string) *standIn {
 	t.Helper()
+	return newStandInWith(t, kickstart, usage, Options{})
+}
+
+// newStandInWith is newStandIn with options (the issuer is always set).
+func newStandInWith(t *testing.T, kickstart string, usage string, o Options) *standIn {
+	t.Helper()
 	ks, err := LoadKickstart(kickstart, testEnv, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +65,8 @@ func newStandIn(t *testing.T, kickstart string, usage string) *standIn {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + srv.Listener.Addr().String()
-	s, err := New(ks, Options{Issuer: issuer})
+	o.Issuer = issuer
+	s, err := New(ks, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,24 +280,108 @@ func TestSSOSessionSkipsTheFormUntilLogout(t *testing.T) {
 	if !strings.Contains(resp.Header.Get("Location"), "code=") {
 		t.Fatalf("with an SSO session: %d %q, want a redirect with a code", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	resp, err = si.client.Get(si.url + "/oauth2/logout?" + url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://app.test/"}}.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); loc != "http://app.test/" {
-		t.Fatalf("logout redirected to %q", loc)
-	}
-	resp, _ = si.client.Get(si.url + "/oauth2/logout?" + url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://evil.test/"}}.Encode())
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); loc != "http://app.test/logout" {
-		t.Fatalf("an unregistered post_logout_redirect_uri must fall back to the logoutURL, got %q", loc)
+	if page := si.logoutPage(url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://app.test/"}}); page.target != "http://app.test/" {
+		t.Fatalf("logout goes on to %q", page.target)
 	}
 	resp, _ = si.client.Get(si.url + "/oauth2/authorize?" + authRequest(testRedirect).Encode())
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
 		t.Fatalf("after logout the form must show again: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
+}
+
+// loggedOut is what the stand-in's logout page does: the frames it loads
+// and where it goes next.
+type loggedOut struct {
+	status int
+	target string
+	frames []string
+	csp    string
+	body   string
+}
+
+var (
+	continueLink = regexp.MustCompile(`<a id="continue" href="([^"]*)"`)
+	logoutFrame  = regexp.MustCompile(`<iframe class="logout-frame" src="([^"]*)"`)
+)
+
+func (si *standIn) logoutPage(params url.Values) loggedOut {
+	si.t.Helper()
+	resp, err := si.client.Get(si.url + "/oauth2/logout?" + params.Encode())
+	if err != nil {
+		si.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := loggedOut{status: resp.StatusCode, csp: resp.Header.Get("Content-Security-Policy"), body: string(raw)}
+	if m := continueLink.FindStringSubmatch(out.body); m != nil {
+		out.target = html.UnescapeString(m[1])
+	}
+	for _, m := range logoutFrame.FindAllStringSubmatch(out.body, -1) {
+		out.frames = append(out.frames, html.UnescapeString(m[1]))
+	}
+	return out
+}
+
+func TestLogoutLoadsEveryLogoutURL(t *testing.T) {
+	cases := []struct {
+		name       string
+		params     url.Values
+		status     int
+		target     string
+		errorShown string
+	}{
+		{"to post_logout_redirect_uri", url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://app.test/"}, "state": {"s1"}}, 200, "http://app.test/?state=s1", ""},
+		{"client from id_token_hint", url.Values{"id_token_hint": {""}, "post_logout_redirect_uri": {"http://app.test/"}}, 200, "http://app.test/", ""},
+		{"without one, to the logoutURL", url.Values{"client_id": {testAppID}}, 200, "http://app.test/logout", ""},
+		{"an unauthorized one is an error", url.Values{"client_id": {testAppID}, "post_logout_redirect_uri": {"http://evil.test/"}}, 400, "", "invalid_post_logout_redirect_uri"},
+		{"no client to check it against", url.Values{"post_logout_redirect_uri": {"http://app.test/"}}, 400, "", "invalid_post_logout_redirect_uri"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			si := newStandIn(t, "testdata/reusable.json", "")
+			_, tokens := si.exchange(si.code())
+			if tc.params.Has("id_token_hint") {
+				tc.params.Set("id_token_hint", tokens["id_token"].(string))
+			}
+			page := si.logoutPage(tc.params)
+			if page.status != tc.status || page.target != tc.target {
+				t.Fatalf("status %d, goes on to %q; want %d, %q", page.status, page.target, tc.status, tc.target)
+			}
+			if tc.errorShown != "" {
+				if !strings.Contains(page.body, tc.errorShown) || strings.Contains(page.body, "evil.test") {
+					t.Fatalf("error page: %s", page.body)
+				}
+				return
+			}
+			if len(page.frames) != 1 || page.frames[0] != "http://app.test/logout" {
+				t.Fatalf("frames %v, want the application's logoutURL", page.frames)
+			}
+			if !strings.Contains(page.csp, "frame-src http://app.test") || !strings.Contains(page.csp, "script-src 'nonce-") {
+				t.Fatalf("the CSP does not let the page frame the logout URL and run its script: %q", page.csp)
+			}
+			// The SSO session is over: the form shows again.
+			resp, err := si.client.Get(si.url + "/oauth2/authorize?" + authRequest(testRedirect).Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.Header.Get("Location") != "" {
+				t.Fatal("the SSO session survived logout")
+			}
+			// FusionAuth's logout does not revoke refresh tokens.
+			if status, _ := refreshWith(si, tokens["refresh_token"].(string)); status != http.StatusOK {
+				t.Fatalf("refresh after logout: %d", status)
+			}
+		})
+	}
+	t.Run("Options.LogoutURL names the running app's", func(t *testing.T) {
+		si := newStandInWith(t, "testdata/reusable.json", "", Options{LogoutURL: "http://127.0.0.1:5555/logout"})
+		page := si.logoutPage(url.Values{"client_id": {testAppID}})
+		if page.target != "http://127.0.0.1:5555/logout" || len(page.frames) != 1 || page.frames[0] != "http://127.0.0.1:5555/logout" {
+			t.Fatalf("goes on to %q, frames %v", page.target, page.frames)
+		}
+	})
 }
 
 func TestRefreshPolicies(t *testing.T) {
@@ -299,8 +394,8 @@ func TestRefreshPolicies(t *testing.T) {
 		rt := first["refresh_token"].(string)
 		for i := range 2 {
 			status, body := refresh(si, rt)
-			if status != http.StatusOK || body["refresh_token"] != nil {
-				t.Fatalf("refresh %d: %d %v (Reusable returns no new refresh token)", i, status, body)
+			if status != http.StatusOK || body["refresh_token"] != rt || body["refresh_token_id"] != first["refresh_token_id"] {
+				t.Fatalf("refresh %d: %d %v (Reusable answers with the same refresh token and id)", i, status, body["error"])
 			}
 			if c := claimsOf(t, body["access_token"].(string)); c["authenticationType"] != "REFRESH_TOKEN" {
 				t.Fatalf("refreshed access token: %v", c)
@@ -316,8 +411,8 @@ func TestRefreshPolicies(t *testing.T) {
 		rt := first["refresh_token"].(string)
 		status, body := refresh(si, rt)
 		next, _ := body["refresh_token"].(string)
-		if status != http.StatusOK || next == "" || next == rt {
-			t.Fatalf("rotation: %d %v", status, body)
+		if status != http.StatusOK || next == "" || next == rt || body["refresh_token_id"] == nil || body["refresh_token_id"] == first["refresh_token_id"] {
+			t.Fatalf("rotation: %d %v, want a new refresh token and id", status, body["error"])
 		}
 		if status, body := refresh(si, rt); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 			t.Fatalf("a spent one-time token: %d %v, want invalid_grant", status, body)
@@ -426,12 +521,14 @@ func TestKickstartParser(t *testing.T) {
 		}
 	})
 	for file, want := range map[string]string{
-		"testdata/bad-json.json":     "not valid JSON",
-		"testdata/bad-variable.json": "unknown variable #{missing}",
-		"testdata/bad-no-key.json":   "nothing to sign tokens with",
-		"testdata/bad-policy.json":   "refreshTokenUsagePolicy",
-		"testdata/bad-hs256.json":    "RS256 keys only",
-		"testdata/missing.json":      "no such file",
+		"testdata/bad-json.json":       "not valid JSON",
+		"testdata/bad-variable.json":   "unknown variable #{missing}",
+		"testdata/bad-no-key.json":     "nothing to sign tokens with",
+		"testdata/bad-policy.json":     "refreshTokenUsagePolicy",
+		"testdata/bad-hs256.json":      "RS256 keys only",
+		"testdata/bad-grace.json":      "gracePeriodInSeconds 86400",
+		"testdata/bad-key-length.json": "POST /api/key/generate/",
+		"testdata/missing.json":        "no such file",
 	} {
 		t.Run(file, func(t *testing.T) {
 			_, err := LoadKickstart(file, testEnv, log)
@@ -462,5 +559,381 @@ func TestUserinfo(t *testing.T) {
 	}
 	if status, _ := ask(body["id_token"].(string) + "x"); status != http.StatusUnauthorized {
 		t.Fatalf("a broken token: %d", status)
+	}
+}
+
+func refreshWith(si *standIn, rt string) (int, map[string]any) {
+	si.t.Helper()
+	return si.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, testSecret)
+}
+
+// refreshRaw sends a refresh request with client and returns what came back.
+func (si *standIn) refreshRaw(client *http.Client, rt string) (*http.Response, error) {
+	req, _ := http.NewRequest(http.MethodPost, si.url+"/oauth2/token",
+		strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(testAppID, testSecret)
+	return client.Do(req)
+}
+
+func TestOneTimeUseGracePeriod(t *testing.T) {
+	cases := []struct {
+		name      string
+		grace     time.Duration // Options.RefreshGracePeriod
+		reuseIn   time.Duration // after the rotation
+		wantReuse bool
+	}{
+		{"reuse inside the window returns the current token", 30 * time.Second, 10 * time.Second, true},
+		{"reuse at the window's end is refused", 30 * time.Second, 30 * time.Second, false},
+		{"reuse after the window is refused", 30 * time.Second, 31 * time.Second, false},
+		{"no grace period refuses any reuse", NoGracePeriod, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: tc.grace})
+			now := time.Now()
+			si.s.now = func() time.Time { return now }
+			_, first := si.exchange(si.code())
+			old := first["refresh_token"].(string)
+			status, rotated := refreshWith(si, old)
+			current, _ := rotated["refresh_token"].(string)
+			if status != http.StatusOK || current == "" || current == old {
+				t.Fatalf("rotation: %d %v", status, rotated["error"])
+			}
+			now = now.Add(tc.reuseIn)
+			status, reused := refreshWith(si, old)
+			if tc.wantReuse {
+				if status != http.StatusOK || reused["refresh_token"] != current || reused["refresh_token_id"] != rotated["refresh_token_id"] {
+					t.Fatalf("reuse in the window: %d %v, want the current refresh token back, not rotated again", status, reused["error"])
+				}
+				if reused["access_token"] == nil || reused["access_token"] == rotated["access_token"] {
+					t.Fatal("reuse in the window must bring a new access token")
+				}
+			} else if status != http.StatusBadRequest || reused["error"] != "invalid_grant" {
+				t.Fatalf("reuse: %d %v, want invalid_grant", status, reused["error"])
+			}
+			// Either way the current token is untouched and rotates as usual.
+			if status, body := refreshWith(si, current); status != http.StatusOK || body["refresh_token"] == current {
+				t.Fatalf("the current token after a reuse: %d %v", status, body["error"])
+			}
+		})
+	}
+	t.Run("the previous token only while its successor is current", func(t *testing.T) {
+		si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: 30 * time.Second})
+		_, first := si.exchange(si.code())
+		rt0 := first["refresh_token"].(string)
+		_, b1 := refreshWith(si, rt0)
+		refreshWith(si, b1["refresh_token"].(string))
+		if status, body := refreshWith(si, rt0); body["error"] != "invalid_grant" {
+			t.Fatalf("a token two rotations back: %d %v, want invalid_grant", status, body["error"])
+		}
+	})
+	t.Run("the tenant's applies where the application has no jwtConfiguration", func(t *testing.T) {
+		raw, err := os.ReadFile("testdata/reusable.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tenant := strings.Replace(string(raw), `"issuer": "http://issuer.test"`,
+			`"issuer": "http://issuer.test", "jwtConfiguration": { "refreshTokenOneTimeUseConfiguration": { "gracePeriodInSeconds": 45 } }`, 1)
+		for name, c := range map[string]struct {
+			text string
+			want time.Duration
+		}{
+			"application overrides the tenant": {tenant, 0},
+			"application uses the tenant's":    {strings.Replace(tenant, `"enabled": true`, `"enabled": false`, 1), 45 * time.Second},
+		} {
+			ks, err := ParseKickstart([]byte(c.text), testEnv, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ks.Applications[testAppID].RefreshGracePeriod; got != c.want {
+				t.Errorf("%s: grace period %s, want %s", name, got, c.want)
+			}
+		}
+	})
+	t.Run("the project's kickstart sets it", func(t *testing.T) {
+		ks, err := LoadKickstart("../kickstart/kickstart.json", testEnv, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := ks.Applications["e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"]
+		// The app's own per-instance grace window is 20 s; the provider's must cover a burst across instances.
+		if app.RefreshTokenUsage != "OneTimeUse" || app.RefreshGracePeriod < 20*time.Second {
+			t.Fatalf("kickstart: %s with a grace period of %s", app.RefreshTokenUsage, app.RefreshGracePeriod)
+		}
+	})
+}
+
+// TestFailuresAfterTheWork checks that Slow and DropAnswer do the work
+// (rotate the refresh token) before the client is left without an answer.
+func TestFailuresAfterTheWork(t *testing.T) {
+	for _, f := range []Failure{{Mode: Slow, Delay: 5 * time.Second}, {Mode: DropAnswer}} {
+		t.Run(fmt.Sprint(f.Mode), func(t *testing.T) {
+			si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: NoGracePeriod})
+			_, first := si.exchange(si.code())
+			rt := first["refresh_token"].(string)
+			si.s.FailTokens(f)
+			client := &http.Client{Timeout: 300 * time.Millisecond} // gives up before Slow answers
+			if resp, err := si.refreshRaw(client, rt); err == nil {
+				resp.Body.Close()
+				t.Fatalf("got an answer %d, want none", resp.StatusCode)
+			}
+			si.s.FailTokens(Failure{})
+			// The token was rotated though the client never saw the new one.
+			if status, body := refreshWith(si, rt); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+				t.Fatalf("the token sent during the failure: %d %v, want invalid_grant (already rotated)", status, body["error"])
+			}
+		})
+	}
+	t.Run("with a grace period the client recovers", func(t *testing.T) {
+		si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: 30 * time.Second})
+		_, first := si.exchange(si.code())
+		rt := first["refresh_token"].(string)
+		si.s.FailTokens(Failure{Mode: DropAnswer})
+		if resp, err := si.refreshRaw(http.DefaultClient, rt); err == nil {
+			resp.Body.Close()
+			t.Fatalf("DropAnswer answered %d", resp.StatusCode)
+		}
+		si.s.FailTokens(Failure{})
+		status, body := refreshWith(si, rt)
+		if status != http.StatusOK || body["refresh_token"] == rt || body["refresh_token"] == nil {
+			t.Fatalf("retry with the old token in the grace period: %d %v, want the rotated token", status, body["error"])
+		}
+	})
+	t.Run("Down does nothing", func(t *testing.T) {
+		si := newStandInWith(t, "testdata/reusable.json", "OneTimeUse", Options{RefreshGracePeriod: NoGracePeriod})
+		_, first := si.exchange(si.code())
+		rt := first["refresh_token"].(string)
+		si.s.FailTokens(Failure{Mode: Down})
+		if resp, err := si.refreshRaw(http.DefaultClient, rt); err == nil {
+			resp.Body.Close()
+			t.Fatalf("Down answered %d", resp.StatusCode)
+		}
+		si.s.FailTokens(Failure{})
+		if status, body := refreshWith(si, rt); status != http.StatusOK {
+			t.Fatalf("after Down the token must still be usable: %d %v", status, body["error"])
+		}
+	})
+}
+
+// jwtHeader decodes a JWT's protected header.
+func jwtHeader(t *testing.T, jwt string) map[string]any {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(strings.Split(jwt, ".")[0])
+	var h map[string]any
+	if err != nil || json.Unmarshal(b, &h) != nil {
+		t.Fatalf("not a JWT header: %v", err)
+	}
+	return h
+}
+
+// TestTokensFollowFusionAuth checks the claims FusionAuth documents for
+// each token: what the app reads (name, sid, scope) and what it must not
+// find (roles in the ID token).
+func TestTokensFollowFusionAuth(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "Reusable")
+	code := si.code()
+	status, body := si.exchange(code)
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, body["error"])
+	}
+	access, id := claimsOf(t, body["access_token"].(string)), claimsOf(t, body["id_token"].(string))
+	t.Run("access token", func(t *testing.T) {
+		if access["sid"] != body["refresh_token_id"] {
+			t.Errorf("sid %v, want the refresh token's id %v", access["sid"], body["refresh_token_id"])
+		}
+		if access["applicationId"] != testAppID || access["scope"] != "openid email profile offline_access" || access["roles"] == nil {
+			t.Errorf("access token: applicationId %v, scope %v, roles %v", access["applicationId"], access["scope"], access["roles"])
+		}
+		if _, has := access["at_hash"]; has {
+			t.Error("at_hash in an access token")
+		}
+		h := jwtHeader(t, body["access_token"].(string))
+		if len(h) != 4 || h["alg"] != "RS256" || h["typ"] != "JWT" || h["kid"] == nil || fmt.Sprint(h["gty"]) != "[authorization_code]" {
+			t.Errorf("header %v, want alg, gty, kid, typ as FusionAuth's sample", h)
+		}
+	})
+	t.Run("ID token", func(t *testing.T) {
+		for _, k := range []string{"applicationId", "roles"} {
+			if _, has := id[k]; has {
+				t.Errorf("the ID token carries %s (FusionAuth left it out since 1.24)", k)
+			}
+		}
+		if id["scope"] != "openid email profile offline_access" {
+			t.Errorf("scope %v", id["scope"])
+		}
+		sum := sha256.Sum256([]byte(code))
+		if id["c_hash"] != base64.RawURLEncoding.EncodeToString(sum[:16]) {
+			t.Errorf("c_hash %v does not match the code", id["c_hash"])
+		}
+		sum = sha256.Sum256([]byte(body["access_token"].(string)))
+		if id["at_hash"] != base64.RawURLEncoding.EncodeToString(sum[:16]) {
+			t.Errorf("at_hash %v does not match the access token", id["at_hash"])
+		}
+		_, refreshed := refreshWith(si, body["refresh_token"].(string))
+		if _, has := claimsOf(t, refreshed["id_token"].(string))["c_hash"]; has {
+			t.Error("c_hash in a refreshed ID token: there is no code")
+		}
+	})
+	t.Run("name is the stored fullName only", func(t *testing.T) {
+		cases := []struct{ email, name, given string }{
+			{"dana@example.com", "Dana Test", "Dana"},
+			{"nameless@example.com", "", "Nora"}, // first and last name, no fullName
+		}
+		for _, tc := range cases {
+			si := newStandIn(t, "testdata/reusable.json", "")
+			resp := si.login(authRequest(testRedirect), tc.email, "pw")
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			_, body := si.exchange(loc.Query().Get("code"))
+			idt, _ := body["id_token"].(string)
+			if idt == "" {
+				t.Fatalf("%s: no ID token: %v", tc.email, body["error"])
+			}
+			c := claimsOf(t, idt)
+			name, hasName := c["name"]
+			if (tc.name == "" && hasName) || (tc.name != "" && name != tc.name) || c["given_name"] != tc.given {
+				t.Errorf("%s: name %v (present %v), given_name %v; want name %q", tc.email, name, hasName, c["given_name"], tc.name)
+			}
+		}
+	})
+}
+
+func TestAuthorizationCodesLive30Seconds(t *testing.T) {
+	for _, tc := range []struct {
+		wait time.Duration
+		want int
+	}{{29 * time.Second, http.StatusOK}, {31 * time.Second, http.StatusBadRequest}} {
+		t.Run(tc.wait.String(), func(t *testing.T) {
+			si := newStandIn(t, "testdata/reusable.json", "")
+			now := time.Now()
+			si.s.now = func() time.Time { return now }
+			code := si.code()
+			now = now.Add(tc.wait)
+			if status, body := si.exchange(code); status != tc.want {
+				t.Fatalf("exchange after %s: %d %v, want %d", tc.wait, status, body["error"], tc.want)
+			}
+		})
+	}
+}
+
+// TestKickstartAsFusionAuthTakesIt: an upper-case application id logs in,
+// and a request the stand-in does not know is logged and skipped.
+func TestKickstartAsFusionAuthTakesIt(t *testing.T) {
+	raw, err := os.ReadFile("testdata/reusable.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper := strings.ToUpper(testAppID)
+	text := strings.Replace(string(raw), `"appId": "`+testAppID+`"`, `"appId": "`+upper+`"`, 1)
+	text = strings.Replace(text, `"requests": [`, `"requests": [
+    { "method": "POST", "url": "/api/user/import", "body": { "users": [ { "email": "imported@example.com" } ] } },`, 1)
+	var logs strings.Builder
+	ks, err := ParseKickstart([]byte(text), testEnv, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatalf("FusionAuth accepts this kickstart: %v", err)
+	}
+	if !strings.Contains(logs.String(), "/api/user/import") {
+		t.Errorf("the ignored import is not logged:\n%s", logs.String())
+	}
+	s, err := New(ks, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	si := &standIn{t: t, s: s, url: srv.URL, client: &http.Client{Jar: jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	for _, clientID := range []string{upper, testAppID} {
+		params := authRequest(testRedirect)
+		params.Set("client_id", clientID)
+		resp := si.login(params, "dana@example.com", "pw")
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if loc == nil || loc.Query().Get("code") == "" {
+			t.Fatalf("client_id %s: login gave %d %q", clientID, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if status, body := si.exchange(loc.Query().Get("code")); status != http.StatusOK {
+			t.Fatalf("client_id %s: exchange %d %v", clientID, status, body["error"])
+		}
+	}
+}
+
+func TestMemoryIsBounded(t *testing.T) {
+	t.Run("unknown grant types share one counter", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "")
+		for i := range 50 {
+			si.token(url.Values{"grant_type": {fmt.Sprintf("made-up-%d", i)}}, testSecret)
+		}
+		si.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}}, testSecret)
+		si.s.mu.Lock()
+		counters := len(si.s.calls)
+		si.s.mu.Unlock()
+		if counters != 2 || si.s.TokenCalls("other") != 50 || si.s.TokenCalls("made-up-7") != 50 || si.s.TokenCalls("refresh_token") != 1 {
+			t.Fatalf("%d counters; other %d, refresh_token %d", counters, si.s.TokenCalls("other"), si.s.TokenCalls("refresh_token"))
+		}
+	})
+	t.Run("expired entries are swept", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "OneTimeUse")
+		now := time.Now()
+		si.s.now = func() time.Time { return now }
+		for range 3 {
+			si.code() // unused codes
+		}
+		_, first := si.exchange(si.code())
+		refreshWith(si, first["refresh_token"].(string)) // leaves a spent token behind
+		now = now.Add(11 * time.Minute)                  // codes, the spent token and the refresh tokens (10 min) are over
+		si.client.Jar, _ = cookiejar.New(nil)            // a new browser: a new SSO session
+		si.code()
+		si.s.mu.Lock()
+		codes, tokens := len(si.s.codes), len(si.s.refresh)
+		si.s.mu.Unlock()
+		if codes != 1 || tokens != 0 {
+			t.Fatalf("after expiry: %d codes, %d refresh tokens kept; want only the new code", codes, tokens)
+		}
+	})
+	t.Run("each store is capped, newest kept", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "Reusable")
+		si.s.limit = 3
+		var last map[string]any
+		for range 6 {
+			si.client.Jar, _ = cookiejar.New(nil) // each login a new browser, a new SSO session
+			_, last = si.exchange(si.code())
+		}
+		si.s.mu.Lock()
+		codes, sessions, tokens := len(si.s.codes), len(si.s.sessions), len(si.s.refresh)
+		si.s.mu.Unlock()
+		if codes > 3 || sessions > 3 || tokens > 3 {
+			t.Fatalf("%d codes, %d sessions, %d refresh tokens: over the limit of 3", codes, sessions, tokens)
+		}
+		if status, body := refreshWith(si, last["refresh_token"].(string)); status != http.StatusOK {
+			t.Fatalf("the newest refresh token was dropped: %d %v", status, body["error"])
+		}
+	})
+}
+
+func TestLoginPageShowsTheDemoAccounts(t *testing.T) {
+	si := newStandIn(t, "../kickstart/kickstart.json", "")
+	resp, err := si.client.Get(si.url + "/oauth2/authorize?" + url.Values{
+		"client_id": {"e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"}, "redirect_uri": {"http://localhost:8080/callback"},
+		"response_type": {"code"}, "scope": {"openid"}, "code_challenge": {challenge(verifier)}, "code_challenge_method": {"S256"},
+	}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(raw)
+	at := strings.Index(page, `id="demo-hint"`)
+	if at < 0 {
+		t.Fatalf("no demo hint on the login page:\n%s", page)
+	}
+	hint := page[at:]
+	for _, want := range []string{"richard@example.com", "admin@example.com", "<code>password</code>"} {
+		if !strings.Contains(hint, want) {
+			t.Errorf("the login page's demo hint lacks %s:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, `id="demo-hint" hidden`) {
+		t.Error("the hint is hidden")
 	}
 }

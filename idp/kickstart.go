@@ -15,11 +15,14 @@ import (
 // Kickstart is what the stand-in takes from a FusionAuth kickstart file:
 // API keys, signing keys, the tenant's issuer, applications and users.
 type Kickstart struct {
-	APIKeys      []string
-	Issuer       string
-	SigningKeys  []KeySpec
-	Applications map[string]*Application // by id
-	Users        []*User
+	APIKeys []string
+	Issuer  string
+	// TenantGracePeriod is the tenant's one-time-use grace period, for
+	// applications that do not override the tenant's jwtConfiguration.
+	TenantGracePeriod time.Duration
+	SigningKeys       []KeySpec
+	Applications      map[string]*Application // by id
+	Users             []*User
 }
 
 // KeySpec is a key to generate, from POST /api/key/generate/{id}.
@@ -47,6 +50,11 @@ type Application struct {
 	RefreshTokenTTL        time.Duration
 	RefreshTokenUsage      string // Reusable | OneTimeUse
 	RefreshTokenExpiration string // Fixed | SlidingWindow | SlidingWindowWithMaximumLifetime
+	// RefreshGracePeriod is how long a spent one-time-use refresh token may
+	// still be redeemed (for the current one): the application's or the
+	// tenant's refreshTokenOneTimeUseConfiguration.gracePeriodInSeconds.
+	RefreshGracePeriod time.Duration
+	ownJWTConfig       bool // jwtConfiguration.enabled: the tenant's settings do not apply
 }
 
 // User is a seeded user and the applications they are registered to.
@@ -56,6 +64,7 @@ type User struct {
 	Password      string
 	FirstName     string
 	LastName      string
+	FullName      string // FusionAuth's stored fullName: the only source of the name claim
 	BirthDate     string
 	Registrations map[string][]string // application id → roles
 }
@@ -167,6 +176,9 @@ func ParseKickstart(data []byte, getenv func(string) string, log *slog.Logger) (
 		return nil, fmt.Errorf("no POST /api/application request: no client to log in to")
 	}
 	for _, app := range ks.Applications {
+		if !app.ownJWTConfig {
+			app.RefreshGracePeriod = ks.TenantGracePeriod
+		}
 		for _, id := range []string{app.AccessTokenKeyID, app.IDTokenKeyID} {
 			if id != "" && !ks.hasKey(id) {
 				return nil, fmt.Errorf("application %s signs with key %s, which no request generates", app.ID, id)
@@ -216,7 +228,7 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 			return true, fmt.Errorf("key algorithm %q: the stand-in generates RS256 keys only", b.Key.Algorithm)
 		}
 		if b.Key.Length == 0 {
-			b.Key.Length = 2048
+			return true, fmt.Errorf("key.length is required for an RSA key (2048 or more)")
 		}
 		if b.Key.Length < 2048 {
 			return true, fmt.Errorf("key length %d: at least 2048", b.Key.Length)
@@ -225,7 +237,8 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 	case method == "PATCH" && strings.HasPrefix(url, "/api/tenant/"):
 		var b struct {
 			Tenant struct {
-				Issuer string `json:"issuer"`
+				Issuer           string           `json:"issuer"`
+				JWTConfiguration oneTimeUseConfig `json:"jwtConfiguration"`
 			} `json:"tenant"`
 		}
 		if err := json.Unmarshal(body, &b); err != nil {
@@ -234,14 +247,21 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 		if b.Tenant.Issuer != "" {
 			ks.Issuer = b.Tenant.Issuer
 		}
+		if g := b.Tenant.JWTConfiguration.RefreshTokenOneTimeUseConfiguration.GracePeriodInSeconds; g != nil {
+			d, err := gracePeriod(*g)
+			if err != nil {
+				return true, err
+			}
+			ks.TenantGracePeriod = d
+		}
 	case method == "POST" && strings.HasPrefix(url, "/api/application/"):
 		app, err := parseApplication(id, body)
 		if err != nil {
 			return true, err
 		}
 		ks.Applications[app.ID] = app
-	case method == "POST" && (strings.HasPrefix(url, "/api/user/registration") || strings.HasPrefix(url, "/api/user/")):
-		if id == "registration" {
+	case method == "POST" && isUserCreate(url):
+		if id == "registration" || id == "user" {
 			id = ""
 		}
 		return true, ks.applyUser(id, body, users)
@@ -249,6 +269,18 @@ func (ks *Kickstart) apply(method, url string, body json.RawMessage, users map[s
 		return false, nil
 	}
 	return true, nil
+}
+
+// isUserCreate reports whether url is one of the user APIs that create a
+// user or a registration: /api/user[/{id}], /api/user/registration[/{id}].
+// Others under /api/user (import, bulk, ...) are not understood.
+func isUserCreate(url string) bool {
+	rest, ok := strings.CutPrefix(url, "/api/user")
+	if !ok {
+		return false
+	}
+	rest = strings.TrimPrefix(rest, "/registration")
+	return rest == "" || (strings.HasPrefix(rest, "/") && looksLikeUUID(strings.ToLower(rest[1:])))
 }
 
 func parseApplication(id string, body json.RawMessage) (*Application, error) {
@@ -273,14 +305,18 @@ func parseApplication(id string, body json.RawMessage) (*Application, error) {
 				RefreshTokenTimeToLiveInMinutes int    `json:"refreshTokenTimeToLiveInMinutes"`
 				RefreshTokenUsagePolicy         string `json:"refreshTokenUsagePolicy"`
 				RefreshTokenExpirationPolicy    string `json:"refreshTokenExpirationPolicy"`
+				oneTimeUseConfig
 			} `json:"jwtConfiguration"`
 		} `json:"application"`
 	}
 	if err := json.Unmarshal(body, &b); err != nil {
 		return nil, err
 	}
+	// FusionAuth takes a UUID in either case (the Flask quickstart uses an
+	// upper-case one) and writes it in lower case.
+	id = strings.ToLower(id)
 	if !looksLikeUUID(id) {
-		return nil, fmt.Errorf("application id %q is not a lower-case UUID", id)
+		return nil, fmt.Errorf("application id %q is not a UUID", id)
 	}
 	a, oc, jc := b.Application, b.Application.OAuthConfiguration, b.Application.JWTConfiguration
 	app := &Application{
@@ -301,11 +337,35 @@ func parseApplication(id string, body json.RawMessage) (*Application, error) {
 		app.RefreshTokenTTL = time.Duration(jc.RefreshTokenTimeToLiveInMinutes) * time.Minute
 		app.RefreshTokenUsage = or(jc.RefreshTokenUsagePolicy, app.RefreshTokenUsage)
 		app.RefreshTokenExpiration = or(jc.RefreshTokenExpirationPolicy, app.RefreshTokenExpiration)
+		app.ownJWTConfig = true
+		if g := jc.RefreshTokenOneTimeUseConfiguration.GracePeriodInSeconds; g != nil {
+			d, err := gracePeriod(*g)
+			if err != nil {
+				return nil, err
+			}
+			app.RefreshGracePeriod = d
+		}
 	}
 	if app.RefreshTokenUsage != "Reusable" && app.RefreshTokenUsage != "OneTimeUse" {
 		return nil, fmt.Errorf("refreshTokenUsagePolicy %q: want Reusable or OneTimeUse", app.RefreshTokenUsage)
 	}
 	return app, nil
+}
+
+// oneTimeUseConfig is the grace period's place in a jwtConfiguration.
+type oneTimeUseConfig struct {
+	RefreshTokenOneTimeUseConfiguration struct {
+		GracePeriodInSeconds *int `json:"gracePeriodInSeconds"`
+	} `json:"refreshTokenOneTimeUseConfiguration"`
+}
+
+// gracePeriod checks gracePeriodInSeconds as FusionAuth's API does: 0 (none,
+// the default) or between 1 second and a day.
+func gracePeriod(seconds int) (time.Duration, error) {
+	if seconds < 0 || seconds >= 86400 {
+		return 0, fmt.Errorf("refreshTokenOneTimeUseConfiguration.gracePeriodInSeconds %d: want 0 (none) up to 86399", seconds)
+	}
+	return time.Duration(seconds) * time.Second, nil
 }
 
 func (ks *Kickstart) applyUser(id string, body json.RawMessage, users map[string]*User) error {
@@ -316,6 +376,7 @@ func (ks *Kickstart) applyUser(id string, body json.RawMessage, users map[string
 			Password  string `json:"password"`
 			FirstName string `json:"firstName"`
 			LastName  string `json:"lastName"`
+			FullName  string `json:"fullName"`
 			BirthDate string `json:"birthDate"`
 		} `json:"user"`
 		Registration *struct {
@@ -336,14 +397,14 @@ func (ks *Kickstart) applyUser(id string, body json.RawMessage, users map[string
 			return fmt.Errorf("user %s is created twice", id)
 		}
 		u = &User{ID: id, Email: b.User.Email, Password: b.User.Password, FirstName: b.User.FirstName,
-			LastName: b.User.LastName, BirthDate: b.User.BirthDate, Registrations: map[string][]string{}}
+			LastName: b.User.LastName, FullName: b.User.FullName, BirthDate: b.User.BirthDate, Registrations: map[string][]string{}}
 		users[id] = u
 		ks.Users = append(ks.Users, u)
 	} else if u = users[id]; u == nil {
 		return fmt.Errorf("registration for user %q, who no earlier request creates", id)
 	}
 	if b.Registration != nil {
-		u.Registrations[b.Registration.ApplicationID] = b.Registration.Roles
+		u.Registrations[strings.ToLower(b.Registration.ApplicationID)] = b.Registration.Roles
 	}
 	return nil
 }

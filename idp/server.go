@@ -41,9 +41,20 @@ type Options struct {
 	// ExtraRedirectURLs are accepted besides the application's
 	// authorizedRedirectURLs: the running app's own callback.
 	ExtraRedirectURLs []string
-	Now               func() time.Time // defaults to time.Now
-	Log               *slog.Logger
+	// LogoutURL replaces the applications' logoutURL: the running app's
+	// own logout on a free port, which the logout page loads in a frame.
+	LogoutURL string
+	// RefreshGracePeriod, when positive, replaces every application's
+	// one-time-use grace period (gracePeriodInSeconds in the kickstart);
+	// NoGracePeriod turns it off. Zero keeps the kickstart's.
+	RefreshGracePeriod time.Duration
+	Now                func() time.Time // defaults to time.Now
+	Log                *slog.Logger
 }
+
+// NoGracePeriod, as Options.RefreshGracePeriod, makes every reuse of a spent
+// one-time-use refresh token invalid_grant, whatever the kickstart says.
+const NoGracePeriod time.Duration = -1
 
 // Failure is how the token endpoint misbehaves, for tests.
 type Failure struct {
@@ -57,20 +68,45 @@ type FailureMode int
 // The token endpoint's failure modes.
 const (
 	Healthy   FailureMode = iota
-	Down                  // the connection is closed without an answer
-	ServerErr             // 503 with a JSON error body
-	Slow                  // answers after Failure.Delay
+	Down                  // the connection is closed before any work is done
+	ServerErr             // 503 with a JSON error body, before any work is done
+	// Slow does the work (a code is spent, a refresh token rotated) and
+	// answers only after Failure.Delay: a client that gives up first never
+	// sees the new tokens, as with a real provider that is slow.
+	Slow
+	// DropAnswer does the work and closes the connection without
+	// answering, as when the answer is lost on the way back.
+	DropAnswer
 )
+
+// String names the mode, for logs and test names.
+func (m FailureMode) String() string {
+	switch m {
+	case Healthy:
+		return "Healthy"
+	case Down:
+		return "Down"
+	case ServerErr:
+		return "ServerErr"
+	case Slow:
+		return "Slow"
+	case DropAnswer:
+		return "DropAnswer"
+	}
+	return fmt.Sprintf("FailureMode(%d)", int(m))
+}
 
 // Server is the stand-in. Its methods are safe for concurrent use.
 type Server struct {
-	ks       *Kickstart
-	issuer   string
-	extra    []string
-	now      func() time.Time
-	log      *slog.Logger
-	users    map[string]*User // by lower-case email
-	tenantID string
+	ks             *Kickstart
+	issuer         string
+	extra          []string
+	logoutOverride string
+	grace          time.Duration // Options.RefreshGracePeriod
+	now            func() time.Time
+	log            *slog.Logger
+	users          map[string]*User // by lower-case email
+	tenantID       string
 
 	mu       sync.Mutex
 	keys     []*signingKey // all published
@@ -80,7 +116,20 @@ type Server struct {
 	sessions map[string]*ssoSession
 	failure  Failure
 	calls    map[string]int
+	// limit caps codes, SSO sessions and refresh tokens each; expired ones
+	// are swept at least every sweepEvery, and at the cap the oldest go.
+	limit     int
+	lastSweep time.Time
 }
+
+// Bounds on what the stand-in keeps in memory.
+const (
+	defaultLimit = 10000
+	sweepEvery   = time.Minute
+	// ssoTTL bounds an SSO session here (the stand-in's choice: FusionAuth's
+	// lifetime depends on tenant settings it does not read).
+	ssoTTL = 24 * time.Hour
+)
 
 type signingKey struct {
 	id      string
@@ -96,10 +145,10 @@ func New(ks *Kickstart, o Options) (*Server, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs,
-		now: o.Now, log: o.Log, users: map[string]*User{}, tenantID: newUUID(),
+		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs, logoutOverride: o.LogoutURL,
+		grace: o.RefreshGracePeriod, now: o.Now, log: o.Log, users: map[string]*User{}, tenantID: newUUID(),
 		codes: map[string]*grant{}, refresh: map[string]*refreshToken{}, sessions: map[string]*ssoSession{},
-		calls: map[string]int{},
+		calls: map[string]int{}, limit: defaultLimit,
 	}
 	for _, u := range ks.Users {
 		s.users[strings.ToLower(u.Email)] = u
@@ -159,10 +208,70 @@ func (s *Server) FailTokens(f Failure) {
 }
 
 // TokenCalls returns how many token requests came with the grant type.
+// Grant types the stand-in does not know are counted together under
+// "other", so that a client cannot grow the counter without bound.
 func (s *Server) TokenCalls(grantType string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.calls[grantType]
+	return s.calls[callBucket(grantType)]
+}
+
+// callBucket is the counter a grant type is counted under.
+func callBucket(grantType string) string {
+	switch grantType {
+	case "authorization_code", "refresh_token", "client_credentials", "password":
+		return grantType
+	}
+	return "other"
+}
+
+// makeRoomLocked sweeps expired codes, sessions and refresh tokens when a
+// minute has passed or a map is full, then drops the oldest entries of
+// any map still at the limit. The caller holds s.mu and is about to add.
+func (s *Server) makeRoomLocked() {
+	now := s.now()
+	full := len(s.codes) >= s.limit || len(s.sessions) >= s.limit || len(s.refresh) >= s.limit
+	if !full && now.Sub(s.lastSweep) < sweepEvery {
+		return
+	}
+	s.lastSweep = now
+	sweep(s.codes, func(g *grant) time.Time { return g.expires }, now, s.limit)
+	sweep(s.sessions, func(ss *ssoSession) time.Time { return ss.expires }, now, s.limit)
+	sweep(s.refresh, func(rt *refreshToken) time.Time {
+		if !rt.spent.IsZero() {
+			return rt.spent.Add(s.maxGracePeriod())
+		}
+		return rt.expires
+	}, now, s.limit)
+}
+
+// sweep deletes the entries of m that have ended, then the ones ending
+// soonest until m has room for one more.
+func sweep[V any](m map[string]V, ends func(V) time.Time, now time.Time, limit int) {
+	for k, v := range m {
+		if !now.Before(ends(v)) {
+			delete(m, k)
+		}
+	}
+	for len(m) >= limit {
+		var oldest string
+		var at time.Time
+		for k, v := range m {
+			if e := ends(v); oldest == "" || e.Before(at) {
+				oldest, at = k, e
+			}
+		}
+		delete(m, oldest)
+	}
+}
+
+// maxGracePeriod is the longest any application's spent tokens are kept.
+func (s *Server) maxGracePeriod() time.Duration {
+	var longest time.Duration
+	for _, app := range s.ks.Applications {
+		longest = max(longest, s.gracePeriod(app))
+	}
+	return longest
 }
 
 // baseURL is how FusionAuth builds discovery URLs: from the request's host.
@@ -248,7 +357,9 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	for t, rt := range s.refresh {
 		if t == token || (userID != "" && rt.userID == userID) {
 			delete(s.refresh, t)
-			n++
+			if rt.spent.IsZero() {
+				n++
+			}
 		}
 	}
 	s.mu.Unlock()

@@ -20,9 +20,24 @@ type refreshToken struct {
 	clientID string
 	userID   string
 	scope    string
-	sid      string
 	authTime time.Time
 	expires  time.Time
+	// A one-time-use token, once redeemed, stays behind as spent (until its
+	// grace period ends) with the token that replaced it.
+	spent time.Time
+	next  string
+}
+
+// answer is a token endpoint response, computed before it is written so
+// that the failure modes can do the work and then delay or drop it.
+type answer struct {
+	status int
+	body   map[string]any
+	header http.Header
+}
+
+func errorAnswer(status int, code, description string) answer {
+	return answer{status: status, body: map[string]any{"error": code, "error_description": description}}
 }
 
 // token is POST /oauth2/token: authorization_code (with PKCE) and refresh_token.
@@ -34,49 +49,66 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	grantType := r.PostForm.Get("grant_type")
 	s.mu.Lock()
-	s.calls[grantType]++
+	s.calls[callBucket(grantType)]++
 	failure := s.failure
 	s.mu.Unlock()
+	// Down and ServerErr fail before any work; Slow and DropAnswer after it,
+	// as a provider that is slow or loses the answer on the way back.
 	switch failure.Mode {
 	case Down:
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler)
+		dropConnection(w)
+		return
 	case ServerErr:
 		oauthError(w, http.StatusServiceUnavailable, "server_error", "the stand-in was told to fail")
 		return
+	}
+	a := s.grant(r, grantType)
+	switch failure.Mode {
 	case Slow:
 		select {
 		case <-time.After(failure.Delay):
 		case <-r.Context().Done():
+			return // the client gave up; what was done stays done
+		}
+	case DropAnswer:
+		dropConnection(w)
+		return
+	}
+	for k, v := range a.header {
+		w.Header()[k] = v
+	}
+	writeJSON(w, a.status, a.body)
+}
+
+// dropConnection closes the connection without an answer.
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
 			return
 		}
 	}
+	panic(http.ErrAbortHandler)
+}
 
+// grant authenticates the client and redeems the grant.
+func (s *Server) grant(r *http.Request, grantType string) answer {
 	app, ok := s.authenticateClient(r)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Basic realm="fusionauth"`)
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
-		return
+		a := errorAnswer(http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		a.header = http.Header{"Www-Authenticate": {`Basic realm="fusionauth"`}}
+		return a
 	}
 	if !slices.Contains(app.EnabledGrants, grantType) {
 		if grantType == "authorization_code" || grantType == "refresh_token" {
-			oauthError(w, http.StatusBadRequest, "unauthorized_client", "grant type not enabled for this application")
-		} else {
-			oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "unsupported grant_type")
+			return errorAnswer(http.StatusBadRequest, "unauthorized_client", "grant type not enabled for this application")
 		}
-		return
+		return errorAnswer(http.StatusBadRequest, "unsupported_grant_type", "unsupported grant_type")
 	}
-	switch grantType {
-	case "authorization_code":
-		s.exchangeCode(w, r, app)
-	case "refresh_token":
-		s.redeemRefresh(w, r, app)
+	if grantType == "authorization_code" {
+		return s.exchangeCode(r, app)
 	}
+	return s.redeemRefresh(r, app)
 }
 
 // authenticateClient checks client_secret_basic or client_secret_post.
@@ -89,7 +121,7 @@ func (s *Server) authenticateClient(r *http.Request) (*Application, bool) {
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
-	app := s.ks.Applications[id]
+	app := s.application(id)
 	if app == nil {
 		return nil, false
 	}
@@ -99,7 +131,7 @@ func (s *Server) authenticateClient(r *http.Request) (*Application, bool) {
 	return app, secret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(app.ClientSecret)) == 1
 }
 
-func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, app *Application) {
+func (s *Server) exchangeCode(r *http.Request, app *Application) answer {
 	code := r.PostForm.Get("code")
 	s.mu.Lock()
 	g := s.codes[code]
@@ -107,85 +139,111 @@ func (s *Server) exchangeCode(w http.ResponseWriter, r *http.Request, app *Appli
 	s.mu.Unlock()
 	switch {
 	case g == nil || s.now().After(g.expires):
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the code is unknown, used or expired")
-		return
+		return errorAnswer(http.StatusBadRequest, "invalid_grant", "the code is unknown, used or expired")
 	case g.clientID != app.ID:
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the code was issued to another client")
-		return
+		return errorAnswer(http.StatusBadRequest, "invalid_grant", "the code was issued to another client")
 	case g.redirectURI != r.PostForm.Get("redirect_uri"):
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri differs from the authorization request's")
-		return
+		return errorAnswer(http.StatusBadRequest, "invalid_grant", "redirect_uri differs from the authorization request's")
 	}
 	if g.challenge != "" {
 		sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
 		if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(g.challenge)) != 1 {
-			oauthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
-			return
+			return errorAnswer(http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
 		}
 	}
 	user := s.userByID(g.userID)
 	if user == nil {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the user no longer exists")
-		return
+		return errorAnswer(http.StatusBadRequest, "invalid_grant", "the user no longer exists")
 	}
-	rt := &refreshToken{id: newUUID(), clientID: app.ID, userID: user.ID, scope: g.scope, sid: g.sid,
+	rt := &refreshToken{id: newUUID(), clientID: app.ID, userID: user.ID, scope: g.scope,
 		authTime: g.authTime, expires: s.now().Add(app.RefreshTokenTTL)}
-	s.issue(w, app, user, rt, []string{"authorization_code"}, "PASSWORD", g.nonce, true)
+	token := ""
+	if app.GenerateRefreshTokens && slices.Contains(app.EnabledGrants, "refresh_token") && slices.Contains(strings.Fields(g.scope), "offline_access") {
+		token = randomToken()
+		s.mu.Lock()
+		s.makeRoomLocked()
+		s.refresh[token] = rt
+		s.mu.Unlock()
+	}
+	return s.issue(app, user, rt, token, []string{"authorization_code"}, "PASSWORD", g.nonce, code)
 }
 
-func (s *Server) redeemRefresh(w http.ResponseWriter, r *http.Request, app *Application) {
+// redeemRefresh is the refresh_token grant. Under OneTimeUse the token is
+// rotated; reusing the previous token within the application's grace
+// period answers with the current one (not rotated again), as FusionAuth
+// does for clustered clients whose requests race.
+func (s *Server) redeemRefresh(r *http.Request, app *Application) answer {
 	token := r.PostForm.Get("refresh_token")
+	now := s.now()
 	s.mu.Lock()
 	rt := s.refresh[token]
-	if rt != nil && app.RefreshTokenUsage == "OneTimeUse" {
-		delete(s.refresh, token) // spent: using it again is invalid_grant
+	current := token
+	if rt != nil && !rt.spent.IsZero() {
+		next := s.refresh[rt.next]
+		if now.Before(rt.spent.Add(s.gracePeriod(app))) && next != nil && next.spent.IsZero() {
+			rt, current = next, rt.next
+		} else {
+			rt = nil // spent: reuse outside the grace period is invalid_grant
+		}
+	} else if rt != nil && rt.clientID == app.ID && now.Before(rt.expires) && app.RefreshTokenUsage == "OneTimeUse" {
+		next := *rt
+		next.id = newUUID() // Fixed expiration: the rotated token keeps its predecessor's end
+		current = randomToken()
+		s.makeRoomLocked()
+		s.refresh[current] = &next
+		rt.spent, rt.next = now, current
+		rt = &next
 	}
 	s.mu.Unlock()
 	switch {
 	case rt == nil:
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is unknown, revoked or spent")
-		return
+		return errorAnswer(http.StatusBadRequest, "invalid_grant", "the refresh token is unknown, revoked or spent")
 	case rt.clientID != app.ID:
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was issued to another client")
-		return
-	case !s.now().Before(rt.expires):
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token has expired")
-		return
+		return errorAnswer(http.StatusBadRequest, "invalid_grant", "the refresh token was issued to another client")
+	case !now.Before(rt.expires):
+		return errorAnswer(http.StatusBadRequest, "invalid_grant", "the refresh token has expired")
 	}
 	user := s.userByID(rt.userID)
 	if user == nil {
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the user no longer exists")
-		return
+		return errorAnswer(http.StatusBadRequest, "invalid_grant", "the user no longer exists")
 	}
-	// Fixed expiration: a rotated token keeps its predecessor's end.
-	next := *rt
-	next.id = newUUID()
-	s.issue(w, app, user, &next, []string{"authorization_code", "refresh_token"}, "REFRESH_TOKEN", "",
-		app.RefreshTokenUsage == "OneTimeUse")
+	return s.issue(app, user, rt, current, []string{"authorization_code", "refresh_token"}, "REFRESH_TOKEN", "", "")
 }
 
-// issue mints the tokens and writes the token response. A new refresh token
-// is stored and returned only when newRefresh is set (a code exchange, or a
-// refresh under OneTimeUse); under Reusable the response carries none.
-func (s *Server) issue(w http.ResponseWriter, app *Application, user *User, rt *refreshToken, gty []string, authType, nonce string, newRefresh bool) {
+// gracePeriod is how long a spent one-time-use token of app may be reused.
+func (s *Server) gracePeriod(app *Application) time.Duration {
+	switch {
+	case s.grace < 0:
+		return 0
+	case s.grace > 0:
+		return s.grace
+	}
+	return app.RefreshGracePeriod
+}
+
+// issue mints the tokens and builds the token response. refreshToken is
+// the refresh token to hand back ("" for none); code is the authorization
+// code being exchanged, for c_hash.
+func (s *Server) issue(app *Application, user *User, rt *refreshToken, refreshToken string, gty []string, authType, nonce, code string) answer {
 	now := s.now()
 	scopes := strings.Fields(rt.scope)
 	base := map[string]any{
 		"aud": app.ID, "iss": s.issuer, "sub": user.ID, "iat": now.Unix(),
 		"exp": now.Add(app.AccessTokenTTL).Unix(), "auth_time": rt.authTime.Unix(),
-		"tid": s.tenantID, "applicationId": app.ID, "sid": rt.sid,
+		"tid": s.tenantID, "sid": rt.id, "scope": rt.scope,
 		"authenticationType": authType,
 	}
-	if roles := user.Registrations[app.ID]; len(roles) > 0 {
-		base["roles"] = roles
-	}
+	// applicationId and roles are the access token's only (FusionAuth has
+	// left them out of ID tokens since 1.24); sid is the refresh token's id.
 	access := clone(base)
-	access["jti"], access["scope"] = newUUID(), rt.scope
+	access["jti"], access["applicationId"] = newUUID(), app.ID
+	if roles := user.Registrations[app.ID]; len(roles) > 0 {
+		access["roles"] = roles
+	}
 	accessJWT, err := s.sign(access, app.AccessTokenKeyID, gty)
 	if err != nil {
 		s.log.Error("idp: signing an access token", "err", err)
-		oauthError(w, http.StatusInternalServerError, "server_error", "signing failed")
-		return
+		return errorAnswer(http.StatusInternalServerError, "server_error", "signing failed")
 	}
 	resp := map[string]any{
 		"access_token": accessJWT, "expires_in": int(app.AccessTokenTTL.Seconds()),
@@ -197,25 +255,29 @@ func (s *Server) issue(w http.ResponseWriter, app *Application, user *User, rt *
 		if nonce != "" {
 			id["nonce"] = nonce
 		}
-		sum := sha256.Sum256([]byte(accessJWT))
-		id["at_hash"] = base64.RawURLEncoding.EncodeToString(sum[:16])
+		id["at_hash"] = halfHash(accessJWT)
+		if code != "" {
+			id["c_hash"] = halfHash(code)
+		}
 		for k, v := range profileClaims(user, scopes) {
 			id[k] = v
 		}
 		if resp["id_token"], err = s.sign(id, app.IDTokenKeyID, gty); err != nil {
 			s.log.Error("idp: signing an ID token", "err", err)
-			oauthError(w, http.StatusInternalServerError, "server_error", "signing failed")
-			return
+			return errorAnswer(http.StatusInternalServerError, "server_error", "signing failed")
 		}
 	}
-	if newRefresh && app.GenerateRefreshTokens && slices.Contains(app.EnabledGrants, "refresh_token") && slices.Contains(scopes, "offline_access") {
-		token := randomToken()
-		s.mu.Lock()
-		s.refresh[token] = rt
-		s.mu.Unlock()
-		resp["refresh_token"], resp["refresh_token_id"] = token, rt.id
+	if refreshToken != "" {
+		resp["refresh_token"], resp["refresh_token_id"] = refreshToken, rt.id
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return answer{status: http.StatusOK, body: resp}
+}
+
+// halfHash is OIDC's at_hash and c_hash for RS256: the left half of the
+// SHA-256 of the value, base64url without padding.
+func halfHash(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
 }
 
 // profileClaims are the ID token's and userinfo's claims by scope.
@@ -225,8 +287,9 @@ func profileClaims(u *User, scopes []string) map[string]any {
 		c["email"], c["email_verified"] = u.Email, true
 	}
 	if slices.Contains(scopes, "profile") {
-		if name := strings.TrimSpace(u.FirstName + " " + u.LastName); name != "" {
-			c["name"] = name
+		// FusionAuth's name is the stored fullName, never first + last.
+		if u.FullName != "" {
+			c["name"] = u.FullName
 		}
 		if u.FirstName != "" {
 			c["given_name"] = u.FirstName

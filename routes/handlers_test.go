@@ -3,10 +3,12 @@ package routes
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -245,7 +247,14 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 		t.Fatalf("the refresh token still works after logout: %d", resp.StatusCode)
 	}
 	// The provider's logout lands back home, logged out.
-	home, _ := b.follow(b.get(p.location()))
+	// Its page loads every application's logout URL in a hidden iframe, then
+	// moves on to post_logout_redirect_uri through its "continue" link.
+	page := b.get(p.location())
+	next := regexp.MustCompile(`id="continue" href="([^"]+)"`).FindStringSubmatch(page.body)
+	if next == nil {
+		t.Fatalf("the provider's logout page has no continue link: %s", page.body)
+	}
+	home, _ := b.follow(b.get(html.UnescapeString(next[1])))
 	if !strings.Contains(home.body, "Dollars in, coins out") {
 		t.Fatalf("after logout: %s", home.body)
 	}

@@ -150,6 +150,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.ClientID = get("CLIENT_ID"); cfg.ClientID == "" {
 		bad("CLIENT_ID", "not set: the FusionAuth application id")
+	} else if isUUID(cfg.ClientID) {
+		// FusionAuth takes an application id in any case but writes it
+		// lower-case in the tokens' aud, which is compared exactly.
+		cfg.ClientID = strings.ToLower(cfg.ClientID)
 	}
 	if cfg.ClientSecret = get("CLIENT_SECRET"); cfg.ClientSecret == "" {
 		bad("CLIENT_SECRET", "not set: the FusionAuth application's client secret")
@@ -232,4 +236,22 @@ func portOf(u *url.URL) string {
 		return "443"
 	}
 	return "80"
+}
+
+// isUUID reports whether s is a UUID in its 8-4-4-4-12 hex form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if r != '-' {
+				return false
+			}
+		case !strings.ContainsRune("0123456789abcdefABCDEF", r):
+			return false
+		}
+	}
+	return true
 }

@@ -149,6 +149,29 @@ func startDemo(t testing.TB, extra map[string]string) demo {
 
 func TestRunServesTheDemoWithTheEmbeddedProvider(t *testing.T) {
 	d := startDemo(t, map[string]string{"LOG_LEVEL": "info"})
+	landed, body := logInOverHTTP(t, d)
+	if landed != d.appURL+"/account" || !strings.Contains(body, "Richard Hendricks") {
+		t.Fatalf("landed on %s:\n%s", landed, body)
+	}
+	if !strings.Contains(d.logs.String(), "for development and tests only") {
+		t.Error("the stand-in's startup line does not say what it is")
+	}
+}
+
+// FusionAuth takes an application id in any case but writes it lower-case
+// in the tokens' aud: an upper-case CLIENT_ID must still log people in.
+func TestAnUpperCaseClientIDStillLogsIn(t *testing.T) {
+	d := startDemo(t, map[string]string{"CLIENT_ID": strings.ToUpper(demoEnv["CLIENT_ID"])})
+	landed, body := logInOverHTTP(t, d)
+	if landed != d.appURL+"/account" || !strings.Contains(body, "Richard Hendricks") {
+		t.Fatalf("landed on %s:\n%s", landed, body)
+	}
+}
+
+// logInOverHTTP logs richard in through the stand-in's form and returns
+// where the browser landed and that page's body.
+func logInOverHTTP(t *testing.T, d demo) (string, string) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	noFollow := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(d.appURL + "/login")
@@ -170,12 +193,7 @@ func TestRunServesTheDemoWithTheEmbeddedProvider(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.Request.URL.String() != d.appURL+"/account" || !strings.Contains(string(body), "Richard Hendricks") {
-		t.Fatalf("landed on %s:\n%s", resp.Request.URL, body)
-	}
-	if !strings.Contains(d.logs.String(), "for development and tests only") {
-		t.Error("the stand-in's startup line does not say what it is")
-	}
+	return resp.Request.URL.String(), string(body)
 }
 
 func TestRunStopsOnABadKickstart(t *testing.T) {

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/changebank/changebank/tokens"
@@ -16,10 +18,10 @@ import (
 
 // config is every setting, read once and validated together.
 type config struct {
-	AppURL            string
+	AppURL            string // normalised: see baseURL
 	ListenAddr        string
-	Issuer            string
-	IssuerInternalURL string
+	Issuer            string // normalised
+	IssuerInternalURL string // normalised; "" when unset
 	ClientID          string
 	ClientSecret      string
 	Secrets           [][]byte
@@ -32,48 +34,132 @@ type config struct {
 	issuerAddr string // host:port the embedded provider listens on
 }
 
+// setting is one environment variable: its default and what it means.
+// The table feeds both -h and the defaults loadConfig applies, so the two
+// cannot disagree.
+type setting struct {
+	name, fallback, meaning string
+}
+
+var settings = []setting{
+	{"APP_URL", "http://localhost:8080", "where browsers reach the app; https:// turns on Secure, __Host- cookies"},
+	{"LISTEN_ADDR", "", "address to listen on (default: \":\" + APP_URL's port)"},
+	{"ISSUER", "http://localhost:9011", "FusionAuth as the browser reaches it; the iss every token must carry"},
+	{"ISSUER_INTERNAL_URL", "", "FusionAuth as the app reaches it, when different (default: ISSUER)"},
+	{"CLIENT_ID", "", "the FusionAuth application id (required)"},
+	{"CLIENT_SECRET", "", "the FusionAuth application's client secret (required)"},
+	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes, newest first (required)"},
+	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at FusionAuth; session cookies live this long"},
+	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token (optional)"},
+	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+}
+
+// publishedSecrets are the secret values this repository publishes in
+// .env, docker-compose.yml, the README and the kickstart. Anyone can read
+// them, so over https (a real deployment) they protect nothing and the app
+// refuses to start with them. TestPublishedSecretsAreListed keeps the list
+// complete.
+var publishedSecrets = []string{
+	"changebank-demo-cookie-secret-not-for-production-0001",
+	"changebank-demo-client-secret-not-for-production",
+	"changebank-demo-api-key-not-for-production-0000000000",
+	"changebank-demo-postgres-password",
+	"changebank-demo-fusionauth-db-password",
+	"password", // the demo users'
+}
+
+// errHelp means -h was given: run prints the usage and exits cleanly.
+var errHelp = flag.ErrHelp
+
+// usage writes every flag and every setting with its default and meaning.
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: changebank [-embedded-idp]
+
+ChangeBank serves a cookie-session demo logged in through FusionAuth.
+
+Flags:
+  -embedded-idp   also run the embedded FusionAuth stand-in on ISSUER's port
+                  (development and tests only)
+  -h              show this help
+
+Settings, read from the environment, then from .env (the environment wins):
+`)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range settings {
+		def := s.fallback
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.name, def, s.meaning)
+	}
+	tw.Flush()
+	fmt.Fprint(w, `
+With no provider running, start one: go run . -embedded-idp, or docker compose up.
+`)
+}
+
 // loadConfig reads flags and environment. It reports every bad setting in
-// one error, so a user fixes them all in one go.
+// one error, so a user fixes them all in one go. With -h it returns errHelp.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var cfg config
 	fset := flag.NewFlagSet("changebank", flag.ContinueOnError)
-	fset.SetOutput(stderr)
-	fset.BoolVar(&cfg.EmbeddedIdP, "embedded-idp", false, "also run the embedded FusionAuth stand-in (development and tests only) on ISSUER's port")
+	fset.SetOutput(io.Discard) // run prints the usage (-h) or the error
+	fset.Usage = func() {}
+	fset.BoolVar(&cfg.EmbeddedIdP, "embedded-idp", false, "")
 	if err := fset.Parse(args); err != nil {
-		return cfg, fmt.Errorf("changebank: %w", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, errHelp
+		}
+		return cfg, fmt.Errorf("changebank: %w (-h lists every setting)", err)
+	}
+	if fset.NArg() > 0 {
+		return cfg, fmt.Errorf("changebank: unexpected argument %q (-h lists every setting)", fset.Arg(0))
 	}
 
 	var problems []string
 	bad := func(name, format string, a ...any) {
 		problems = append(problems, name+": "+fmt.Sprintf(format, a...))
 	}
-	get := func(name, fallback string) string {
+	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
 		}
-		return fallback
+		i := slices.IndexFunc(settings, func(s setting) bool { return s.name == name })
+		return settings[i].fallback
 	}
 
 	var appURL, issuer *url.URL
-	cfg.AppURL, appURL = baseURL("APP_URL", get("APP_URL", "http://localhost:8080"), bad)
-	cfg.Issuer, issuer = baseURL("ISSUER", get("ISSUER", "http://localhost:9011"), bad)
-	if v := get("ISSUER_INTERNAL_URL", ""); v != "" {
+	cfg.AppURL, appURL = baseURL("APP_URL", get("APP_URL"), bad)
+	cfg.Issuer, issuer = baseURL("ISSUER", get("ISSUER"), bad)
+	if v := get("ISSUER_INTERNAL_URL"); v != "" {
 		cfg.IssuerInternalURL, _ = baseURL("ISSUER_INTERNAL_URL", v, bad)
 	}
-	cfg.ListenAddr = get("LISTEN_ADDR", "")
+	cfg.ListenAddr = get("LISTEN_ADDR")
 	if cfg.ListenAddr == "" && appURL != nil {
 		cfg.ListenAddr = ":" + portOf(appURL)
 	}
 	if issuer != nil {
 		cfg.issuerAddr = net.JoinHostPort(issuer.Hostname(), portOf(issuer))
 	}
-	if cfg.ClientID = get("CLIENT_ID", ""); cfg.ClientID == "" {
-		bad("CLIENT_ID", "not set: the FusionAuth application id")
+	overHTTPS := appURL != nil && appURL.Scheme == "https"
+	published := func(name, value string) {
+		if overHTTPS && slices.Contains(publishedSecrets, value) {
+			bad(name, "the demo value published in this repository: anyone can read it, so it protects nothing over https; make a real one (openssl rand -base64 32)")
+		}
 	}
-	if cfg.ClientSecret = get("CLIENT_SECRET", ""); cfg.ClientSecret == "" {
+	if cfg.ClientID = get("CLIENT_ID"); cfg.ClientID == "" {
+		bad("CLIENT_ID", "not set: the FusionAuth application id")
+	} else if isUUID(cfg.ClientID) {
+		// FusionAuth takes an application id in any case but writes it
+		// lower-case in the tokens' aud, which is compared exactly.
+		cfg.ClientID = strings.ToLower(cfg.ClientID)
+	}
+	if cfg.ClientSecret = get("CLIENT_SECRET"); cfg.ClientSecret == "" {
 		bad("CLIENT_SECRET", "not set: the FusionAuth application's client secret")
 	}
-	if raw := get("APP_SECRET_KEY", ""); raw == "" {
+	published("CLIENT_SECRET", cfg.ClientSecret)
+	if raw := get("APP_SECRET_KEY"); raw == "" {
 		bad("APP_SECRET_KEY", "not set: comma-separated secrets of at least %d bytes, newest first (openssl rand -base64 32)", tokens.MinSecretLen)
 	} else {
 		for i, s := range strings.Split(raw, ",") {
@@ -82,17 +168,21 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 				bad("APP_SECRET_KEY", "secret #%d is %d bytes, want at least %d", i+1, len(s), tokens.MinSecretLen)
 				continue
 			}
+			published(fmt.Sprintf("APP_SECRET_KEY: secret #%d", i+1), s)
 			cfg.Secrets = append(cfg.Secrets, []byte(s))
 		}
 	}
-	ttl, err := time.ParseDuration(get("REFRESH_TOKEN_TTL", "720h"))
+	ttl, err := time.ParseDuration(get("REFRESH_TOKEN_TTL"))
 	if err != nil || ttl <= 0 {
 		bad("REFRESH_TOKEN_TTL", "want a positive duration such as 720h (30 days, the kickstart's refresh token life)")
 	}
 	cfg.RefreshTTL = ttl
-	cfg.APIKey = get("FUSIONAUTH_API_KEY", "")
-	cfg.KickstartFile = get("KICKSTART_FILE", "kickstart/kickstart.json")
-	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
+	cfg.APIKey = get("FUSIONAUTH_API_KEY")
+	if cfg.APIKey != "" {
+		published("FUSIONAUTH_API_KEY", cfg.APIKey)
+	}
+	cfg.KickstartFile = get("KICKSTART_FILE")
+	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
 		bad("LOG_LEVEL", "want debug, info, warn or error")
 	}
 
@@ -103,20 +193,37 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 }
 
 // baseURL checks an http(s) URL with no path, query or fragment and
-// returns it without a trailing slash.
+// returns it normalised: scheme and host in lower case, the scheme's
+// default port dropped, no trailing slash. That is how browsers write an
+// Origin, so the form every other part of the app uses (cookie prefix,
+// Origin check, redirect URI, issuer) compares equal to what arrives.
 func baseURL(name, raw string, bad func(name, format string, a ...any)) (string, *url.URL) {
 	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
+	if err != nil {
 		bad(name, "not a URL")
+		return "", nil
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
 		bad(name, "%q: want an http:// or https:// URL", raw)
-	case u.Host == "":
+	case u.Hostname() == "":
 		bad(name, "%q: no host", raw)
-	case strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+	case strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil || u.Opaque != "":
 		bad(name, "%q: want scheme://host[:port] only", raw)
 	default:
-		return strings.TrimSuffix(raw, "/"), u
+		host, port := strings.ToLower(u.Hostname()), u.Port()
+		if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+			port = ""
+		}
+		norm := &url.URL{Scheme: u.Scheme, Host: host}
+		switch {
+		case port != "":
+			norm.Host = net.JoinHostPort(host, port)
+		case strings.Contains(host, ":"): // IPv6
+			norm.Host = "[" + host + "]"
+		}
+		return norm.String(), norm
 	}
 	return "", nil
 }
@@ -129,4 +236,22 @@ func portOf(u *url.URL) string {
 		return "443"
 	}
 	return "80"
+}
+
+// isUUID reports whether s is a UUID in its 8-4-4-4-12 hex form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if r != '-' {
+				return false
+			}
+		case !strings.ContainsRune("0123456789abcdefABCDEF", r):
+			return false
+		}
+	}
+	return true
 }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,8 +49,14 @@ func main() {
 }
 
 // run is the whole program; tests call it with their own args and getenv.
+// Every exit path closes what it started: a failing server stops the
+// others before run returns.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, errHelp) {
+		usage(stdout)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -57,28 +64,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	errc := make(chan error, 2)
+	var services []server
 	if cfg.EmbeddedIdP {
-		idpServer, err := startEmbeddedIdP(ctx, cfg, getenv, log, errc)
+		idpService, err := embeddedIdP(cfg, getenv, log)
 		if err != nil {
 			return err
 		}
-		defer idpServer.Close()
+		defer idpService.ln.Close() // until serve owns it; closing twice is harmless
+		services = append(services, idpService)
 	}
 
 	client := &http.Client{Timeout: tokens.TokenCallTimeout}
 	provider := tokens.NewProvider(cfg.Issuer, cfg.IssuerInternalURL, client, time.Now, log)
 	go provider.Start(ctx)
+	if !cfg.EmbeddedIdP {
+		go hintWhileUnreachable(ctx, provider, cfg, log)
+	}
 	sealer, err := tokens.NewSealer(cfg.Secrets...)
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
 	}
-	sessions := tokens.NewManager(tokens.Options{
-		AppURL: cfg.AppURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		RefreshTTL: cfg.RefreshTTL, APIKey: cfg.APIKey, Sealer: sealer, Provider: provider,
-		HTTPClient: client, Now: time.Now, Log: log,
-	})
-	handler, err := routes.New(log, sessions, provider, assets, cfg.AppURL)
+	csrf, err := tokens.NewCSRF(cfg.Secrets...)
+	if err != nil {
+		return fmt.Errorf("changebank: %w", err)
+	}
+	cookies := tokens.NewCookieStore(cfg.AppURL, sealer)
+	oidc := tokens.NewClient(provider, tokens.ClientConfig{
+		ID: cfg.ClientID, Secret: cfg.ClientSecret, AppURL: cfg.AppURL, APIKey: cfg.APIKey,
+	}, client)
+	verifier := tokens.NewVerifier(provider, provider.Issuer(), cfg.ClientID, time.Now)
+	sessions := tokens.NewManager(cookies, oidc, verifier, cfg.RefreshTTL, time.Now, log)
+	handler, err := routes.New(log, sessions, cookies, verifier, csrf, provider, time.Now, assets, cfg.AppURL)
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
 	}
@@ -87,20 +103,51 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("changebank: listening on %s: %w", cfg.ListenAddr, err)
 	}
-	srv := newServer(handler)
-	go func() { errc <- srv.Serve(ln) }()
+	services = append(services, server{name: "app", srv: newServer(handler), ln: ln})
 	log.Info("ChangeBank listening", "url", cfg.AppURL, "addr", ln.Addr().String(), "issuer", cfg.Issuer)
 	fmt.Fprintf(stdout, "ChangeBank is at %s\n", cfg.AppURL)
+	return serve(ctx, log, services...)
+}
 
+// server is an http.Server and the listener it serves on.
+type server struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+}
+
+// serve runs every service until ctx ends or one of them fails, then shuts
+// all of them down (gracefully, for at most 10 s) and waits for them.
+func serve(ctx context.Context, log *slog.Logger, services ...server) error {
+	errc := make(chan error, len(services))
+	var wg sync.WaitGroup
+	for _, s := range services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("changebank: %s server: %w", s.name, err)
+			}
+		}()
+	}
+	var failed error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("changebank: serving: %w", err)
+	case failed = <-errc:
+		log.Error("a server failed: stopping", "err", failed)
 	case <-ctx.Done():
+		log.Info("shutting down")
 	}
 	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer done()
-	log.Info("shutting down")
-	return srv.Shutdown(shutdownCtx)
+	var errs []error
+	for _, s := range services {
+		if err := s.srv.Shutdown(shutdownCtx); err != nil {
+			s.srv.Close()
+			errs = append(errs, fmt.Errorf("changebank: shutting down the %s server: %w", s.name, err))
+		}
+	}
+	wg.Wait()
+	return errors.Join(append([]error{failed}, errs...)...)
 }
 
 // newServer wraps a handler with the timeouts a server facing browsers needs.
@@ -115,11 +162,42 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-// startEmbeddedIdP serves the FusionAuth stand-in on the issuer's host and port.
-func startEmbeddedIdP(ctx context.Context, cfg config, getenv func(string) string, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+// hintFirst and hintEvery pace the log line that says which provider the
+// app cannot reach and how to get one.
+const (
+	hintFirst = 3 * time.Second
+	hintEvery = 30 * time.Second
+)
+
+// hintWhileUnreachable logs, until the provider is ready, the URL the app
+// is waiting for and the two ways to run a provider: a first-time user who
+// typed `go run .` otherwise waits without knowing why.
+func hintWhileUnreachable(ctx context.Context, provider *tokens.Provider, cfg config, log *slog.Logger) {
+	wait := hintFirst
+	for {
+		waitCtx, done := context.WithTimeout(ctx, wait)
+		err := provider.WaitReady(waitCtx)
+		done()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		reached := cfg.Issuer
+		if cfg.IssuerInternalURL != "" {
+			reached = cfg.IssuerInternalURL
+		}
+		log.Warn("cannot reach the identity provider at "+reached+
+			": start one with `go run . -embedded-idp` (the built-in stand-in) or `docker compose up` (FusionAuth)",
+			"issuer", cfg.Issuer, "reached_at", reached)
+		wait = hintEvery
+	}
+}
+
+// embeddedIdP prepares the FusionAuth stand-in on the issuer's host and
+// port; serve runs it.
+func embeddedIdP(cfg config, getenv func(string) string, log *slog.Logger) (server, error) {
 	ks, err := idp.LoadKickstart(cfg.KickstartFile, getenv, log)
 	if err != nil {
-		return nil, fmt.Errorf("changebank: %w", err)
+		return server{}, fmt.Errorf("changebank: %w", err)
 	}
 	stand, err := idp.New(ks, idp.Options{
 		Issuer:            cfg.Issuer,
@@ -128,20 +206,13 @@ func startEmbeddedIdP(ctx context.Context, cfg config, getenv func(string) strin
 		Log:               log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("changebank: %w", err)
+		return server{}, fmt.Errorf("changebank: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.issuerAddr)
 	if err != nil {
-		return nil, fmt.Errorf("changebank: the embedded identity provider cannot listen on %s: %w", cfg.issuerAddr, err)
+		return server{}, fmt.Errorf("changebank: the embedded identity provider cannot listen on %s: %w", cfg.issuerAddr, err)
 	}
-	srv := newServer(stand.Handler())
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("embedded identity provider: %w", err)
-		}
-	}()
-	go func() { <-ctx.Done(); srv.Close() }()
 	log.Info("embedded FusionAuth stand-in listening: in memory, one process, for development and tests only",
 		"issuer", stand.Issuer(), "kickstart", cfg.KickstartFile)
-	return srv, nil
+	return server{name: "embedded identity provider", srv: newServer(stand.Handler()), ln: ln}, nil
 }

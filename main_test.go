@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +94,7 @@ func (b *syncBuffer) String() string {
 
 type demo struct {
 	appURL, issuer string
+	base           string // where requests go: APP_URL, or LISTEN_ADDR when set
 	logs           *syncBuffer
 }
 
@@ -105,7 +110,10 @@ func startDemo(t testing.TB, extra map[string]string) demo {
 	for k, v := range extra {
 		env[k] = v
 	}
-	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], logs: &syncBuffer{}}
+	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &syncBuffer{}}
+	if env["LISTEN_ADDR"] != "" {
+		d.base = "http://" + env["LISTEN_ADDR"]
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"-embedded-idp"}, getenvFrom(env), io.Discard, d.logs) }()
@@ -120,7 +128,7 @@ func startDemo(t testing.TB, extra map[string]string) demo {
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(d.appURL + "/readyz")
+		resp, err := http.Get(d.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -141,6 +149,29 @@ func startDemo(t testing.TB, extra map[string]string) demo {
 
 func TestRunServesTheDemoWithTheEmbeddedProvider(t *testing.T) {
 	d := startDemo(t, map[string]string{"LOG_LEVEL": "info"})
+	landed, body := logInOverHTTP(t, d)
+	if landed != d.appURL+"/account" || !strings.Contains(body, "Richard Hendricks") {
+		t.Fatalf("landed on %s:\n%s", landed, body)
+	}
+	if !strings.Contains(d.logs.String(), "for development and tests only") {
+		t.Error("the stand-in's startup line does not say what it is")
+	}
+}
+
+// FusionAuth takes an application id in any case but writes it lower-case
+// in the tokens' aud: an upper-case CLIENT_ID must still log people in.
+func TestAnUpperCaseClientIDStillLogsIn(t *testing.T) {
+	d := startDemo(t, map[string]string{"CLIENT_ID": strings.ToUpper(demoEnv["CLIENT_ID"])})
+	landed, body := logInOverHTTP(t, d)
+	if landed != d.appURL+"/account" || !strings.Contains(body, "Richard Hendricks") {
+		t.Fatalf("landed on %s:\n%s", landed, body)
+	}
+}
+
+// logInOverHTTP logs richard in through the stand-in's form and returns
+// where the browser landed and that page's body.
+func logInOverHTTP(t *testing.T, d demo) (string, string) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	noFollow := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(d.appURL + "/login")
@@ -162,12 +193,7 @@ func TestRunServesTheDemoWithTheEmbeddedProvider(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.Request.URL.String() != d.appURL+"/account" || !strings.Contains(string(body), "Richard Hendricks") {
-		t.Fatalf("landed on %s:\n%s", resp.Request.URL, body)
-	}
-	if !strings.Contains(d.logs.String(), "for development and tests only") {
-		t.Error("the stand-in's startup line does not say what it is")
-	}
+	return resp.Request.URL.String(), string(body)
 }
 
 func TestRunStopsOnABadKickstart(t *testing.T) {
@@ -178,5 +204,290 @@ func TestRunStopsOnABadKickstart(t *testing.T) {
 	err := run(context.Background(), []string{"-embedded-idp"}, getenvFrom(env), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "bad-json.json") {
 		t.Fatalf("run = %v, want an error naming the kickstart file", err)
+	}
+}
+
+// realSecrets are settings no file of this repository publishes, for runs over https.
+var realSecrets = map[string]string{
+	"CLIENT_SECRET":      "main-test-client-secret-0123456789-abcdefgh",
+	"FUSIONAUTH_API_KEY": "",
+}
+
+func TestConfigNormalisesURLs(t *testing.T) {
+	cases := []struct{ in, want, listen string }{
+		{"HTTPS://Bank.Example", "https://bank.example", ":443"},
+		{"https://bank.example:443/", "https://bank.example", ":443"},
+		{"http://localhost:80", "http://localhost", ":80"},
+		{"Http://LOCALHOST:8080/", "http://localhost:8080", ":8080"},
+		{"https://bank.example:8443", "https://bank.example:8443", ":8443"},
+		{"http://[::1]:80", "http://[::1]", ":80"},
+		{"http://[::1]:8080", "http://[::1]:8080", ":8080"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			env := map[string]string{"APP_URL": tc.in, "ISSUER": strings.ToUpper(strings.TrimSuffix(tc.in, "/")) + "/", "ISSUER_INTERNAL_URL": tc.in}
+			for k, v := range demoEnv {
+				env[k] = v
+			}
+			for k, v := range realSecrets {
+				env[k] = v
+			}
+			cfg, err := loadConfig(nil, getenvFrom(env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.AppURL != tc.want || cfg.Issuer != tc.want || cfg.IssuerInternalURL != tc.want || cfg.ListenAddr != tc.listen {
+				t.Fatalf("APP_URL %q, ISSUER %q, ISSUER_INTERNAL_URL %q, listen %q; want %q and %q",
+					cfg.AppURL, cfg.Issuer, cfg.IssuerInternalURL, cfg.ListenAddr, tc.want, tc.listen)
+			}
+		})
+	}
+}
+
+// TestRunOverHTTPSWithAnUnusualAppURL runs the app as it sits behind a TLS
+// proxy: cookies must be Secure and __Host-, the redirect URI normalised,
+// and a form posted from the page (Origin as browsers write it) accepted.
+func TestRunOverHTTPSWithAnUnusualAppURL(t *testing.T) {
+	for _, appURL := range []string{"HTTPS://Bank.Example", "https://bank.example:443"} {
+		t.Run(appURL, func(t *testing.T) {
+			env := map[string]string{"APP_URL": appURL, "LISTEN_ADDR": freePort(t)}
+			for k, v := range realSecrets {
+				env[k] = v
+			}
+			d := startDemo(t, env)
+			noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := noFollow.Get(d.base + "/login")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			authorize, _ := url.Parse(resp.Header.Get("Location"))
+			if got := authorize.Query().Get("redirect_uri"); got != "https://bank.example/callback" {
+				t.Errorf("redirect_uri %q", got)
+			}
+			cookies := resp.Cookies()
+			if len(cookies) == 0 {
+				t.Fatal("/login set no transaction cookie")
+			}
+			for _, c := range cookies {
+				if !c.Secure || !strings.HasPrefix(c.Name, "__Host-") {
+					t.Errorf("cookie %s: Secure %v, want Secure and __Host-", c.Name, c.Secure)
+				}
+			}
+			req, _ := http.NewRequest(http.MethodPost, d.base+"/logout", strings.NewReader(""))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", "https://bank.example")
+			resp, err = noFollow.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("a form from https://bank.example: %d, want 303", resp.StatusCode)
+			}
+		})
+	}
+}
+
+func TestPublishedSecretsAreRefusedOverHTTPS(t *testing.T) {
+	cases := []struct {
+		name, appURL, setting, value string
+		refused                      bool
+	}{
+		{"demo APP_SECRET_KEY over https", "https://bank.example", "APP_SECRET_KEY", "changebank-demo-cookie-secret-not-for-production-0001", true},
+		{"demo key second in the list", "https://bank.example", "APP_SECRET_KEY", "main-test-secret-0123456789-abcdefghijklmn,changebank-demo-cookie-secret-not-for-production-0001", true},
+		{"demo client secret over https", "HTTPS://bank.example", "CLIENT_SECRET", "changebank-demo-client-secret-not-for-production", true},
+		{"demo API key over https", "https://bank.example", "FUSIONAUTH_API_KEY", "changebank-demo-api-key-not-for-production-0000000000", true},
+		{"demo APP_SECRET_KEY over http", "http://localhost:8080", "APP_SECRET_KEY", "changebank-demo-cookie-secret-not-for-production-0001", false},
+		{"demo client secret over http", "http://localhost:8080", "CLIENT_SECRET", "changebank-demo-client-secret-not-for-production", false},
+		{"real secrets over https", "https://bank.example", "APP_SECRET_KEY", "main-test-secret-0123456789-abcdefghijklmn", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"APP_URL": tc.appURL}
+			for k, v := range demoEnv {
+				env[k] = v
+			}
+			for k, v := range realSecrets {
+				env[k] = v
+			}
+			env[tc.setting] = tc.value
+			_, err := loadConfig(nil, getenvFrom(env), io.Discard)
+			if (err != nil) != tc.refused {
+				t.Fatalf("refused = %v, want %v: %v", err != nil, tc.refused, err)
+			}
+			if tc.refused && (!strings.Contains(err.Error(), tc.setting) || strings.Contains(err.Error(), "changebank-demo")) {
+				t.Fatalf("the error must name %s and not show the secret:\n%v", tc.setting, err)
+			}
+		})
+	}
+}
+
+// TestPublishedSecretsAreListed reads every file that publishes settings
+// and fails when a secret-looking value in one is missing from
+// publishedSecrets, which would let it through over https.
+func TestPublishedSecretsAreListed(t *testing.T) {
+	secretName := `[A-Za-z_]*(?:SECRET|KEY|PASSWORD|[Ss]ecret|[Kk]ey|[Pp]assword)` // a name that ends like a secret's
+	patterns := []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^\s*` + secretName + `\s*[=:]\s*"?([^\s"#$]+)`), // .env, compose, shell in the README
+		regexp.MustCompile(`"` + secretName + `"\s*:\s*"([^"#]+)"`),             // kickstart JSON
+		regexp.MustCompile(`\b(changebank-demo-[A-Za-z0-9-]+)`),                 // anything named as a demo value
+		regexp.MustCompile(`(?m)^\s*-\s*` + secretName + `=([^\s"$]+)`),         // compose list form
+	}
+	found := 0
+	for _, file := range []string{".env", "docker-compose.yml", "README.md", "kickstart/kickstart.json"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, re := range patterns {
+			for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+				v := strings.Trim(m[1], "`',")
+				if v == "" || strings.HasPrefix(v, "#{") || strings.HasPrefix(v, "${") || strings.HasPrefix(v, "/") {
+					continue
+				}
+				found++
+				if !slices.Contains(publishedSecrets, v) {
+					t.Errorf("%s publishes %q (%q): add it to publishedSecrets", file, v, m[0])
+				}
+			}
+		}
+	}
+	if found < 5 {
+		t.Fatalf("found only %d published secrets: the patterns no longer match the files", found)
+	}
+}
+
+func TestHelpListsEverySettingAndExitsCleanly(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, getenvFrom(nil), &stdout, &stderr); err != nil {
+		t.Fatalf("run -h = %v, want nil", err)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("-h wrote to stderr: %s", stderr.String())
+	}
+	// Every variable loadConfig reads is listed, with its default.
+	var read []string
+	if _, err := loadConfig([]string{"-embedded-idp"}, func(k string) string { read = append(read, k); return demoEnv[k] }, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	help := stdout.String()
+	for _, name := range append(read, "-embedded-idp", "http://localhost:8080", "http://localhost:9011", "720h", "kickstart/kickstart.json") {
+		if !strings.Contains(help, name) {
+			t.Errorf("-h does not list %q:\n%s", name, help)
+		}
+	}
+	if len(read) < len(settings) {
+		t.Errorf("loadConfig read %d variables, the table lists %d", len(read), len(settings))
+	}
+	if err := run(context.Background(), []string{"-nope"}, getenvFrom(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "-h") {
+		t.Errorf("an unknown flag: %v, want an error pointing at -h", err)
+	}
+}
+
+// TestREADMESettingsMatchTheCode keeps the README's table true: every
+// setting the code reads is there with its default, and nothing else.
+func TestREADMESettingsMatchTheCode(t *testing.T) {
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(data), "\n## Settings\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Z_]+)` \\| ([^|]*) \\|").FindAllStringSubmatch(section, -1) {
+		rows[m[1]] = strings.TrimSpace(m[2])
+	}
+	for _, s := range settings {
+		row, ok := rows[s.name]
+		switch {
+		case !ok:
+			t.Errorf("README's Settings lack %s", s.name)
+		case s.fallback != "" && row != "`"+s.fallback+"`":
+			t.Errorf("README gives %s the default %s, the code %q", s.name, row, s.fallback)
+		}
+		delete(rows, s.name)
+	}
+	for name := range rows {
+		t.Errorf("README lists %s, which the code does not read", name)
+	}
+}
+
+func TestServeStopsEveryServerWhenOneFails(t *testing.T) {
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {})
+	idpLn, appLn := listen(), listen()
+	appAddr := appLn.Addr().String()
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(context.Background(), slog.New(slog.DiscardHandler),
+			server{name: "embedded identity provider", srv: newServer(ok), ln: idpLn},
+			server{name: "app", srv: newServer(ok), ln: appLn})
+	}()
+	waitServing(t, appAddr)
+	idpLn.Close() // the provider's server fails
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "embedded identity provider") {
+		t.Fatalf("serve = %v, want the provider's failure", err)
+	}
+	if c, err := net.Dial("tcp", appAddr); err == nil {
+		c.Close()
+		t.Fatal("the app server still accepts connections after serve returned")
+	}
+}
+
+func TestRunNamesTheProviderItCannotReach(t *testing.T) {
+	env := map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": "http://" + freePort(t)}
+	for k, v := range demoEnv {
+		env[k] = v
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, getenvFrom(env), io.Discard, logs) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	want := []string{"cannot reach the identity provider at " + env["ISSUER"], "go run . -embedded-idp", "docker compose up"}
+	deadline := time.Now().Add(20 * time.Second)
+	for !containsAll(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the logs never say %q:\n%s", want, logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func waitServing(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

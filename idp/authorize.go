@@ -31,6 +31,7 @@ type grant struct {
 type ssoSession struct {
 	userID   string
 	authTime time.Time
+	expires  time.Time
 }
 
 //go:embed login.html
@@ -39,10 +40,27 @@ var loginHTML string
 var loginPage = template.Must(template.New("login").Parse(loginHTML))
 
 type loginView struct {
+	Demo    []demoUser // the kickstart's users of this application, shown as a hint
 	AppName string
 	Email   string
 	Error   string
 	Params  map[string]string // the authorize request, carried through the form
+}
+
+// demoUser is a kickstart user the login page suggests: the stand-in only
+// ever runs the demo's own seeded accounts.
+type demoUser struct{ Email, Password string }
+
+// demoUsers are the kickstart's users who may log in to app, by email.
+func (s *Server) demoUsers(app *Application) []demoUser {
+	var out []demoUser
+	for _, u := range s.ks.Users {
+		if _, registered := u.Registrations[app.ID]; registered || !app.RequireRegistration {
+			out = append(out, demoUser{u.Email, u.Password})
+		}
+	}
+	slices.SortFunc(out, func(a, b demoUser) int { return strings.Compare(a.Email, b.Email) })
+	return out
 }
 
 // authorizeParams are the request parameters the login form carries through.
@@ -87,13 +105,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	view := loginView{AppName: app.Name, Params: p}
+	view := loginView{AppName: app.Name, Params: p, Demo: s.demoUsers(app)}
 	var sso *ssoSession
 	if r.Method == http.MethodGet {
 		if ck, err := r.Cookie(ssoCookie); err == nil {
 			s.mu.Lock()
 			sso = s.sessions[ck.Value]
 			s.mu.Unlock()
+			if sso != nil && !s.now().Before(sso.expires) {
+				sso = nil
+			}
 		}
 		if sso == nil {
 			s.render(w, http.StatusOK, view)
@@ -107,9 +128,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			s.render(w, http.StatusOK, view)
 			return
 		}
-		sso = &ssoSession{userID: u.ID, authTime: s.now()}
+		sso = &ssoSession{userID: u.ID, authTime: s.now(), expires: s.now().Add(ssoTTL)}
 		id := randomToken()
 		s.mu.Lock()
+		s.makeRoomLocked()
 		s.sessions[id] = sso
 		s.mu.Unlock()
 		http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
@@ -127,6 +149,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	code := randomToken()
 	s.mu.Lock()
+	s.makeRoomLocked()
 	s.codes[code] = &grant{
 		clientID: app.ID, redirectURI: p["redirect_uri"], userID: user.ID, scope: p["scope"], nonce: p["nonce"],
 		challenge: p["code_challenge"], authTime: sso.authTime, expires: s.now().Add(codeTTL),

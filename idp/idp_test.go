@@ -857,3 +857,83 @@ func TestKickstartAsFusionAuthTakesIt(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryIsBounded(t *testing.T) {
+	t.Run("unknown grant types share one counter", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "")
+		for i := range 50 {
+			si.token(url.Values{"grant_type": {fmt.Sprintf("made-up-%d", i)}}, testSecret)
+		}
+		si.token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x"}}, testSecret)
+		si.s.mu.Lock()
+		counters := len(si.s.calls)
+		si.s.mu.Unlock()
+		if counters != 2 || si.s.TokenCalls("other") != 50 || si.s.TokenCalls("made-up-7") != 50 || si.s.TokenCalls("refresh_token") != 1 {
+			t.Fatalf("%d counters; other %d, refresh_token %d", counters, si.s.TokenCalls("other"), si.s.TokenCalls("refresh_token"))
+		}
+	})
+	t.Run("expired entries are swept", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "OneTimeUse")
+		now := time.Now()
+		si.s.now = func() time.Time { return now }
+		for range 3 {
+			si.code() // unused codes
+		}
+		_, first := si.exchange(si.code())
+		refreshWith(si, first["refresh_token"].(string)) // leaves a spent token behind
+		now = now.Add(11 * time.Minute)                  // codes, the spent token and the refresh tokens (10 min) are over
+		si.client.Jar, _ = cookiejar.New(nil)            // a new browser: a new SSO session
+		si.code()
+		si.s.mu.Lock()
+		codes, tokens := len(si.s.codes), len(si.s.refresh)
+		si.s.mu.Unlock()
+		if codes != 1 || tokens != 0 {
+			t.Fatalf("after expiry: %d codes, %d refresh tokens kept; want only the new code", codes, tokens)
+		}
+	})
+	t.Run("each store is capped, newest kept", func(t *testing.T) {
+		si := newStandIn(t, "testdata/reusable.json", "Reusable")
+		si.s.limit = 3
+		var last map[string]any
+		for range 6 {
+			si.client.Jar, _ = cookiejar.New(nil) // each login a new browser, a new SSO session
+			_, last = si.exchange(si.code())
+		}
+		si.s.mu.Lock()
+		codes, sessions, tokens := len(si.s.codes), len(si.s.sessions), len(si.s.refresh)
+		si.s.mu.Unlock()
+		if codes > 3 || sessions > 3 || tokens > 3 {
+			t.Fatalf("%d codes, %d sessions, %d refresh tokens: over the limit of 3", codes, sessions, tokens)
+		}
+		if status, body := refreshWith(si, last["refresh_token"].(string)); status != http.StatusOK {
+			t.Fatalf("the newest refresh token was dropped: %d %v", status, body["error"])
+		}
+	})
+}
+
+func TestLoginPageShowsTheDemoAccounts(t *testing.T) {
+	si := newStandIn(t, "../kickstart/kickstart.json", "")
+	resp, err := si.client.Get(si.url + "/oauth2/authorize?" + url.Values{
+		"client_id": {"e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"}, "redirect_uri": {"http://localhost:8080/callback"},
+		"response_type": {"code"}, "scope": {"openid"}, "code_challenge": {challenge(verifier)}, "code_challenge_method": {"S256"},
+	}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(raw)
+	at := strings.Index(page, `id="demo-hint"`)
+	if at < 0 {
+		t.Fatalf("no demo hint on the login page:\n%s", page)
+	}
+	hint := page[at:]
+	for _, want := range []string{"richard@example.com", "admin@example.com", "<code>password</code>"} {
+		if !strings.Contains(hint, want) {
+			t.Errorf("the login page's demo hint lacks %s:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, `id="demo-hint" hidden`) {
+		t.Error("the hint is hidden")
+	}
+}

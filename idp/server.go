@@ -116,7 +116,20 @@ type Server struct {
 	sessions map[string]*ssoSession
 	failure  Failure
 	calls    map[string]int
+	// limit caps codes, SSO sessions and refresh tokens each; expired ones
+	// are swept at least every sweepEvery, and at the cap the oldest go.
+	limit     int
+	lastSweep time.Time
 }
+
+// Bounds on what the stand-in keeps in memory.
+const (
+	defaultLimit = 10000
+	sweepEvery   = time.Minute
+	// ssoTTL bounds an SSO session here (the stand-in's choice: FusionAuth's
+	// lifetime depends on tenant settings it does not read).
+	ssoTTL = 24 * time.Hour
+)
 
 type signingKey struct {
 	id      string
@@ -135,7 +148,7 @@ func New(ks *Kickstart, o Options) (*Server, error) {
 		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs, logoutOverride: o.LogoutURL,
 		grace: o.RefreshGracePeriod, now: o.Now, log: o.Log, users: map[string]*User{}, tenantID: newUUID(),
 		codes: map[string]*grant{}, refresh: map[string]*refreshToken{}, sessions: map[string]*ssoSession{},
-		calls: map[string]int{},
+		calls: map[string]int{}, limit: defaultLimit,
 	}
 	for _, u := range ks.Users {
 		s.users[strings.ToLower(u.Email)] = u
@@ -210,6 +223,55 @@ func callBucket(grantType string) string {
 		return grantType
 	}
 	return "other"
+}
+
+// makeRoomLocked sweeps expired codes, sessions and refresh tokens when a
+// minute has passed or a map is full, then drops the oldest entries of
+// any map still at the limit. The caller holds s.mu and is about to add.
+func (s *Server) makeRoomLocked() {
+	now := s.now()
+	full := len(s.codes) >= s.limit || len(s.sessions) >= s.limit || len(s.refresh) >= s.limit
+	if !full && now.Sub(s.lastSweep) < sweepEvery {
+		return
+	}
+	s.lastSweep = now
+	sweep(s.codes, func(g *grant) time.Time { return g.expires }, now, s.limit)
+	sweep(s.sessions, func(ss *ssoSession) time.Time { return ss.expires }, now, s.limit)
+	sweep(s.refresh, func(rt *refreshToken) time.Time {
+		if !rt.spent.IsZero() {
+			return rt.spent.Add(s.maxGracePeriod())
+		}
+		return rt.expires
+	}, now, s.limit)
+}
+
+// sweep deletes the entries of m that have ended, then the ones ending
+// soonest until m has room for one more.
+func sweep[V any](m map[string]V, ends func(V) time.Time, now time.Time, limit int) {
+	for k, v := range m {
+		if !now.Before(ends(v)) {
+			delete(m, k)
+		}
+	}
+	for len(m) >= limit {
+		var oldest string
+		var at time.Time
+		for k, v := range m {
+			if e := ends(v); oldest == "" || e.Before(at) {
+				oldest, at = k, e
+			}
+		}
+		delete(m, oldest)
+	}
+}
+
+// maxGracePeriod is the longest any application's spent tokens are kept.
+func (s *Server) maxGracePeriod() time.Duration {
+	var longest time.Duration
+	for _, app := range s.ks.Applications {
+		longest = max(longest, s.gracePeriod(app))
+	}
+	return longest
 }
 
 // baseURL is how FusionAuth builds discovery URLs: from the request's host.

@@ -161,6 +161,7 @@ func (s *Server) exchangeCode(r *http.Request, app *Application) answer {
 	if app.GenerateRefreshTokens && slices.Contains(app.EnabledGrants, "refresh_token") && slices.Contains(strings.Fields(g.scope), "offline_access") {
 		token = randomToken()
 		s.mu.Lock()
+		s.makeRoomLocked()
 		s.refresh[token] = rt
 		s.mu.Unlock()
 	}
@@ -188,6 +189,7 @@ func (s *Server) redeemRefresh(r *http.Request, app *Application) answer {
 		next := *rt
 		next.id = newUUID() // Fixed expiration: the rotated token keeps its predecessor's end
 		current = randomToken()
+		s.makeRoomLocked()
 		s.refresh[current] = &next
 		rt.spent, rt.next = now, current
 		rt = &next

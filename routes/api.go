@@ -24,21 +24,22 @@ const apiUserKey = "changebank.apiuser"
 // apiSession authenticates an API call by `Authorization: Bearer <access
 // token>` or, without that header, by the cookie session. It never
 // redirects: 401 with WWW-Authenticate, or 503 with Retry-After.
-func apiSession(log *slog.Logger, sessions *tokens.Manager) gin.HandlerFunc {
+func apiSession(log *slog.Logger, sessions *tokens.Manager, verifier *tokens.Verifier) gin.HandlerFunc {
 	const realm = `Bearer realm="ChangeBank"`
 	return func(c *gin.Context) {
 		var u apiUser
 		var err error
 		if h := c.GetHeader("Authorization"); h != "" {
-			raw, ok := strings.CutPrefix(h, "Bearer ")
-			if !ok {
+			// RFC 9110: the scheme is case-insensitive.
+			scheme, raw, _ := strings.Cut(h, " ")
+			if !strings.EqualFold(scheme, "Bearer") {
 				c.Header("WWW-Authenticate", realm)
 				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_request", "error_description": "use Authorization: Bearer <access token>"})
 				return
 			}
 			u.source = "bearer"
-			u.claims, err = sessions.Verifier().AccessToken(c.Request.Context(), strings.TrimSpace(raw))
-			if err != nil && !errors.Is(err, tokens.ErrKeysUnavailable) {
+			u.claims, err = verifier.AccessToken(c.Request.Context(), strings.TrimSpace(raw))
+			if err != nil && !errors.Is(err, tokens.ErrProviderUnavailable) {
 				log.Warn("bearer token refused", "err", err)
 				c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_token", "error_description": "the access token is invalid or expired"})
@@ -68,24 +69,31 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager) gin.HandlerFunc {
 }
 
 // me is GET /api/me: who the caller is and when their access token expires.
-func me(sessions *tokens.Manager) gin.HandlerFunc {
+func me(now func() time.Time) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		u := c.MustGet(apiUserKey).(apiUser)
-		exp := u.claims.Expiry.Time()
-		body := gin.H{
-			"sub":                     u.claims.Subject,
-			"roles":                   u.claims.Roles,
-			"scope":                   u.claims.Scope,
-			"auth_time":               u.claims.AuthTime.Time().UTC().Format(time.RFC3339),
-			"authenticated_by":        u.source,
-			"access_token_expires_at": exp.UTC().Format(time.RFC3339),
-			"access_token_expires_in": max(0, int(exp.Sub(sessions.Now()).Seconds())),
-		}
-		if u.user != nil {
-			body["name"], body["email"], body["email_verified"] = u.user.Name, u.user.Email, u.user.EmailVerified
-		}
-		c.JSON(http.StatusOK, body)
+		c.JSON(http.StatusOK, meBody(c.MustGet(apiUserKey).(apiUser), now()))
 	}
+}
+
+// meBody is /api/me's answer. A claim the token lacks is left out rather
+// than shown as a zero (auth_time 0 would read as 1970).
+func meBody(u apiUser, now time.Time) gin.H {
+	exp := u.claims.Expiry.Time()
+	body := gin.H{
+		"sub":                     u.claims.Subject,
+		"roles":                   u.claims.Roles,
+		"scope":                   u.claims.Scope,
+		"authenticated_by":        u.source,
+		"access_token_expires_at": exp.UTC().Format(time.RFC3339),
+		"access_token_expires_in": max(0, int(exp.Sub(now).Seconds())),
+	}
+	if u.claims.AuthTime != 0 {
+		body["auth_time"] = u.claims.AuthTime.Time().UTC().Format(time.RFC3339)
+	}
+	if u.user != nil {
+		body["name"], body["email"], body["email_verified"] = u.user.Name, u.user.Email, u.user.EmailVerified
+	}
+	return body
 }
 
 // healthz answers while the process is up.

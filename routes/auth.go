@@ -53,9 +53,19 @@ const maxFormBytes = 64 << 10
 // checkForm guards every state-changing POST beyond SameSite: the request
 // must come from this site (Origin, or Sec-Fetch-Site when a browser sends
 // no Origin) and, when a session is present, carry its CSRF token.
-func checkForm(log *slog.Logger, sessions *tokens.Manager, views *views, appOrigin string) gin.HandlerFunc {
+func checkForm(log *slog.Logger, sessions *tokens.Manager, csrf *tokens.CSRF, views *views, appOrigin string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
+		if err := c.Request.ParseForm(); err != nil {
+			if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
+				log.Warn("form refused: too large", "path", c.Request.URL.Path, "limit", tooBig.Limit)
+				views.fail(c, http.StatusRequestEntityTooLarge, "This form is too large to be sent. Go back, shorten what you typed and try again.")
+				return
+			}
+			log.Info("form refused: unreadable", "path", c.Request.URL.Path, "err", err)
+			views.fail(c, http.StatusBadRequest, "This form could not be read. Go back, reload the page and try again.")
+			return
+		}
 		origin := c.GetHeader("Origin")
 		site := c.GetHeader("Sec-Fetch-Site")
 		if (origin != "" && origin != appOrigin) || site == "cross-site" || site == "same-site" {
@@ -71,7 +81,7 @@ func checkForm(log *slog.Logger, sessions *tokens.Manager, views *views, appOrig
 		} else {
 			user, ok = sessions.User(c.Request)
 		}
-		if ok && !sessions.CheckCSRF(user, c.PostForm("csrf_token")) {
+		if ok && !csrf.Check(user, c.PostForm("csrf_token")) {
 			log.Warn("form refused: bad CSRF token", "path", c.Request.URL.Path)
 			views.failRetry(c, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.", "/account")
 			return
@@ -100,9 +110,10 @@ func login(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Handler
 		}
 		authURL, err := sessions.BeginLogin(c.Writer, c.Request, returnTo)
 		switch {
-		case errors.Is(err, tokens.ErrNotReady):
+		case errors.Is(err, tokens.ErrProviderUnavailable):
 			views.failRetry(c, http.StatusServiceUnavailable,
-				"The identity provider is starting. Wait a few seconds and try again.", c.Request.URL.RequestURI())
+				"The identity provider at "+views.issuer+" is starting or cannot be reached. Wait a few seconds and try again. "+
+					"Running the demo? Start a provider with `go run . -embedded-idp` or `docker compose up`.", c.Request.URL.RequestURI())
 		case err != nil:
 			log.Error("starting a login", "err", err)
 			views.fail(c, http.StatusInternalServerError, "We could not start the login. Please try again.")
@@ -140,13 +151,18 @@ func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Hand
 			if !known {
 				msg = "The identity provider could not log you in."
 			}
-			log.Info("login refused by the provider", "error", pe.Code, "known", known)
+			log.Info("login refused by the provider", "error", pe.Code, "known", known, "err", err)
 			views.failRetry(c, http.StatusBadRequest, msg+" You can try again.", "/login")
+		case errors.Is(err, tokens.ErrBadCallback) && hasSession(sessions, c):
+			// Back right after logging in replays the spent callback URL:
+			// the user is logged in already, so send them on.
+			log.Info("callback replayed while logged in", "err", err)
+			c.Redirect(http.StatusSeeOther, "/account")
 		case errors.Is(err, tokens.ErrBadCallback):
 			log.Info("callback refused", "err", err)
 			views.failRetry(c, http.StatusBadRequest,
 				"This login link is no longer valid: it was used already, it expired, or it was started in another browser.", "/login")
-		case errors.Is(err, tokens.ErrProviderUnavailable), errors.Is(err, tokens.ErrNotReady):
+		case errors.Is(err, tokens.ErrProviderUnavailable):
 			log.Warn("callback: provider unavailable", "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable, "The identity provider is unreachable right now. Please log in again in a moment.", "/login")
 		default:
@@ -154,6 +170,13 @@ func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Hand
 			views.failRetry(c, http.StatusBadRequest, "The identity provider's answer did not pass our checks, so you were not logged in.", "/login")
 		}
 	}
+}
+
+// hasSession reports whether the request carries a live session's userinfo
+// cookie, without refreshing anything.
+func hasSession(sessions *tokens.Manager, c *gin.Context) bool {
+	_, ok := sessions.User(c.Request)
+	return ok
 }
 
 // logout ends the session. POST (the button) also logs out at the

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -71,27 +72,41 @@ func formatDollars(cents int64) string {
 	return "$" + s + "." + strconv.FormatInt(cents%100/10, 10) + strconv.FormatInt(cents%10, 10)
 }
 
-func makeChangeForm(sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func makeChangeForm(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
-		views.render(c, http.StatusOK, "make_change", page{Title: "Make change", User: &s.User, CSRF: sessions.CSRFToken(s.User), Data: changeView{}})
+		views.render(c, http.StatusOK, "make_change", page{Title: "Make change", User: &s.User, CSRF: csrf.Token(s.User), Data: changeView{}})
 	}
 }
 
 // makeChange answers with nickels (as many as fit) and pennies (the rest).
-func makeChange(sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func makeChange(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
-		v := changeView{Amount: c.PostForm("amount")}
-		if len(v.Amount) > 64 {
-			v.Amount = v.Amount[:64]
-		}
+		// The whole input is parsed (checkForm bounds the form); only the
+		// echo in the field is cut to a display length.
+		in := c.PostForm("amount")
+		v := changeView{Amount: displayCut(in, maxEcho)}
 		status := http.StatusOK
-		if cents, msg := parseCents(v.Amount); msg != "" {
+		if cents, msg := parseCents(in); msg != "" {
 			v.Error, status = msg, http.StatusUnprocessableEntity
 		} else {
 			v.Result, v.Dollars, v.Nickels, v.Pennies = true, formatDollars(cents), cents/5, cents%5
 		}
-		views.render(c, status, "make_change", page{Title: "Make change", User: &s.User, CSRF: sessions.CSRFToken(s.User), Data: v})
+		views.render(c, status, "make_change", page{Title: "Make change", User: &s.User, CSRF: csrf.Token(s.User), Data: v})
 	}
+}
+
+// maxEcho bounds the amount shown back in the field.
+const maxEcho = 64
+
+// displayCut returns s cut to at most n bytes, on a character boundary.
+func displayCut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

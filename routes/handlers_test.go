@@ -3,11 +3,12 @@ package routes
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,12 @@ func TestCallbackRefusesWhatItDidNotStart(t *testing.T) {
 		if p := b.get(cb.location()); p.status != http.StatusSeeOther {
 			t.Fatalf("first use: %d", p.status)
 		}
-		p := b.get(cb.location())
+		// Replayed where the login succeeded (Back), it sends the user on;
+		// anywhere else it is refused as spent.
+		if p := b.get(cb.location()); p.status != http.StatusSeeOther || p.location() != "/account" {
+			t.Fatalf("replay while logged in: %d %q", p.status, p.location())
+		}
+		p := s.browser().get(cb.location())
 		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "no longer valid") {
 			t.Fatalf("replay: %d %s", p.status, p.body)
 		}
@@ -46,6 +52,22 @@ func TestCallbackRefusesWhatItDidNotStart(t *testing.T) {
 		defer s.clock.Advance(-(tokens.LoginTTL + time.Minute))
 		if p := b.get(cb.location()); p.status != http.StatusBadRequest {
 			t.Fatalf("an 11-minute-old login completed: %d", p.status)
+		}
+	})
+	t.Run("code refused by the provider", func(t *testing.T) {
+		b := s.browser()
+		cb := b.submitLogin(b.startLogin(""), "richard@example.com", "password")
+		// The login is still live here, but the provider's code (60 s) is not.
+		s.clock.Advance(2 * time.Minute)
+		defer s.clock.Advance(-2 * time.Minute)
+		p := b.get(cb.location())
+		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "no longer valid") || strings.Contains(p.body, "unknown, used or expired") {
+			t.Fatalf("refused code: %d %s", p.status, p.body)
+		}
+		logs := s.logs.String()
+		if !strings.Contains(logs, "refused the authorization code") || !strings.Contains(logs, "invalid_grant") ||
+			!strings.Contains(logs, "the code is unknown, used or expired") || strings.Contains(logs, "refused the refresh token") {
+			t.Fatalf("the log does not say the provider refused the code, and why:\n%s", logs)
 		}
 	})
 	t.Run("wrong state", func(t *testing.T) {
@@ -175,7 +197,7 @@ func TestFormsNeedCSRFTokenAndSameOrigin(t *testing.T) {
 		t.Fatalf("cross-origin: %d", p.status)
 	}
 	// An oversize body is refused, not parsed.
-	if p := b.post("/make-change", url.Values{"amount": {strings.Repeat("9", 200<<10)}, "csrf_token": {token}}); p.status != http.StatusForbidden {
+	if p := b.post("/make-change", url.Values{"amount": {strings.Repeat("9", 200<<10)}, "csrf_token": {token}}); p.status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("oversize form: %d", p.status)
 	}
 	// Another login's token does not fit this session.
@@ -225,7 +247,14 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 		t.Fatalf("the refresh token still works after logout: %d", resp.StatusCode)
 	}
 	// The provider's logout lands back home, logged out.
-	home, _ := b.follow(b.get(p.location()))
+	// Its page loads every application's logout URL in a hidden iframe, then
+	// moves on to post_logout_redirect_uri through its "continue" link.
+	page := b.get(p.location())
+	next := regexp.MustCompile(`id="continue" href="([^"]+)"`).FindStringSubmatch(page.body)
+	if next == nil {
+		t.Fatalf("the provider's logout page has no continue link: %s", page.body)
+	}
+	home, _ := b.follow(b.get(html.UnescapeString(next[1])))
 	if !strings.Contains(home.body, "Dollars in, coins out") {
 		t.Fatalf("after logout: %s", home.body)
 	}
@@ -380,9 +409,8 @@ func TestProviderStartingUp(t *testing.T) {
 	defer cancel()
 	go provider.Start(ctx)
 	sealer, _ := tokens.NewSealer(testSecret)
-	sessions := tokens.NewManager(tokens.Options{AppURL: "http://app.test", ClientID: clientID, ClientSecret: clientSecret,
-		RefreshTTL: time.Hour, Sealer: sealer, Provider: provider, HTTPClient: client, Now: time.Now, Log: log})
-	h, err := New(log, sessions, provider, os.DirFS(".."), "http://app.test")
+	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
+		client, time.Hour, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

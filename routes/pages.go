@@ -18,10 +18,10 @@ import (
 )
 
 // account greets the user.
-func account(sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func account(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
-		views.render(c, http.StatusOK, "account", page{Title: "Your account", User: &s.User, CSRF: sessions.CSRFToken(s.User)})
+		views.render(c, http.StatusOK, "account", page{Title: "Your account", User: &s.User, CSRF: csrf.Token(s.User)})
 	}
 }
 
@@ -51,11 +51,10 @@ type inspectorView struct {
 }
 
 // inspector is GET /session: the session's cookies, decoded server-side.
-func inspector(sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func inspector(ck *tokens.CookieStore, csrf *tokens.CSRF, clock func() time.Time, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
-		ck := sessions.Cookies()
-		now := sessions.Now()
+		now := clock()
 		v := inspectorView{
 			Secure: ck.Secure(), Refreshed: s.Refreshed, Did: c.Query("did"),
 			ExpiresAt: int64(s.Access.Expiry), ExpiresIn: max(0, int64(s.Access.Expiry.Time().Sub(now).Seconds())),
@@ -84,7 +83,7 @@ func inspector(sessions *tokens.Manager, views *views) gin.HandlerFunc {
 				v.LoginTransacts++
 			}
 		}
-		views.render(c, http.StatusOK, "session", page{Title: "Session inspector", User: &s.User, CSRF: sessions.CSRFToken(s.User), Data: v})
+		views.render(c, http.StatusOK, "session", page{Title: "Session inspector", User: &s.User, CSRF: csrf.Token(s.User), Data: v})
 	}
 }
 

@@ -18,12 +18,17 @@ import (
 	"github.com/changebank/changebank/tokens"
 )
 
-// New returns the app's handler. Every route is listed here.
-func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, assets fs.FS, appURL string) (http.Handler, error) {
-	views, err := parseViews(assets)
+// New returns the app's handler. Every route is listed here. sessions loads
+// and ends cookie sessions; the handlers also read cookies (the inspector),
+// verify Bearer tokens, guard forms with csrf, ask provider whether it is
+// ready, and tell the time by now.
+func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore, verifier *tokens.Verifier, csrf *tokens.CSRF,
+	provider *tokens.Provider, now func() time.Time, assets fs.FS, appURL string) (http.Handler, error) {
+	views, err := parseViews(assets, log)
 	if err != nil {
 		return nil, err
 	}
+	views.viewer = viewer(sessions, csrf)
 	static, err := fs.Sub(assets, "static")
 	if err != nil {
 		return nil, fmt.Errorf("routes: static files: %w", err)
@@ -36,6 +41,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, 
 	if err != nil {
 		return nil, fmt.Errorf("routes: ISSUER: %w", err)
 	}
+	views.issuer = provider.Issuer()
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -45,24 +51,54 @@ func New(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, 
 	r.NoMethod(methodNotAllowed(views))
 
 	page := sessionRequired(log, sessions, views)
-	form := checkForm(log, sessions, views, origin.Scheme+"://"+origin.Host)
+	form := checkForm(log, sessions, csrf, views, origin.Scheme+"://"+origin.Host)
 
 	r.GET("/", home(sessions, views))
 	r.GET("/login", login(log, sessions, views))
 	r.GET("/callback", callback(log, sessions, views))
-	r.GET("/account", page, account(sessions, views))
-	r.GET("/make-change", page, makeChangeForm(sessions, views))
-	r.POST("/make-change", page, form, makeChange(sessions, views))
-	r.GET("/session", page, inspector(sessions, views))
+	r.GET("/account", page, account(csrf, views))
+	r.GET("/make-change", page, makeChangeForm(csrf, views))
+	r.POST("/make-change", page, form, makeChange(csrf, views))
+	r.GET("/session", page, inspector(cookies, csrf, now, views))
 	r.POST("/session/expire", page, form, expireAccess(sessions))
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, logout(sessions, true))
 	r.GET("/logout", logout(sessions, false))
-	r.GET("/api/me", apiSession(log, sessions), me(sessions))
+	r.GET("/api/me", apiSession(log, sessions, verifier), me(now))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
 	r.StaticFS("/static", http.FS(filesOnly{static}))
-	return r, nil
+	return headAsGet(r), nil
+}
+
+// headAsGet answers HEAD on every GET route as GET does (RFC 9110 says a
+// server should): the router sees GET, and net/http sends the status and
+// headers of the GET answer without its body, because the request it
+// answers is still a HEAD.
+func headAsGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			r = r.Clone(r.Context())
+			r.Method = http.MethodGet
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// viewer finds who is logged in for the header of pages that did not
+// load the session (error pages): the session a middleware loaded, else
+// the sealed userinfo cookie alone, never refreshing anything.
+func viewer(sessions *tokens.Manager, csrf *tokens.CSRF) func(c *gin.Context) (*tokens.UserInfo, string) {
+	return func(c *gin.Context) (*tokens.UserInfo, string) {
+		if v, ok := c.Get(sessionKey); ok {
+			u := v.(*tokens.Session).User
+			return &u, csrf.Token(u)
+		}
+		if u, ok := sessions.User(c.Request); ok {
+			return &u, csrf.Token(u)
+		}
+		return nil, ""
+	}
 }
 
 // filesOnly serves files and answers 404 for directories, so the static

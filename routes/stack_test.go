@@ -126,11 +126,8 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	if o.noAPIKey {
 		key = ""
 	}
-	sessions := tokens.NewManager(tokens.Options{
-		AppURL: appURL, ClientID: clientID, ClientSecret: clientSecret, RefreshTTL: 720 * time.Hour, APIKey: key,
-		Sealer: sealer, Provider: provider, HTTPClient: client, Now: clock.Now, Log: log,
-	})
-	h, err := New(log, sessions, provider, os.DirFS(".."), appURL)
+	h, sessions, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: appURL, APIKey: key},
+		client, 720*time.Hour, clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +138,20 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	s := &stack{t: t, idp: stand, idpURL: idpURL, appURL: appURL, clock: clock, sessions: sessions, sealer: sealer, logs: logs, handler: h}
 	t.Cleanup(s.checkLogs)
 	return s
+}
+
+// wire builds the app's handler on provider as main.go does.
+func wire(log *slog.Logger, provider *tokens.Provider, sealer *tokens.Sealer, cc tokens.ClientConfig, client *http.Client,
+	refreshTTL time.Duration, now func() time.Time) (http.Handler, *tokens.Manager, error) {
+	csrf, err := tokens.NewCSRF(testSecret)
+	if err != nil {
+		return nil, nil, err
+	}
+	cookies := tokens.NewCookieStore(cc.AppURL, sealer)
+	verifier := tokens.NewVerifier(provider, provider.Issuer(), cc.ID, now)
+	sessions := tokens.NewManager(cookies, tokens.NewClient(provider, cc, client), verifier, refreshTTL, now, log)
+	h, err := New(log, sessions, cookies, verifier, csrf, provider, now, os.DirFS(".."), cc.AppURL)
+	return h, sessions, err
 }
 
 // checkLogs fails the test when a token, a sealed cookie or a code was logged:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"log/slog"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -14,13 +15,19 @@ import (
 
 // views holds the parsed templates: the layout plus one page each.
 type views struct {
-	pages map[string]*template.Template
+	pages  map[string]*template.Template
+	log    *slog.Logger
+	issuer string // the provider's URL, named when it cannot be reached
+	// viewer returns the logged-in user and their CSRF token, for the
+	// header of error pages, from the userinfo cookie alone (no refresh).
+	viewer func(c *gin.Context) (*tokens.UserInfo, string)
 }
 
 var pageNames = []string{"home", "account", "make_change", "session", "error"}
 
-func parseViews(assets fs.FS) (*views, error) {
-	v := &views{pages: map[string]*template.Template{}}
+func parseViews(assets fs.FS, log *slog.Logger) (*views, error) {
+	v := &views{pages: map[string]*template.Template{}, log: log,
+		viewer: func(*gin.Context) (*tokens.UserInfo, string) { return nil, "" }}
 	for _, name := range pageNames {
 		t, err := template.New("layout.html").ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
@@ -44,6 +51,8 @@ type page struct {
 func (v *views) render(c *gin.Context, status int, name string, p page) {
 	var buf bytes.Buffer
 	if err := v.pages[name].Execute(&buf, p); err != nil {
+		// The error names the template and the field, never the page's data.
+		v.log.Error("rendering a page", "page", name, "path", c.Request.URL.Path, "err", err)
 		_ = c.Error(err)
 		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("Something went wrong on our side."))
 		return
@@ -67,6 +76,8 @@ func (v *views) failRetry(c *gin.Context, status int, msg, retry string) {
 	if status == http.StatusServiceUnavailable {
 		c.Header("Retry-After", "5")
 	}
-	v.render(c, status, "error", page{Title: http.StatusText(status), Data: errorView{Status: status, Message: msg, Retry: retry}})
+	p := page{Title: http.StatusText(status), Data: errorView{Status: status, Message: msg, Retry: retry}}
+	p.User, p.CSRF = v.viewer(c)
+	v.render(c, status, "error", p)
 	c.Abort()
 }

@@ -1,6 +1,8 @@
 package tokens
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -18,27 +20,30 @@ const (
 	loginPrefix    = "cb_login_"     // + an id derived from the state: one per login transaction
 )
 
-// Cookies names cookies and sets their attributes. Every cookie is HttpOnly
+// A CookieStore reads and writes this app's cookies, sealing those that hold
+// secrets with its Sealer. Every cookie is HttpOnly
 // (no script can read a token, so XSS cannot steal one), SameSite=Lax (sent
 // on top-level navigations such as the provider's redirect back to
 // /callback, not on cross-site POSTs), Path=/ and without Domain (host-only).
 // Over https they are also Secure and carry the __Host- prefix, which makes
 // the browser refuse any version of them set without Secure, with a Domain,
 // or for another path.
-type Cookies struct {
+type CookieStore struct {
 	secure bool
+	sealer *Sealer
 }
 
-// NewCookies returns the cookie settings for an app served at appURL.
-func NewCookies(appURL string) Cookies {
-	return Cookies{secure: strings.HasPrefix(appURL, "https://")}
+// NewCookieStore returns the cookie store for an app served at appURL,
+// sealing with sealer.
+func NewCookieStore(appURL string, sealer *Sealer) *CookieStore {
+	return &CookieStore{secure: strings.HasPrefix(appURL, "https://"), sealer: sealer}
 }
 
 // Secure reports whether cookies carry the Secure attribute and the __Host- prefix.
-func (c Cookies) Secure() bool { return c.secure }
+func (c *CookieStore) Secure() bool { return c.secure }
 
 // Name returns the name a cookie has on the wire.
-func (c Cookies) Name(base string) string {
+func (c *CookieStore) Name(base string) string {
 	if c.secure {
 		return "__Host-" + base
 	}
@@ -46,7 +51,7 @@ func (c Cookies) Name(base string) string {
 }
 
 // Get returns the named cookie's value, or "" when the request has none.
-func (c Cookies) Get(r *http.Request, base string) string {
+func (c *CookieStore) Get(r *http.Request, base string) string {
 	ck, err := r.Cookie(c.Name(base))
 	if err != nil {
 		return ""
@@ -54,11 +59,11 @@ func (c Cookies) Get(r *http.Request, base string) string {
 	return ck.Value
 }
 
-// Set adds a Set-Cookie header that stores value until expires.
-func (c Cookies) Set(w http.ResponseWriter, base, value string, expires time.Time, now time.Time) {
+// set adds a Set-Cookie header that stores value until expires.
+func (c *CookieStore) set(w http.ResponseWriter, base, value string, expires time.Time, now time.Time) {
 	maxAge := int(expires.Sub(now).Seconds())
 	if maxAge <= 0 {
-		c.Expire(w, base)
+		c.expire(w, base)
 		return
 	}
 	ck := c.cookie(base, value, maxAge)
@@ -66,16 +71,16 @@ func (c Cookies) Set(w http.ResponseWriter, base, value string, expires time.Tim
 	http.SetCookie(w, ck)
 }
 
-// Expire adds a Set-Cookie header that deletes the cookie. The attributes
+// expire adds a Set-Cookie header that deletes the cookie. The attributes
 // match those it was set with: a browser only replaces a cookie whose name,
 // path and domain match, and refuses a __Host- cookie without Secure.
-func (c Cookies) Expire(w http.ResponseWriter, base string) {
+func (c *CookieStore) expire(w http.ResponseWriter, base string) {
 	ck := c.cookie(base, "", -1)
 	ck.Expires = time.Unix(0, 0)
 	http.SetCookie(w, ck)
 }
 
-func (c Cookies) cookie(base, value string, maxAge int) *http.Cookie {
+func (c *CookieStore) cookie(base, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name:     c.Name(base),
 		Value:    value,
@@ -85,4 +90,31 @@ func (c Cookies) cookie(base, value string, maxAge int) *http.Cookie {
 		Secure:   c.secure,
 		SameSite: http.SameSiteLaxMode,
 	}
+}
+
+// open reads the sealed cookie base and decodes its JSON content into v.
+func (c *CookieStore) open(r *http.Request, base string, v any) error {
+	raw := c.Get(r, base)
+	if raw == "" {
+		return http.ErrNoCookie
+	}
+	return c.openValue(base, raw, v)
+}
+
+// openValue opens a sealed value of cookie base into v.
+func (c *CookieStore) openValue(base, raw string, v any) error {
+	plain, err := c.sealer.Open(base, raw)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(plain, v)
+}
+
+// seal encodes v as JSON and seals it for cookie base.
+func (c *CookieStore) seal(base string, v any) (string, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("tokens: encoding %s: %w", base, err)
+	}
+	return c.sealer.Seal(base, plain)
 }

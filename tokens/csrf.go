@@ -8,33 +8,52 @@ import (
 	"fmt"
 )
 
-// CSRFToken returns the anti-CSRF token for forms of this session. It is an
-// HMAC, under a key derived from the newest app secret, of the user and the
-// login's random id (sealed in cb_userinfo): stable across refreshes,
-// different for every login, and nothing to store.
-func (m *Manager) CSRFToken(u UserInfo) string {
-	return m.csrf(m.opts.Sealer.secrets[0], u)
+// CSRF makes and checks anti-CSRF tokens for forms. A token is an HMAC,
+// under a key derived from an app secret, of the user and the login's
+// random id (sealed in cb_userinfo): stable across refreshes, different for
+// every login, and nothing to store.
+type CSRF struct {
+	keys [][]byte // one per app secret, newest first
 }
 
-// CheckCSRF reports whether token is this session's CSRF token under any
+// NewCSRF returns a CSRF for the app secrets, newest first: tokens are made
+// under the newest and accepted under any, so rotating a secret does not
+// expire the forms on open pages.
+func NewCSRF(secrets ...[]byte) (*CSRF, error) {
+	if err := checkSecrets(secrets); err != nil {
+		return nil, err
+	}
+	c := &CSRF{}
+	for _, secret := range secrets {
+		key, err := hkdf.Key(sha256.New, secret, nil, "changebank csrf v1", 32)
+		if err != nil {
+			return nil, fmt.Errorf("tokens: deriving the CSRF key: %w", err)
+		}
+		c.keys = append(c.keys, key)
+	}
+	return c, nil
+}
+
+// Token returns the anti-CSRF token for the forms of u's session.
+func (c *CSRF) Token(u UserInfo) string {
+	return csrfMAC(c.keys[0], u)
+}
+
+// Check reports whether token is the CSRF token of u's session under any
 // current secret.
-func (m *Manager) CheckCSRF(u UserInfo, token string) bool {
+func (c *CSRF) Check(u UserInfo, token string) bool {
 	if token == "" || u.LoginID == "" {
 		return false
 	}
-	for _, k := range m.opts.Sealer.secrets {
-		if hmac.Equal([]byte(m.csrf(k, u)), []byte(token)) {
+	for _, k := range c.keys {
+		if hmac.Equal([]byte(csrfMAC(k, u)), []byte(token)) {
 			return true
 		}
 	}
 	return false
 }
 
-func (m *Manager) csrf(k secretKeys, u UserInfo) string {
-	key, err := hkdf.Key(sha256.New, k.secret, nil, "changebank csrf v1", 32)
-	if err != nil {
-		return "" // cannot happen for a 32-byte output; an empty token never matches a form's
-	}
+func csrfMAC(key []byte, u UserInfo) string {
 	mac := hmac.New(sha256.New, key)
 	fmt.Fprintf(mac, "%s\x00%s", u.Subject, u.LoginID)
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))

@@ -12,9 +12,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
-// ErrKeysUnavailable means the provider's JWKS could not be had: a token
-// cannot be judged either way, so the caller answers "try again", not "log in".
-var ErrKeysUnavailable = errors.New("tokens: the provider's signing keys are unavailable")
+// errKeysUnavailable (errors.go) means the provider's JWKS could not be had: a
+// token cannot be judged either way, so the caller answers "try again", not "log in".
 
 // errUnknownKey means the JWKS, even refetched, has no key with the token's kid.
 var errUnknownKey = errors.New("tokens: no key with that kid in the provider's JWKS")
@@ -34,7 +33,7 @@ type KeySet interface {
 // caller waited for and that succeeded: a fetch made after the token
 // arrived, so a key the provider published before signing it is in it.
 // When no refetch is allowed yet, or the last one failed, the answer is
-// ErrKeysUnavailable ("try again"), never "invalid": otherwise one token
+// errKeysUnavailable ("try again"), never "invalid": otherwise one token
 // with a made-up kid, sent just before a rotation, would rate-limit the
 // refetch that brings the new key and log out everyone signed with it.
 type RemoteKeySet struct {
@@ -89,7 +88,7 @@ func NewRemoteKeySet(ctx context.Context, url string, client *http.Client, now f
 
 // LookupKey returns the key with the given kid. For a kid the cached set
 // lacks it waits (as long as ctx allows) for a refetch shared by every
-// caller, and returns ErrKeysUnavailable when no refetch may start yet or
+// caller, and returns errKeysUnavailable when no refetch may start yet or
 // the refetch failed; an error wrapping errUnknownKey only when a
 // successful refetch, begun after the call, lacks the kid.
 func (ks *RemoteKeySet) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
@@ -98,16 +97,16 @@ func (ks *RemoteKeySet) LookupKey(ctx context.Context, kid string) (jwk.Key, err
 	}
 	f := ks.startRefetch()
 	if f == nil {
-		return nil, fmt.Errorf("%w: kid not in the cached set, next refetch allowed within %s", ErrKeysUnavailable, RefetchInterval)
+		return nil, fmt.Errorf("%w: kid not in the cached set, next refetch allowed within %s", errKeysUnavailable, RefetchInterval)
 	}
 	select {
 	case <-f.done:
 	case <-ctx.Done():
 		// This request gave up; the refetch goes on for the others.
-		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, ctx.Err())
 	}
 	if f.err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, f.err)
+		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, f.err)
 	}
 	if key, ok := ks.set.Resource().LookupKeyID(kid); ok {
 		return key, nil

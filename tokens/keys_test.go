@@ -97,7 +97,7 @@ func TestUnknownKidBeforeARotationLogsNobodyOut(t *testing.T) {
 	// Anyone can send a token with a made-up kid: it costs one refetch,
 	// which lacks the kid, so that token is invalid.
 	forged := newTestSigner(t, "made-up").sign(t, goodClaims(f.clock()), nil)
-	if _, err := f.v.AccessToken(ctx, forged); !errors.Is(err, ErrInvalidToken) {
+	if _, err := f.v.AccessToken(ctx, forged); !errors.Is(err, errInvalidToken) {
 		t.Fatalf("made-up kid: %v, want invalid", err)
 	}
 
@@ -107,7 +107,7 @@ func TestUnknownKidBeforeARotationLogsNobodyOut(t *testing.T) {
 	f.advance(RefetchInterval / 2)
 	genuine := rotated.sign(t, goodClaims(f.clock()), nil)
 	_, err := f.v.AccessToken(ctx, genuine)
-	if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrInvalidToken) {
+	if !errors.Is(err, errKeysUnavailable) || errors.Is(err, errInvalidToken) {
 		t.Fatalf("a genuine token under the new key, refetch not yet allowed: %v, want keys unavailable (try again), not invalid (logout)", err)
 	}
 
@@ -154,7 +154,7 @@ func TestFailedJWKSFetchIsTryAgainNotInvalid(t *testing.T) {
 	genuine := rotated.sign(t, goodClaims(f.clock()), nil)
 	for _, when := range []string{"the fetch fails", "within the interval after it"} {
 		_, err := f.v.AccessToken(ctx, genuine)
-		if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrInvalidToken) {
+		if !errors.Is(err, errKeysUnavailable) || errors.Is(err, errInvalidToken) {
 			t.Fatalf("%s: %v, want keys unavailable", when, err)
 		}
 		f.advance(time.Second)
@@ -191,7 +191,7 @@ func TestKeyRefetchWaitersHonourTheirOwnContext(t *testing.T) {
 	}()
 	select {
 	case err := <-impatient:
-		if !errors.Is(err, ErrKeysUnavailable) || !errors.Is(err, context.Canceled) {
+		if !errors.Is(err, errKeysUnavailable) || !errors.Is(err, context.Canceled) {
 			t.Fatalf("a cancelled request waiting on the refetch: %v", err)
 		}
 	case <-time.After(5 * time.Second): // a hang, not a speed check

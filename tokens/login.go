@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -24,18 +22,6 @@ const LoginTTL = 10 * time.Minute
 // MaxLogins is how many login transactions one browser keeps at once (one
 // per tab that started a login); starting another drops the oldest.
 const MaxLogins = 4
-
-// ErrBadCallback means a callback that does not belong to a login started
-// in this browser: replayed, expired, forged, or from another browser.
-var ErrBadCallback = errors.New("tokens: callback does not match a login started here")
-
-// ProviderError is an error the provider sent back to the callback
-// (RFC 6749 section 4.1.2.1), such as access_denied.
-type ProviderError struct {
-	Code string
-}
-
-func (e *ProviderError) Error() string { return "tokens: the provider answered " + e.Code }
 
 // loginTxn is the sealed content of a login transaction cookie.
 type loginTxn struct {
@@ -57,12 +43,11 @@ func loginCookie(state string) string {
 // transaction (state, nonce, PKCE verifier, returnTo) in its own cookie and
 // returns the provider's authorization URL. returnTo must already be a
 // checked local path (see SafeReturnPath).
+//
+// Until the provider has been discovered it returns an error wrapping
+// ErrProviderUnavailable.
 func (m *Manager) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo string) (string, error) {
-	conf, _, err := m.oauthConfig()
-	if err != nil {
-		return "", err
-	}
-	now := m.opts.Now()
+	now := m.now()
 	txn := loginTxn{
 		State:    rand.Text(),
 		Nonce:    rand.Text(),
@@ -70,16 +55,18 @@ func (m *Manager) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		ReturnTo: returnTo,
 		Created:  now.Unix(),
 	}
+	authURL, err := m.client.authCodeURL(txn.State, txn.Verifier, txn.Nonce)
+	if err != nil {
+		return "", err
+	}
 	m.dropOldLogins(w, r)
 	name := loginCookie(txn.State)
-	sealed, err := m.seal(name, txn)
+	sealed, err := m.cookies.seal(name, txn)
 	if err != nil {
 		return "", fmt.Errorf("tokens: sealing the login transaction: %w", err)
 	}
-	m.cookies.Set(w, name, sealed, now.Add(LoginTTL), now)
-	return conf.AuthCodeURL(txn.State,
-		oauth2.S256ChallengeOption(txn.Verifier),
-		oauth2.SetAuthURLParam("nonce", txn.Nonce)), nil
+	m.cookies.set(w, name, sealed, now.Add(LoginTTL), now)
+	return authURL, nil
 }
 
 // dropOldLogins expires the oldest transaction cookies so that, with the
@@ -97,7 +84,7 @@ func (m *Manager) dropOldLogins(w http.ResponseWriter, r *http.Request) {
 		}
 		base := loginPrefix + strings.TrimPrefix(ck.Name, prefix)
 		var txn loginTxn
-		if plain, err := m.opts.Sealer.Open(base, ck.Value); err == nil && json.Unmarshal(plain, &txn) == nil {
+		if m.cookies.openValue(base, ck.Value, &txn) == nil {
 			txns = append(txns, found{base, txn.Created})
 		} else {
 			txns = append(txns, found{base, 0}) // unreadable: first to go
@@ -108,7 +95,7 @@ func (m *Manager) dropOldLogins(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(txns, func(i, j int) bool { return txns[i].created < txns[j].created })
 	for _, t := range txns[:len(txns)-MaxLogins+1] {
-		m.cookies.Expire(w, t.base)
+		m.cookies.expire(w, t.base)
 	}
 }
 
@@ -117,9 +104,10 @@ func (m *Manager) dropOldLogins(w http.ResponseWriter, r *http.Request) {
 // the PKCE verifier, validates the ID token (with nonce) and the access
 // token, and writes the session cookies. It returns where to send the user.
 //
-// Errors: *ProviderError for an error the provider sent; ErrBadCallback for
-// a callback that matches no live login here; ErrProviderUnavailable when
-// the token endpoint or JWKS could not be reached; ErrNoSession when the
+// Errors: *ProviderError for an error the provider sent (to the callback or
+// from the token endpoint); ErrBadCallback for a callback that matches no
+// live login here, or whose code the provider refused; ErrProviderUnavailable
+// when the token endpoint or JWKS could not be reached; ErrNoSession when the
 // tokens did not validate.
 func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *http.Request) (string, error) {
 	q := r.URL.Query()
@@ -132,9 +120,9 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	name := loginCookie(state)
 	var txn loginTxn
-	err := m.open(r, name, &txn)
-	m.cookies.Expire(w, name) // one use only, whatever happens next
-	now := m.opts.Now()
+	err := m.cookies.open(r, name, &txn)
+	m.cookies.expire(w, name) // one use only, whatever happens next
+	now := m.now()
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("%w: no readable transaction cookie for this state", ErrBadCallback)
@@ -151,19 +139,8 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 		return "", fmt.Errorf("%w: no code", ErrBadCallback)
 	}
 
-	conf, _, err := m.oauthConfig()
+	tok, err := m.client.exchange(ctx, code, txn.Verifier)
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
-	}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, m.opts.HTTPClient)
-	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(txn.Verifier))
-	if err != nil {
-		err = classify(err)
-		if errors.Is(err, ErrNoSession) {
-			// invalid_grant here: the code was used already, expired, or its
-			// PKCE verifier does not match.
-			return "", fmt.Errorf("%w: %w", ErrBadCallback, err)
-		}
 		return "", err
 	}
 	res, err := m.validateTokens(ctx, tok, txn.Nonce, "")
@@ -173,14 +150,14 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	res.user.LoginID, res.user.LoginAt = rand.Text(), now.Unix()
 	s := &Session{
 		AccessToken: res.access, Access: res.claims, RefreshToken: res.refreshToken, User: res.user,
-		Expires: now.Add(m.opts.RefreshTTL),
+		Expires: now.Add(m.refreshTTL),
 	}
 	if err := m.write(w, s, now); err != nil {
-		m.opts.Log.Error("login tokens cannot be stored", "err", err)
+		m.log.Error("login tokens cannot be stored", "err", err)
 		return "", fmt.Errorf("%w: %w", ErrNoSession, err)
 	}
-	m.cookies.Expire(w, LogoutCookie)
-	m.opts.Log.Info("login", "sub", s.User.Subject)
+	m.cookies.expire(w, LogoutCookie)
+	m.log.Info("login", "sub", s.User.Subject)
 	return txn.ReturnTo, nil
 }
 

@@ -16,12 +16,9 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
-// ErrNotReady means discovery or the first JWKS fetch has not succeeded yet.
-var ErrNotReady = errors.New("tokens: the identity provider is not ready yet")
-
-// Metadata holds the endpoints this app uses from the provider's OIDC
+// metadata holds the endpoints this app uses from the provider's OIDC
 // discovery document.
-type Metadata struct {
+type metadata struct {
 	Issuer                string `json:"issuer"`
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
@@ -29,6 +26,9 @@ type Metadata struct {
 	JWKSURI               string `json:"jwks_uri"`
 	EndSessionEndpoint    string `json:"end_session_endpoint"`
 	RevocationEndpoint    string `json:"revocation_endpoint"`
+	// SigningAlgs are the algorithms the provider signs ID tokens with; a
+	// JWKS key that names no algorithm is used with these only.
+	SigningAlgs []string `json:"id_token_signing_alg_values_supported"`
 }
 
 // Provider is the identity provider as this app sees it: its endpoints and
@@ -47,7 +47,7 @@ type Provider struct {
 	log      *slog.Logger
 
 	mu   sync.RWMutex
-	meta *Metadata
+	meta *metadata
 	keys KeySet
 
 	ready chan struct{}
@@ -114,12 +114,13 @@ func (p *Provider) Ready() bool {
 	}
 }
 
-// Metadata returns the endpoints, or ErrNotReady.
-func (p *Provider) Metadata() (Metadata, error) {
+// metadata returns the endpoints, or an error wrapping ErrProviderUnavailable
+// until discovery has succeeded.
+func (p *Provider) metadata() (metadata, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.meta == nil || !p.Ready() {
-		return Metadata{}, ErrNotReady
+		return metadata{}, errNotReady
 	}
 	return *p.meta, nil
 }
@@ -130,10 +131,24 @@ func (p *Provider) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
 	ks := p.keys
 	p.mu.RUnlock()
 	if ks == nil {
-		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, ErrNotReady)
+		return nil, fmt.Errorf("%w (%w)", errKeysUnavailable, errNotReady)
 	}
 	return ks.LookupKey(ctx, kid)
 }
+
+// signingAlgs returns the algorithms discovery lists for ID tokens, or none
+// before discovery.
+func (p *Provider) signingAlgs() []string {
+	m, err := p.metadata()
+	if err != nil {
+		return nil
+	}
+	return m.SigningAlgs
+}
+
+// apiURL returns the URL of one of the provider's own API paths, reached
+// server to server.
+func (p *Provider) apiURL(path string) string { return p.internal + path }
 
 // maxDiscoveryBytes bounds the discovery document read.
 const maxDiscoveryBytes = 1 << 20
@@ -153,7 +168,7 @@ func (p *Provider) discover(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("tokens: discovery: status %d", resp.StatusCode)
 	}
-	var m Metadata
+	var m metadata
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDiscoveryBytes)).Decode(&m); err != nil {
 		return fmt.Errorf("tokens: discovery document: %w", err)
 	}

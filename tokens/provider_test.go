@@ -25,10 +25,10 @@ func TestCookiesOverHTTPSAreSecureWithHostPrefix(t *testing.T) {
 		"https://bank.example":  "__Host-cb_access_token",
 		"http://localhost:8080": "cb_access_token",
 	} {
-		c := NewCookies(appURL)
+		c := NewCookieStore(appURL, nil)
 		rec := httptest.NewRecorder()
 		now := time.Now()
-		c.Set(rec, AccessCookie, "v", now.Add(time.Minute), now)
+		c.set(rec, AccessCookie, "v", now.Add(time.Minute), now)
 		set := rec.Result().Cookies()[0]
 		secure := strings.HasPrefix(appURL, "https")
 		if set.Name != want || set.Secure != secure || !set.HttpOnly || set.Path != "/" || set.Domain != "" || set.SameSite != http.SameSiteLaxMode {
@@ -76,7 +76,7 @@ func TestUnknownKidRefetchIsSharedAndRateLimited(t *testing.T) {
 	// The first is judged by a fresh fetch; the rest, within the interval,
 	// are "try again": a kid may be a key rotated in since that fetch.
 	for i := range 20 {
-		want := ErrKeysUnavailable
+		want := errKeysUnavailable
 		if i == 0 {
 			want = errUnknownKey
 		}
@@ -125,7 +125,7 @@ func TestDiscoveryThroughTheInternalURL(t *testing.T) {
 	if err := p.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	m, err := p.Metadata()
+	m, err := p.metadata()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,8 +179,8 @@ func TestLogoutRevokesAtAnRFC7009Endpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	sealer := mustSealer(t, secretA)
-	m := NewManager(Options{AppURL: "http://app.test", ClientID: testClient, ClientSecret: "s3cret", RefreshTTL: time.Hour,
-		Sealer: sealer, Provider: p, HTTPClient: &http.Client{Timeout: time.Second}, Now: time.Now, Log: discard})
+	client := NewClient(p, ClientConfig{ID: testClient, Secret: "s3cret", AppURL: "http://app.test"}, &http.Client{Timeout: time.Second})
+	m := NewManager(NewCookieStore("http://app.test", sealer), client, NewVerifier(p, base, testClient, time.Now), time.Hour, time.Now, discard)
 	plain, _ := json.Marshal(refreshCookie{Token: "the-refresh-token", Subject: "u1", Expires: time.Now().Add(time.Hour).Unix()})
 	sealed, _ := sealer.Seal(RefreshCookie, plain)
 	req := httptest.NewRequest(http.MethodPost, "/logout", nil)

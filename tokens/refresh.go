@@ -127,9 +127,10 @@ func (f *refresher) remember(key [sha256.Size]byte, res *refreshed) {
 	f.recent[key] = graceEntry{res: res, until: now.Add(f.grace)}
 }
 
-// TokenCallTimeout bounds each call to the provider when Options.HTTPClient
-// sets no Timeout of its own. For a refresh it bounds only how long the
-// request waits; the call itself may run up to RefreshCallTimeout.
+// TokenCallTimeout bounds each call to the provider when the HTTP client
+// given to NewClient sets no Timeout of its own. For a refresh it bounds
+// only how long the request waits; the call itself may run up to
+// RefreshCallTimeout.
 const TokenCallTimeout = 5 * time.Second
 
 // RefreshCallTimeout bounds a refresh's token call, which runs on after the
@@ -146,21 +147,12 @@ const keyRetryEvery = 250 * time.Millisecond
 // (ErrNoSession); anything that may pass (network, timeout, 5xx, a JWKS
 // that cannot be fetched) is ErrProviderUnavailable.
 func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo) (*refreshed, error) {
-	conf, _, err := m.oauthConfig()
+	tok, err := m.client.refresh(ctx, refreshToken)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
-	}
-	// ctx (RefreshCallTimeout) bounds the call, not the client's Timeout:
-	// that is how long the request waits, see refresher.
-	client := *m.opts.HTTPClient
-	client.Timeout = 0
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, &client)
-	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
-	if err != nil {
-		return nil, classify(err)
+		return nil, err
 	}
 	res, err := m.validateTokens(ctx, tok, "", user.Subject)
-	for errors.Is(err, ErrKeysUnavailable) {
+	for errors.Is(err, errKeysUnavailable) {
 		// The provider has redeemed, perhaps rotated, the refresh token:
 		// this answer holds the only copy of the new one. Tokens signed
 		// with a just-rotated key verify after the next allowed JWKS
@@ -184,7 +176,7 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 		res.user = user
 	}
 	res.user.LoginID, res.user.LoginAt = user.LoginID, user.LoginAt
-	m.opts.Log.Info("tokens refreshed", "sub", user.Subject, "rotated", res.refreshToken != refreshToken)
+	m.log.Info("tokens refreshed", "sub", user.Subject, "rotated", res.refreshToken != refreshToken)
 	return res, nil
 }
 
@@ -200,7 +192,7 @@ func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce, 
 	}
 	res := &refreshed{access: tok.AccessToken, claims: access, refreshToken: tok.RefreshToken}
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		id, err := m.verifier.IDToken(ctx, raw, nonce)
+		id, err := m.verifier.idToken(ctx, raw, nonce)
 		if err != nil {
 			return nil, m.tokenResponseError("ID token", err)
 		}
@@ -215,27 +207,24 @@ func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce, 
 }
 
 func (m *Manager) tokenResponseError(what string, err error) error {
-	if errors.Is(err, ErrKeysUnavailable) {
-		return fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+	if errors.Is(err, ErrProviderUnavailable) {
+		return err
 	}
-	m.opts.Log.Warn("token response refused", "token", what, "err", err)
+	m.log.Warn("token response refused", "token", what, "err", err)
 	return fmt.Errorf("%w: %s: %w", ErrNoSession, what, err)
 }
 
-// classify sorts a token-endpoint error into session-ending and transient.
+// classify sorts a refresh error into session-ending and transient.
 func classify(err error) error {
 	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		switch re.ErrorCode {
-		case "invalid_grant", "invalid_client", "unauthorized_client":
-			return fmt.Errorf("%w: the provider refused the refresh token (%s)", ErrNoSession, re.ErrorCode)
-		}
-		status := 0
-		if re.Response != nil {
-			status = re.Response.StatusCode
-		}
-		return fmt.Errorf("%w: token endpoint answered %d %s", ErrProviderUnavailable, status, re.ErrorCode)
+	if !errors.As(err, &re) {
+		// Network errors, timeouts, a response that is not a token response.
+		return fmt.Errorf("%w: redeeming the refresh token: %w", ErrProviderUnavailable, err)
 	}
-	// Network errors, timeouts, a response that is not a token response.
-	return fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
+	kind := ErrProviderUnavailable
+	switch re.ErrorCode {
+	case "invalid_grant", "invalid_client", "unauthorized_client":
+		kind = ErrNoSession
+	}
+	return &tokenEndpointError{grant: "the refresh token", kind: kind, re: re}
 }

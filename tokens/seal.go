@@ -5,8 +5,10 @@
 // The pieces, one file each:
 //
 //   - seal.go: AEAD sealing of cookie values under per-cookie keys, with secret rotation.
-//   - cookies.go: cookie names and attributes (HttpOnly, SameSite, Secure, __Host-).
+//   - cookies.go: the cookie store: names, attributes (HttpOnly, SameSite, Secure, __Host-), sealed values.
+//   - csrf.go: anti-CSRF tokens for forms, bound to the login.
 //   - provider.go: OIDC discovery, retried until the provider is up.
+//   - client.go: this app as the provider's OAuth client: code exchange, refresh, revocation, end-session URL.
 //   - keys.go: the provider's JWKS, cached, refetched once on an unknown kid.
 //   - verify.go: access-token and ID-token validation.
 //   - session.go: the session the cookies hold, loaded and written per request.
@@ -31,10 +33,10 @@ import (
 // size of the AES-256 key derived from it.
 const MinSecretLen = 32
 
-// ErrUnsealable is returned by Sealer.Open for a value that was not sealed by
+// errUnsealable is returned by Sealer.Open for a value that was not sealed by
 // this app for this cookie under any current secret: tampered, truncated,
 // moved from another cookie, or sealed under a retired secret.
-var ErrUnsealable = errors.New("tokens: cookie value cannot be opened")
+var errUnsealable = errors.New("tokens: cookie value cannot be opened")
 
 // A Sealer encrypts and authenticates cookie values. Each value is a compact
 // JWE (alg "dir", enc "A256GCM") under a key derived with HKDF-SHA256 from an
@@ -53,14 +55,11 @@ type secretKeys struct {
 // NewSealer returns a Sealer for the given secrets, newest first.
 // Each must be at least MinSecretLen bytes.
 func NewSealer(secrets ...[]byte) (*Sealer, error) {
-	if len(secrets) == 0 {
-		return nil, errors.New("tokens: no secret given")
+	if err := checkSecrets(secrets); err != nil {
+		return nil, err
 	}
 	s := &Sealer{}
-	for i, secret := range secrets {
-		if len(secret) < MinSecretLen {
-			return nil, fmt.Errorf("tokens: secret #%d is %d bytes, want at least %d", i+1, len(secret), MinSecretLen)
-		}
+	for _, secret := range secrets {
 		id, err := hkdf.Key(sha256.New, secret, nil, "changebank secret id", 6)
 		if err != nil {
 			return nil, fmt.Errorf("tokens: deriving secret id: %w", err)
@@ -68,6 +67,19 @@ func NewSealer(secrets ...[]byte) (*Sealer, error) {
 		s.secrets = append(s.secrets, secretKeys{id: base64.RawURLEncoding.EncodeToString(id), secret: secret})
 	}
 	return s, nil
+}
+
+// checkSecrets refuses an empty list and any secret shorter than MinSecretLen.
+func checkSecrets(secrets [][]byte) error {
+	if len(secrets) == 0 {
+		return errors.New("tokens: no secret given")
+	}
+	for i, secret := range secrets {
+		if len(secret) < MinSecretLen {
+			return fmt.Errorf("tokens: secret #%d is %d bytes, want at least %d", i+1, len(secret), MinSecretLen)
+		}
+	}
+	return nil
 }
 
 // key derives the AES-256 key for one cookie under one secret. The cookie's
@@ -102,10 +114,10 @@ func (s *Sealer) Seal(cookie string, plaintext []byte) (string, error) {
 const maxSealedLen = 4096
 
 // Open decrypts a value sealed for the named cookie. Any failure is
-// ErrUnsealable: callers treat every one alike, as a missing cookie.
+// errUnsealable: callers treat every one alike, as a missing cookie.
 func (s *Sealer) Open(cookie, sealed string) ([]byte, error) {
 	if sealed == "" || len(sealed) > maxSealedLen {
-		return nil, ErrUnsealable
+		return nil, errUnsealable
 	}
 	// Only "dir" with A256GCM, and only under the secret the header names:
 	// the header is the attacker's, so it chooses nothing else.
@@ -115,7 +127,7 @@ func (s *Sealer) Open(cookie, sealed string) ([]byte, error) {
 		enc, _ := hdr.ContentEncryption()
 		kid, _ := hdr.KeyID()
 		if alg != jwa.DIRECT() || enc != jwa.A256GCM() {
-			return ErrUnsealable
+			return errUnsealable
 		}
 		for _, k := range s.secrets {
 			if k.id == kid {
@@ -127,11 +139,11 @@ func (s *Sealer) Open(cookie, sealed string) ([]byte, error) {
 				return nil
 			}
 		}
-		return ErrUnsealable
+		return errUnsealable
 	})
 	plain, err := jwe.Decrypt([]byte(sealed), jwe.WithKeyProvider(keys))
 	if err != nil {
-		return nil, ErrUnsealable
+		return nil, errUnsealable
 	}
 	return plain, nil
 }

@@ -59,8 +59,8 @@ func TestSealRefusesWhatItDidNotSeal(t *testing.T) {
 			if value == "" && name == "moved to another cookie" {
 				cookie, value = RefreshCookie, sealed
 			}
-			if _, err := s.Open(cookie, value); !errors.Is(err, ErrUnsealable) {
-				t.Fatalf("Open = %v, want ErrUnsealable", err)
+			if _, err := s.Open(cookie, value); !errors.Is(err, errUnsealable) {
+				t.Fatalf("Open = %v, want errUnsealable", err)
 			}
 		})
 	}
@@ -81,7 +81,7 @@ func TestSealRotation(t *testing.T) {
 		t.Fatal("new cookies must be sealed with the newest secret, which the old sealer lacks")
 	}
 	retired := mustSealer(t, secretB)
-	if _, err := retired.Open(UserInfoCookie, sealedOld); !errors.Is(err, ErrUnsealable) {
+	if _, err := retired.Open(UserInfoCookie, sealedOld); !errors.Is(err, errUnsealable) {
 		t.Fatal("a retired secret must no longer open cookies")
 	}
 }

@@ -2,30 +2,18 @@ package tokens
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
-
-	"golang.org/x/oauth2"
 )
 
-var (
-	// ErrNoSession means the request carries no usable session: none at all,
-	// one that ended (logout, refresh token refused), or one that failed
-	// validation. Any session cookies have been expired on the response.
-	ErrNoSession = errors.New("tokens: no session")
-	// ErrProviderUnavailable means the provider could not be reached to
-	// refresh or to fetch keys. Every cookie is kept: try again later.
-	ErrProviderUnavailable = errors.New("tokens: the identity provider is unreachable")
-)
-
-// RefreshMargin is how long before its exp an access token is refreshed,
+// refreshMargin is how long before its exp an access token is refreshed,
 // so it does not expire between this app's check and the user's next click.
-const RefreshMargin = 5 * time.Second
+const refreshMargin = 5 * time.Second
 
 // A Session is what the cookies of one browser hold, validated.
 type Session struct {
@@ -43,7 +31,7 @@ type Session struct {
 // claims the pages show, and the session's bounds.
 type UserInfo struct {
 	Subject       string `json:"sub"`
-	Name          string `json:"name,omitempty"`
+	Name          string `json:"name,omitempty"` // never empty when the ID token has a name, given or family name, or email
 	GivenName     string `json:"given_name,omitempty"`
 	FamilyName    string `json:"family_name,omitempty"`
 	Email         string `json:"email,omitempty"`
@@ -61,81 +49,45 @@ type refreshCookie struct {
 	Expires int64  `json:"exp"`
 }
 
+// userInfoFrom keeps what the pages show from validated ID-token claims.
+// Name is what every page and /api/me greet the user by: the name claim,
+// else given and family name, else the email. FusionAuth sends name only
+// when the user's fullName is stored, which it is not computed from first
+// and last name.
 func userInfoFrom(c *Claims) UserInfo {
+	name := c.Name
+	if name == "" {
+		name = strings.TrimSpace(c.GivenName + " " + c.FamilyName)
+	}
+	if name == "" {
+		name = c.Email
+	}
 	return UserInfo{
-		Subject: c.Subject, Name: c.Name, GivenName: c.GivenName, FamilyName: c.FamilyName,
+		Subject: c.Subject, Name: name, GivenName: c.GivenName, FamilyName: c.FamilyName,
 		Email: c.Email, EmailVerified: c.EmailVerified, Birthdate: c.Birthdate,
 	}
-}
-
-// Options configure a Manager.
-type Options struct {
-	AppURL       string        // where this app is served, e.g. http://localhost:8080
-	ClientID     string        // the FusionAuth application id
-	ClientSecret string        // its client secret
-	RefreshTTL   time.Duration // the refresh token's life at the provider
-	APIKey       string        // FusionAuth API key for refresh-token revocation; optional
-	Sealer       *Sealer
-	Provider     *Provider
-	HTTPClient   *http.Client // for calls to the provider; its Timeout (TokenCallTimeout if 0) bounds each, or a request's wait for a refresh
-	Now          func() time.Time
-	Log          *slog.Logger
 }
 
 // A Manager loads, refreshes, writes and ends cookie sessions. It keeps no
 // session state: any instance holding the same secrets serves any request.
 type Manager struct {
-	opts     Options
-	cookies  Cookies
-	verifier *Verifier
-	refresh  *refresher
+	cookies    *CookieStore
+	client     *Client
+	verifier   *Verifier
+	refresh    *refresher
+	refreshTTL time.Duration // the refresh token's life at the provider
+	now        func() time.Time
+	log        *slog.Logger
 }
 
-// NewManager returns a Manager.
-func NewManager(o Options) *Manager {
-	var client http.Client
-	if o.HTTPClient != nil {
-		client = *o.HTTPClient
+// NewManager returns a Manager that keeps sessions in cookies, gets tokens
+// through client and checks them with verifier. refreshTTL is the refresh
+// token's life at the provider: the session cookies live as long.
+func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refreshTTL time.Duration, now func() time.Time, log *slog.Logger) *Manager {
+	return &Manager{
+		cookies: cookies, client: client, verifier: verifier, refreshTTL: refreshTTL, now: now, log: log,
+		refresh: newRefresher(now, RefreshGrace, client.http.Timeout),
 	}
-	if client.Timeout == 0 {
-		client.Timeout = TokenCallTimeout // a hung provider must not hang the user's request
-	}
-	o.HTTPClient = &client
-	m := &Manager{
-		opts:     o,
-		cookies:  NewCookies(o.AppURL),
-		verifier: NewVerifier(o.Provider, o.Provider.Issuer(), o.ClientID, o.Now),
-	}
-	m.refresh = newRefresher(o.Now, RefreshGrace, client.Timeout)
-	return m
-}
-
-// Now returns the time as the manager sees it (tests move it).
-func (m *Manager) Now() time.Time { return m.opts.Now() }
-
-// Cookies returns the cookie settings.
-func (m *Manager) Cookies() Cookies { return m.cookies }
-
-// Verifier returns the token verifier, for bearer tokens.
-func (m *Manager) Verifier() *Verifier { return m.verifier }
-
-// oauthConfig is built per use: the endpoints are known only after discovery.
-func (m *Manager) oauthConfig() (*oauth2.Config, Metadata, error) {
-	meta, err := m.opts.Provider.Metadata()
-	if err != nil {
-		return nil, meta, err
-	}
-	return &oauth2.Config{
-		ClientID:     m.opts.ClientID,
-		ClientSecret: m.opts.ClientSecret,
-		RedirectURL:  m.opts.AppURL + "/callback",
-		Scopes:       []string{"openid", "email", "profile", "offline_access"},
-		Endpoint: oauth2.Endpoint{
-			AuthURL:   meta.AuthorizationEndpoint,
-			TokenURL:  meta.TokenEndpoint,
-			AuthStyle: oauth2.AuthStyleInHeader,
-		},
-	}, meta, nil
 }
 
 // Load returns the request's session, refreshing its tokens when the access
@@ -150,7 +102,7 @@ func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 }
 
 func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
-	now := m.opts.Now()
+	now := m.now()
 	access := m.cookies.Get(r, AccessCookie)
 	user, ok := m.User(r)
 	if !ok {
@@ -158,7 +110,7 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return nil, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession)
 	}
 	var rc refreshCookie
-	if err := m.open(r, RefreshCookie, &rc); err != nil || now.Unix() >= rc.Expires || rc.Subject != user.Subject {
+	if err := m.cookies.open(r, RefreshCookie, &rc); err != nil || now.Unix() >= rc.Expires || rc.Subject != user.Subject {
 		rc = refreshCookie{}
 	}
 	s := &Session{AccessToken: access, RefreshToken: rc.Token, User: user, Expires: time.Unix(user.Expires, 0)}
@@ -168,15 +120,15 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		var err error
 		claims, err = m.verifier.AccessToken(ctx, access)
 		switch {
-		case errors.Is(err, ErrKeysUnavailable):
-			return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
-		case err != nil && !errors.Is(err, ErrExpired):
-			m.opts.Log.Warn("session refused: invalid access token", "err", err)
+		case errors.Is(err, ErrProviderUnavailable):
+			return nil, err
+		case err != nil && !errors.Is(err, errExpired):
+			m.log.Warn("session refused: invalid access token", "err", err)
 			return nil, fmt.Errorf("%w: %w", ErrNoSession, err)
 		case claims.Subject != user.Subject:
-			m.opts.Log.Warn("session refused: access token and userinfo name different users")
+			m.log.Warn("session refused: access token and userinfo name different users")
 			return nil, fmt.Errorf("%w: subject mismatch", ErrNoSession)
-		case err == nil && claims.Expiry.Time().Sub(now) > RefreshMargin:
+		case err == nil && claims.Expiry.Time().Sub(now) > refreshMargin:
 			s.Access = claims
 			return s, nil
 		}
@@ -190,7 +142,7 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return s, nil
 	case errors.Is(err, ErrProviderUnavailable) && claims != nil && now.Before(claims.Expiry.Time()):
 		// Refresh was early; the current token still works: serve with it.
-		m.opts.Log.Warn("refresh failed, serving with the current access token", "err", err)
+		m.log.Warn("refresh failed, serving with the current access token", "err", err)
 		s.Access = claims
 		return s, nil
 	default:
@@ -223,8 +175,8 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 		return err
 	}
 	s.AccessToken, s.Access, s.RefreshToken, s.User, s.Refreshed = res.access, res.claims, res.refreshToken, res.user, true
-	if err := m.write(w, s, m.opts.Now()); err != nil {
-		m.opts.Log.Error("refreshed tokens cannot be stored", "err", err)
+	if err := m.write(w, s, m.now()); err != nil {
+		m.log.Error("refreshed tokens cannot be stored", "err", err)
 		return fmt.Errorf("%w: %w", ErrNoSession, err)
 	}
 	return nil
@@ -236,7 +188,7 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 // without refreshing anything.
 func (m *Manager) User(r *http.Request) (UserInfo, bool) {
 	var user UserInfo
-	if err := m.open(r, UserInfoCookie, &user); err != nil || m.opts.Now().Unix() >= user.Expires {
+	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil || m.now().Unix() >= user.Expires {
 		return UserInfo{}, false
 	}
 	// A response that was in flight at logout may have set fresh cookies.
@@ -246,23 +198,10 @@ func (m *Manager) User(r *http.Request) (UserInfo, bool) {
 	return user, true
 }
 
-// open reads and opens a sealed cookie into v.
-func (m *Manager) open(r *http.Request, base string, v any) error {
-	raw := m.cookies.Get(r, base)
-	if raw == "" {
-		return http.ErrNoCookie
-	}
-	plain, err := m.opts.Sealer.Open(base, raw)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(plain, v)
-}
-
-// MaxCookieBytes bounds a cookie's name and value together: browsers keep
+// maxCookieBytes bounds a cookie's name and value together: browsers keep
 // at most 4096 bytes of name, value and attributes, and silently drop a
 // larger cookie, which would send the user round the login loop forever.
-const MaxCookieBytes = 4000
+const maxCookieBytes = 4000
 
 // write sets the session's cookies on w, or none of them when one would be
 // too large for a browser to keep.
@@ -271,36 +210,27 @@ func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error 
 	user.Expires = s.Expires.Unix()
 	values := map[string]string{AccessCookie: s.AccessToken}
 	var err error
-	if values[UserInfoCookie], err = m.seal(UserInfoCookie, user); err != nil {
+	if values[UserInfoCookie], err = m.cookies.seal(UserInfoCookie, user); err != nil {
 		return err
 	}
 	if s.RefreshToken != "" {
 		rc := refreshCookie{Token: s.RefreshToken, Subject: user.Subject, Expires: s.Expires.Unix()}
-		if values[RefreshCookie], err = m.seal(RefreshCookie, rc); err != nil {
+		if values[RefreshCookie], err = m.cookies.seal(RefreshCookie, rc); err != nil {
 			return err
 		}
 	}
 	for base, v := range values {
-		if n := len(m.cookies.Name(base)) + len(v); n > MaxCookieBytes {
-			return fmt.Errorf("tokens: %s would be %d bytes, more than a browser keeps (%d): trim the token's claims at the provider", base, n, MaxCookieBytes)
+		if n := len(m.cookies.Name(base)) + len(v); n > maxCookieBytes {
+			return fmt.Errorf("tokens: %s would be %d bytes, more than a browser keeps (%d): trim the token's claims at the provider", base, n, maxCookieBytes)
 		}
 	}
-	m.cookies.Set(w, AccessCookie, s.AccessToken, s.Access.Expiry.Time(), now)
+	m.cookies.set(w, AccessCookie, s.AccessToken, s.Access.Expiry.Time(), now)
 	for _, base := range []string{UserInfoCookie, RefreshCookie} {
 		if v, ok := values[base]; ok {
-			m.cookies.Set(w, base, v, s.Expires, now)
+			m.cookies.set(w, base, v, s.Expires, now)
 		}
 	}
 	return nil
-}
-
-// seal marshals v and seals it for the named cookie.
-func (m *Manager) seal(base string, v any) (string, error) {
-	plain, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("tokens: encoding %s: %w", base, err)
-	}
-	return m.opts.Sealer.Seal(base, plain)
 }
 
 // sessionCookies are the cookies that hold a session.
@@ -309,7 +239,7 @@ var sessionCookies = []string{AccessCookie, RefreshCookie, UserInfoCookie}
 // expireAll expires every session cookie.
 func (m *Manager) expireAll(w http.ResponseWriter) {
 	for _, base := range sessionCookies {
-		m.cookies.Expire(w, base)
+		m.cookies.expire(w, base)
 	}
 }
 
@@ -317,7 +247,7 @@ func (m *Manager) expireAll(w http.ResponseWriter) {
 func (m *Manager) clear(w http.ResponseWriter, r *http.Request) {
 	for _, base := range sessionCookies {
 		if _, err := r.Cookie(m.cookies.Name(base)); err == nil {
-			m.cookies.Expire(w, base)
+			m.cookies.expire(w, base)
 		}
 	}
 }
@@ -325,5 +255,5 @@ func (m *Manager) clear(w http.ResponseWriter, r *http.Request) {
 // ExpireAccess drops the access cookie, so that the next request refreshes.
 // The session inspector's "expire now" button uses it.
 func (m *Manager) ExpireAccess(w http.ResponseWriter) {
-	m.cookies.Expire(w, AccessCookie)
+	m.cookies.expire(w, AccessCookie)
 }

@@ -10,15 +10,16 @@ import (
 
 func TestOversizeTokensAreRefusedNotSilentlyDropped(t *testing.T) {
 	now := time.Now()
-	m := NewManager(Options{AppURL: "http://app.test", ClientID: testClient, RefreshTTL: time.Hour,
-		Sealer: mustSealer(t, secretA), Provider: NewProvider(testIssuer, "", http.DefaultClient, time.Now, discard),
-		Now: func() time.Time { return now }, Log: discard})
+	p := NewProvider(testIssuer, "", http.DefaultClient, time.Now, discard)
+	clock := func() time.Time { return now }
+	m := NewManager(NewCookieStore("http://app.test", mustSealer(t, secretA)), NewClient(p, ClientConfig{ID: testClient, AppURL: "http://app.test"}, nil),
+		NewVerifier(p, testIssuer, testClient, clock), time.Hour, clock, discard)
 	s := &Session{
 		Access:  &Claims{Subject: "u1", Expiry: UnixTime(now.Add(time.Minute).Unix())},
 		User:    UserInfo{Subject: "u1"},
 		Expires: now.Add(time.Hour),
 	}
-	for size, wantErr := range map[int]bool{1200: false, MaxCookieBytes: true} {
+	for size, wantErr := range map[int]bool{1200: false, maxCookieBytes: true} {
 		s.AccessToken = strings.Repeat("a", size)
 		rec := httptest.NewRecorder()
 		err := m.write(rec, s, now)

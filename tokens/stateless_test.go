@@ -16,12 +16,13 @@ import (
 // liveStack is a Manager against the FusionAuth stand-in with the
 // project's kickstart, both on one fake clock.
 type liveStack struct {
-	idp     *idp.Server
-	issuer  string
-	m       *Manager
-	mu      sync.Mutex
-	now     time.Time
-	cookies []*http.Cookie
+	idp      *idp.Server
+	issuer   string
+	m        *Manager
+	verifier *Verifier
+	mu       sync.Mutex
+	now      time.Time
+	cookies  []*http.Cookie
 }
 
 func (s *liveStack) clock() time.Time {
@@ -66,8 +67,9 @@ func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 	if err := p.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s.m = NewManager(Options{AppURL: appURL, ClientID: testClient, ClientSecret: ks.Applications[testClient].ClientSecret,
-		RefreshTTL: time.Hour, Sealer: mustSealer(t, secretA), Provider: p, HTTPClient: client, Now: s.clock, Log: discard})
+	s.verifier = NewVerifier(p, p.Issuer(), testClient, s.clock)
+	oidc := NewClient(p, ClientConfig{ID: testClient, Secret: ks.Applications[testClient].ClientSecret, AppURL: appURL}, client)
+	s.m = NewManager(NewCookieStore(appURL, mustSealer(t, secretA)), oidc, s.verifier, time.Hour, s.clock, discard)
 	s.login(t)
 	return s
 }
@@ -257,7 +259,7 @@ func TestRotatedSigningKeyAfterAMadeUpKidKeepsTheSession(t *testing.T) {
 	s.expireAccess()
 	// An attacker's made-up kid spends this interval's refetch.
 	forged := newTestSigner(t, "made-up").sign(t, goodClaims(s.clock()), nil)
-	if _, err := s.m.Verifier().AccessToken(context.Background(), forged); err == nil {
+	if _, err := s.verifier.AccessToken(context.Background(), forged); err == nil {
 		t.Fatal("a forged token was accepted")
 	}
 	// The provider rotates its key; the user's refresh brings tokens under it.

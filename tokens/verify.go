@@ -9,24 +9,26 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
-// Leeway is the clock skew tolerated on exp, nbf and iat.
-const Leeway = 30 * time.Second
+// leeway is the clock skew tolerated on exp, nbf and iat.
+const leeway = 30 * time.Second
 
-// MaxTokenLen bounds the JWTs this app will parse.
-const MaxTokenLen = 8192
+// maxTokenLen bounds the JWTs this app will parse.
+const maxTokenLen = 8192
 
 var (
-	// ErrInvalidToken is wrapped by every reason a token is refused for good:
+	// errInvalidToken is wrapped by every reason a token is refused for good:
 	// bad signature, wrong issuer or audience, malformed, oversize.
-	ErrInvalidToken = errors.New("tokens: invalid token")
-	// ErrExpired means the token is genuine but past its exp (plus Leeway).
-	ErrExpired = errors.New("tokens: token expired")
+	errInvalidToken = errors.New("tokens: invalid token")
+	// errExpired means the token is genuine but past its exp (plus leeway).
+	errExpired = errors.New("tokens: token expired")
 )
 
 // Claims are the claims this app reads from FusionAuth's access and ID tokens.
@@ -89,58 +91,101 @@ func (u *UnixTime) UnmarshalJSON(b []byte) error {
 }
 
 // A Verifier checks tokens from one issuer for one client.
+//
+// It tells access tokens from ID tokens, since FusionAuth signs both with one
+// key and one aud: an ID token carries nonce or at_hash, an access token
+// neither. A provider following RFC 9068 also types its access tokens
+// "at+jwt"; once one token so typed has passed signature verification (only
+// the provider can sign one), the Verifier requires that type of every access
+// token, for the life of the process. Each instance learns it on its own, from
+// the first such token it sees.
 type Verifier struct {
 	keys     KeySet
 	issuer   string
 	clientID string
 	now      func() time.Time
+	atJWT    atomic.Bool // an "at+jwt" token has been seen with a valid signature
 }
 
 // NewVerifier returns a Verifier that trusts keys from ks for tokens whose
-// iss is issuer and whose aud holds clientID.
+// iss is issuer and whose aud holds clientID. When ks is a *Provider, a key
+// that names no algorithm is used only with the algorithms its discovery
+// document lists (RS256 when it lists none) that fit the key's type.
 func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Verifier {
 	return &Verifier{keys: ks, issuer: issuer, clientID: clientID, now: now}
 }
 
-// AccessToken verifies a FusionAuth access token. For a genuine but expired
-// token it returns the claims and an error wrapping ErrExpired, so the
-// caller can refresh; ErrKeysUnavailable when the keys could not be fetched;
-// ErrInvalidToken for everything else.
+// AccessToken verifies an access token. On success it returns the claims.
+// On failure it returns no claims, with one exception: a token that passes
+// every check but its expiry comes back with its claims and an error
+// wrapping errExpired, so that the caller can refresh. An error wrapping
+// ErrProviderUnavailable means the keys could not be fetched: the token was
+// not judged. Every other error wraps errInvalidToken.
 func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error) {
-	c, err := v.verify(ctx, raw)
-	// FusionAuth signs both kinds with one key, one typ and one aud; only an
-	// ID token carries at_hash. An ID token is no credential for this app.
-	if c != nil && c.AtHash != "" {
-		return nil, fmt.Errorf("%w: an ID token is not an access token", ErrInvalidToken)
+	c, typ, err := v.verify(ctx, raw)
+	if c == nil {
+		return nil, err
+	}
+	switch {
+	case c.AtHash != "" || c.Nonce != "":
+		// An ID token is no credential for this app, whatever the provider
+		// puts in it: an ID token from the token endpoint may lack at_hash.
+		return nil, fmt.Errorf("%w: an ID token (it carries nonce or at_hash) is not an access token", errInvalidToken)
+	case typ != typAccess && v.atJWT.Load():
+		return nil, fmt.Errorf("%w: typ %q, but this provider types its access tokens at+jwt", errInvalidToken, typ)
 	}
 	return c, err
 }
 
-// IDToken verifies an ID token and, when nonce is not empty, its nonce.
-func (v *Verifier) IDToken(ctx context.Context, raw, nonce string) (*Claims, error) {
-	c, err := v.verify(ctx, raw)
-	if err != nil {
-		return c, err
+// idToken verifies an ID token and, when nonce is not empty, its nonce.
+// Claims come back as AccessToken's do.
+func (v *Verifier) idToken(ctx context.Context, raw, nonce string) (*Claims, error) {
+	c, typ, err := v.verify(ctx, raw)
+	switch {
+	case c == nil:
+		return nil, err
+	case typ == typAccess:
+		return nil, fmt.Errorf("%w: an access token (typ at+jwt) is not an ID token", errInvalidToken)
+	case nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1:
+		return nil, fmt.Errorf("%w: nonce does not match the login's", errInvalidToken)
 	}
-	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
-		return nil, fmt.Errorf("%w: nonce does not match the login's", ErrInvalidToken)
-	}
-	return c, nil
+	return c, err
 }
 
-func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
-	if len(raw) > MaxTokenLen {
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidToken, len(raw), MaxTokenLen)
+// The token types (the JWS typ header, lower-cased, without "application/")
+// this app accepts: none, the generic one, and RFC 9068's access token.
+const (
+	typNone   = ""
+	typJWT    = "jwt"
+	typAccess = "at+jwt"
+)
+
+// verify checks the signature and the claims, and returns the token's typ.
+// Claims come back on success and when only errExpired is wrong.
+func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, string, error) {
+	if len(raw) > maxTokenLen {
+		return nil, "", fmt.Errorf("%w: %d bytes, more than %d", errInvalidToken, len(raw), maxTokenLen)
 	}
 	if strings.Count(raw, ".") != 2 {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrInvalidToken)
+		return nil, "", fmt.Errorf("%w: not a compact JWS", errInvalidToken)
 	}
 	// The key, and with it the algorithm, come only from the provider's
-	// JWKS, looked up by kid. The token's own alg must agree with the key's;
-	// jku, x5u and an embedded jwk are never consulted.
+	// JWKS, looked up by kid; jku, x5u and an embedded jwk are never
+	// consulted. The token's alg must be the key's, or fit a key that names none.
 	var lookupErr error
+	var typ string
 	provider := jws.KeyProviderFunc(func(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
 		hdr := sig.ProtectedHeaders()
+		// RFC 7515 4.1.11: an extension listed in crit must be understood,
+		// and this app understands none.
+		if crit, ok := hdr.Critical(); ok {
+			return fmt.Errorf("the header lists critical extensions %q", crit)
+		}
+		t, _ := hdr.Type()
+		typ = strings.TrimPrefix(strings.ToLower(t), "application/")
+		if typ != typNone && typ != typJWT && typ != typAccess {
+			return fmt.Errorf("typ %q is neither JWT nor at+jwt", t)
+		}
 		kid, ok := hdr.KeyID()
 		if !ok || kid == "" {
 			return errors.New("no kid in the token's header")
@@ -150,32 +195,96 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 			lookupErr = err
 			return err
 		}
-		keyAlg, ok := key.Algorithm()
-		if !ok {
-			return errors.New("the provider's key does not name its algorithm")
-		}
-		alg, ok := jwa.LookupSignatureAlgorithm(keyAlg.String())
-		if !ok || !asymmetric[alg.String()] {
-			return fmt.Errorf("the provider's key has algorithm %q, not an asymmetric signature", keyAlg)
-		}
-		if tokAlg, _ := hdr.Algorithm(); tokAlg != alg {
-			return fmt.Errorf("token alg %q differs from its key's %q", tokAlg, alg)
+		tokAlg, _ := hdr.Algorithm()
+		alg, err := v.algorithm(key, tokAlg)
+		if err != nil {
+			return err
 		}
 		sink.Key(alg, key)
 		return nil
 	})
 	payload, err := jws.Verify([]byte(raw), jws.WithKeyProvider(provider), jws.WithContext(ctx))
 	if err != nil {
-		if errors.Is(lookupErr, ErrKeysUnavailable) {
-			return nil, lookupErr
+		if errors.Is(lookupErr, ErrProviderUnavailable) {
+			return nil, "", lookupErr
 		}
-		return nil, fmt.Errorf("%w: signature: %w", ErrInvalidToken, err)
+		return nil, "", fmt.Errorf("%w: signature: %w", errInvalidToken, err)
+	}
+	if typ == typAccess {
+		v.atJWT.Store(true)
 	}
 	var c Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, fmt.Errorf("%w: claims: %w", ErrInvalidToken, err)
+		return nil, "", fmt.Errorf("%w: claims: %w", errInvalidToken, err)
 	}
-	return &c, v.validate(&c)
+	switch err := v.validate(&c); {
+	case err == nil:
+		return &c, typ, nil
+	case errors.Is(err, errExpired):
+		return &c, typ, err
+	default:
+		return nil, "", err
+	}
+}
+
+// algorithm returns the algorithm to check a token signed with tokAlg by
+// key. A key that names its algorithm allows that one only. A key that names
+// none (RFC 7517 makes alg optional) allows an algorithm of its type that
+// the provider's discovery lists: never HMAC, never none.
+func (v *Verifier) algorithm(key jwk.Key, tokAlg jwa.SignatureAlgorithm) (jwa.SignatureAlgorithm, error) {
+	if keyAlg, ok := key.Algorithm(); ok {
+		alg, ok := jwa.LookupSignatureAlgorithm(keyAlg.String())
+		if !ok || !asymmetric[alg.String()] {
+			return alg, fmt.Errorf("the provider's key has algorithm %q, not an asymmetric signature", keyAlg)
+		}
+		if tokAlg != alg {
+			return alg, fmt.Errorf("token alg %q differs from its key's %q", tokAlg, alg)
+		}
+		return alg, nil
+	}
+	if !slices.Contains(algsForKey(key), tokAlg.String()) {
+		return tokAlg, fmt.Errorf("token alg %q does not fit the provider's %s key", tokAlg, key.KeyType())
+	}
+	discovered := []string{"RS256"} // OIDC Discovery's default
+	if p, ok := v.keys.(interface{ signingAlgs() []string }); ok {
+		if algs := p.signingAlgs(); len(algs) > 0 {
+			discovered = algs
+		}
+	}
+	if !slices.Contains(discovered, tokAlg.String()) {
+		return tokAlg, fmt.Errorf("token alg %q is not one the provider's discovery lists (%q)", tokAlg, discovered)
+	}
+	return tokAlg, nil
+}
+
+// algsForKey lists the signature algorithms a key of its type and curve can check.
+func algsForKey(key jwk.Key) []string {
+	crv := ""
+	if k, ok := key.(interface {
+		Crv() (jwa.EllipticCurveAlgorithm, bool)
+	}); ok {
+		c, _ := k.Crv()
+		crv = c.String()
+	}
+	switch key.KeyType() {
+	case jwa.RSA():
+		return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+	case jwa.EC():
+		switch crv {
+		case jwa.P256().String():
+			return []string{"ES256"}
+		case jwa.P384().String():
+			return []string{"ES384"}
+		case jwa.P521().String():
+			return []string{"ES512"}
+		}
+	case jwa.OKP():
+		if crv == jwa.Ed25519().String() {
+			return []string{"EdDSA", "Ed25519"}
+		}
+		return []string{"EdDSA"}
+	}
+	return nil
 }
 
 var asymmetric = map[string]bool{
@@ -189,19 +298,19 @@ func (v *Verifier) validate(c *Claims) error {
 	now := v.now()
 	switch {
 	case c.Issuer != v.issuer:
-		return fmt.Errorf("%w: issuer %q, want %q", ErrInvalidToken, c.Issuer, v.issuer)
+		return fmt.Errorf("%w: issuer %q, want %q", errInvalidToken, c.Issuer, v.issuer)
 	case !slices.Contains(c.Audience, v.clientID):
-		return fmt.Errorf("%w: audience %q does not hold the client id", ErrInvalidToken, c.Audience)
+		return fmt.Errorf("%w: audience %q does not hold the client id", errInvalidToken, c.Audience)
 	case c.Subject == "":
-		return fmt.Errorf("%w: no sub", ErrInvalidToken)
+		return fmt.Errorf("%w: no sub", errInvalidToken)
 	case c.Expiry == 0:
-		return fmt.Errorf("%w: no exp", ErrInvalidToken)
-	case c.NotBefore != 0 && now.Add(Leeway).Before(c.NotBefore.Time()):
-		return fmt.Errorf("%w: not valid before %s", ErrInvalidToken, c.NotBefore.Time().UTC())
-	case c.IssuedAt != 0 && now.Add(Leeway).Before(c.IssuedAt.Time()):
-		return fmt.Errorf("%w: issued in the future", ErrInvalidToken)
-	case !now.Add(-Leeway).Before(c.Expiry.Time()):
-		return fmt.Errorf("%w at %s", ErrExpired, c.Expiry.Time().UTC())
+		return fmt.Errorf("%w: no exp", errInvalidToken)
+	case c.NotBefore != 0 && now.Add(leeway).Before(c.NotBefore.Time()):
+		return fmt.Errorf("%w: not valid before %s", errInvalidToken, c.NotBefore.Time().UTC())
+	case c.IssuedAt != 0 && now.Add(leeway).Before(c.IssuedAt.Time()):
+		return fmt.Errorf("%w: issued in the future", errInvalidToken)
+	case !now.Add(-leeway).Before(c.Expiry.Time()):
+		return fmt.Errorf("%w at %s", errExpired, c.Expiry.Time().UTC())
 	}
 	return nil
 }

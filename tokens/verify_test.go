@@ -117,7 +117,7 @@ func TestVerifierAcceptsGenuineTokens(t *testing.T) {
 		t.Fatalf("aud array: %v", err)
 	}
 	// Within the leeway after exp: still genuine and unexpired.
-	if _, err := v.AccessToken(context.Background(), signer.sign(t, with(goodClaims(now), "exp", now.Add(-Leeway/2).Unix()), nil)); err != nil {
+	if _, err := v.AccessToken(context.Background(), signer.sign(t, with(goodClaims(now), "exp", now.Add(-leeway/2).Unix()), nil)); err != nil {
 		t.Fatalf("exp within leeway: %v", err)
 	}
 }
@@ -145,24 +145,24 @@ func TestVerifierRefusesForgeries(t *testing.T) {
 		token string
 		want  error
 	}{
-		{"alg none", unsigned(map[string]any{"alg": "none", "typ": "JWT", "kid": "k1"}, good, ""), ErrInvalidToken},
-		{"HS256 with the public key as secret", hsToken, ErrInvalidToken},
-		{"signed by another key with the same kid", attacker.sign(t, good, nil), ErrInvalidToken},
-		{"embedded jwk header", attacker.sign(t, good, map[string]any{"jwk": attackerJWK}), ErrInvalidToken},
-		{"jku header", attacker.sign(t, good, map[string]any{"jku": "http://evil.test/jwks.json"}), ErrInvalidToken},
-		{"unknown kid", newTestSigner(t, "k2").sign(t, good, nil), ErrInvalidToken},
-		{"no kid", unsigned(map[string]any{"alg": "RS256"}, good, "c2ln"), ErrInvalidToken},
-		{"wrong issuer", signer.sign(t, with(good, "iss", "http://evil.test"), nil), ErrInvalidToken},
-		{"wrong audience", signer.sign(t, with(good, "aud", "another-client"), nil), ErrInvalidToken},
-		{"no subject", signer.sign(t, with(good, "sub", nil), nil), ErrInvalidToken},
-		{"no exp", signer.sign(t, with(good, "exp", nil), nil), ErrInvalidToken},
-		{"not yet valid", signer.sign(t, with(good, "nbf", now.Add(5*time.Minute).Unix()), nil), ErrInvalidToken},
-		{"issued in the future", signer.sign(t, with(good, "iat", now.Add(5*time.Minute).Unix()), nil), ErrInvalidToken},
-		{"expired", signer.sign(t, with(good, "exp", now.Add(-Leeway-time.Second).Unix()), nil), ErrExpired},
-		{"an ID token", signer.sign(t, with(good, "at_hash", "abc", "nonce", "n"), nil), ErrInvalidToken},
-		{"garbage", "not.a.token", ErrInvalidToken},
-		{"two parts", "abc.def", ErrInvalidToken},
-		{"oversize", signer.sign(t, with(good, "pad", strings.Repeat("x", MaxTokenLen)), nil), ErrInvalidToken},
+		{"alg none", unsigned(map[string]any{"alg": "none", "typ": "JWT", "kid": "k1"}, good, ""), errInvalidToken},
+		{"HS256 with the public key as secret", hsToken, errInvalidToken},
+		{"signed by another key with the same kid", attacker.sign(t, good, nil), errInvalidToken},
+		{"embedded jwk header", attacker.sign(t, good, map[string]any{"jwk": attackerJWK}), errInvalidToken},
+		{"jku header", attacker.sign(t, good, map[string]any{"jku": "http://evil.test/jwks.json"}), errInvalidToken},
+		{"unknown kid", newTestSigner(t, "k2").sign(t, good, nil), errInvalidToken},
+		{"no kid", unsigned(map[string]any{"alg": "RS256"}, good, "c2ln"), errInvalidToken},
+		{"wrong issuer", signer.sign(t, with(good, "iss", "http://evil.test"), nil), errInvalidToken},
+		{"wrong audience", signer.sign(t, with(good, "aud", "another-client"), nil), errInvalidToken},
+		{"no subject", signer.sign(t, with(good, "sub", nil), nil), errInvalidToken},
+		{"no exp", signer.sign(t, with(good, "exp", nil), nil), errInvalidToken},
+		{"not yet valid", signer.sign(t, with(good, "nbf", now.Add(5*time.Minute).Unix()), nil), errInvalidToken},
+		{"issued in the future", signer.sign(t, with(good, "iat", now.Add(5*time.Minute).Unix()), nil), errInvalidToken},
+		{"expired", signer.sign(t, with(good, "exp", now.Add(-leeway-time.Second).Unix()), nil), errExpired},
+		{"an ID token", signer.sign(t, with(good, "at_hash", "abc", "nonce", "n"), nil), errInvalidToken},
+		{"garbage", "not.a.token", errInvalidToken},
+		{"two parts", "abc.def", errInvalidToken},
+		{"oversize", signer.sign(t, with(good, "pad", strings.Repeat("x", maxTokenLen)), nil), errInvalidToken},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,10 +179,10 @@ func TestVerifierChecksNonce(t *testing.T) {
 	signer := newTestSigner(t, "k1")
 	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
 	id := signer.sign(t, with(goodClaims(now), "nonce", "n-123", "email", "r@example.com"), nil)
-	if c, err := v.IDToken(context.Background(), id, "n-123"); err != nil || c.Email != "r@example.com" {
+	if c, err := v.idToken(context.Background(), id, "n-123"); err != nil || c.Email != "r@example.com" {
 		t.Fatalf("IDToken = %+v, %v", c, err)
 	}
-	if _, err := v.IDToken(context.Background(), id, "n-other"); !errors.Is(err, ErrInvalidToken) {
+	if _, err := v.idToken(context.Background(), id, "n-other"); !errors.Is(err, errInvalidToken) {
 		t.Fatalf("a replayed ID token with another login's nonce was accepted: %v", err)
 	}
 }
@@ -191,7 +191,7 @@ func TestVerifierChecksNonce(t *testing.T) {
 type failingKeys struct{}
 
 func (failingKeys) LookupKey(context.Context, string) (jwk.Key, error) {
-	return nil, ErrKeysUnavailable
+	return nil, errKeysUnavailable
 }
 
 func TestVerifierSaysWhenKeysAreUnavailable(t *testing.T) {
@@ -199,7 +199,7 @@ func TestVerifierSaysWhenKeysAreUnavailable(t *testing.T) {
 	signer := newTestSigner(t, "k1")
 	v := NewVerifier(failingKeys{}, testIssuer, testClient, func() time.Time { return now })
 	_, err := v.AccessToken(context.Background(), signer.sign(t, goodClaims(now), nil))
-	if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrInvalidToken) {
+	if !errors.Is(err, errKeysUnavailable) || errors.Is(err, errInvalidToken) {
 		t.Fatalf("err = %v: an unreachable JWKS must not be taken for a bad token", err)
 	}
 }

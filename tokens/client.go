@@ -1,0 +1,200 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"golang.org/x/oauth2"
+)
+
+// ClientConfig is this app's registration at the provider.
+type ClientConfig struct {
+	ID     string // the client (FusionAuth application) id
+	Secret string // its client secret
+	AppURL string // where this app is served: /callback is its redirect URL, / where logout lands
+	APIKey string // FusionAuth API key for refresh-token revocation; optional
+}
+
+// A Client is this app as an OAuth client of the provider: the code
+// exchange, refresh, revocation and end-session URL.
+type Client struct {
+	provider *Provider
+	cfg      ClientConfig
+	http     *http.Client
+}
+
+// NewClient returns the client registered as cfg at p. Its calls go through
+// hc, whose Timeout (TokenCallTimeout when it has none) bounds each one: a
+// hung provider must not hang the user's request.
+func NewClient(p *Provider, cfg ClientConfig, hc *http.Client) *Client {
+	var client http.Client
+	if hc != nil {
+		client = *hc
+	}
+	if client.Timeout == 0 {
+		client.Timeout = TokenCallTimeout
+	}
+	cfg.AppURL = strings.TrimSuffix(cfg.AppURL, "/")
+	return &Client{provider: p, cfg: cfg, http: &client}
+}
+
+// home is where the browser lands after logout.
+func (c *Client) home() string { return c.cfg.AppURL + "/" }
+
+// oauthConfig is built per use: the endpoints are known only after discovery.
+func (c *Client) oauthConfig() (*oauth2.Config, error) {
+	meta, err := c.provider.metadata()
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Config{
+		ClientID:     c.cfg.ID,
+		ClientSecret: c.cfg.Secret,
+		RedirectURL:  c.cfg.AppURL + "/callback",
+		Scopes:       []string{"openid", "email", "profile", "offline_access"},
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   meta.AuthorizationEndpoint,
+			TokenURL:  meta.TokenEndpoint,
+			AuthStyle: oauth2.AuthStyleInHeader,
+		},
+	}, nil
+}
+
+// authCodeURL returns the provider's authorization URL for one login.
+func (c *Client) authCodeURL(state, pkceVerifier, nonce string) (string, error) {
+	conf, err := c.oauthConfig()
+	if err != nil {
+		return "", err
+	}
+	return conf.AuthCodeURL(state,
+		oauth2.S256ChallengeOption(pkceVerifier),
+		oauth2.SetAuthURLParam("nonce", nonce)), nil
+}
+
+// exchange redeems an authorization code. A code the provider refuses
+// (invalid_grant: used, expired, or its PKCE verifier differs) is
+// ErrBadCallback; any other OAuth error is a *ProviderError; a provider that
+// cannot answer is ErrProviderUnavailable.
+func (c *Client) exchange(ctx context.Context, code, pkceVerifier string) (*oauth2.Token, error) {
+	conf, err := c.oauthConfig()
+	if err != nil {
+		return nil, err
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.http)
+	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(pkceVerifier))
+	if err != nil {
+		return nil, classifyExchange(err)
+	}
+	return tok, nil
+}
+
+// classifyExchange sorts a code-exchange error.
+func classifyExchange(err error) error {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		// Network errors, timeouts, a response that is not a token response.
+		return fmt.Errorf("%w: exchanging the authorization code: %w", ErrProviderUnavailable, err)
+	}
+	var kind error
+	switch status := statusOf(re); {
+	case re.ErrorCode == "invalid_grant":
+		kind = ErrBadCallback
+	case re.ErrorCode != "" && status/100 == 4:
+		kind = &ProviderError{Code: re.ErrorCode, Description: re.ErrorDescription}
+	default:
+		kind = ErrProviderUnavailable
+	}
+	return &tokenEndpointError{grant: "the authorization code", kind: kind, re: re}
+}
+
+func statusOf(re *oauth2.RetrieveError) int {
+	if re.Response == nil {
+		return 0
+	}
+	return re.Response.StatusCode
+}
+
+// refresh redeems a refresh token; errors are classify's. ctx bounds the
+// call (the refresher gives it RefreshCallTimeout), not the client's
+// Timeout: that bounds only how long a request waits for it.
+func (c *Client) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	conf, err := c.oauthConfig()
+	if err != nil {
+		return nil, err
+	}
+	detached := *c.http
+	detached.Timeout = 0
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &detached)
+	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	if err != nil {
+		return nil, classify(err)
+	}
+	return tok, nil
+}
+
+// revoke revokes a refresh token: with FusionAuth's API (DELETE
+// /api/jwt/refresh) when an API key is configured, else at an RFC 7009
+// revocation endpoint when discovery advertises one. FusionAuth's OAuth
+// logout does not revoke refresh tokens; without this a stolen refresh
+// token would outlive the logout.
+func (c *Client) revoke(ctx context.Context, token string) error {
+	meta, err := c.provider.metadata()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	defer cancel()
+	var req *http.Request
+	switch {
+	case c.cfg.APIKey != "":
+		// The token goes in the body, not the query string, to stay out of access logs.
+		body := url.Values{"token": {token}}.Encode()
+		req, err = http.NewRequestWithContext(ctx, http.MethodDelete, c.provider.apiURL("/api/jwt/refresh"), strings.NewReader(body))
+		if err == nil {
+			req.Header.Set("Authorization", c.cfg.APIKey)
+		}
+	case meta.RevocationEndpoint != "":
+		body := url.Values{"token": {token}, "token_type_hint": {"refresh_token"}}.Encode()
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, meta.RevocationEndpoint, strings.NewReader(body))
+		if err == nil {
+			req.SetBasicAuth(url.QueryEscape(c.cfg.ID), url.QueryEscape(c.cfg.Secret))
+		}
+	default:
+		return fmt.Errorf("tokens: no way to revoke: set FUSIONAUTH_API_KEY")
+	}
+	if err != nil {
+		return fmt.Errorf("tokens: revocation request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("tokens: revocation: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("tokens: revocation: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// logoutURL returns the provider's end-session URL, which sends the browser
+// back to this app's home, or the home itself when the provider has none.
+func (c *Client) logoutURL() string {
+	meta, err := c.provider.metadata()
+	if err != nil || meta.EndSessionEndpoint == "" {
+		return c.home()
+	}
+	u, err := url.Parse(meta.EndSessionEndpoint)
+	if err != nil {
+		return c.home()
+	}
+	q := u.Query()
+	q.Set("client_id", c.cfg.ID)
+	q.Set("post_logout_redirect_uri", c.home())
+	u.RawQuery = q.Encode()
+	return u.String()
+}

@@ -343,3 +343,92 @@ func TestDockerfileMatchesGoMod(t *testing.T) {
 		t.Error("the final image does not run as a non-root user")
 	}
 }
+
+// TestComposeScaleProfile checks `docker compose --profile scale up` on
+// paper: several app replicas behind a pinned nginx, round-robin with no
+// stickiness, sharing .env, FusionAuth and the kickstart, on a port that
+// does not clash with the default profile's.
+func TestComposeScaleProfile(t *testing.T) {
+	if _, err := loadCompose(t).GetService("balancer"); err == nil {
+		t.Fatal("plain `docker compose up` starts the balancer: it belongs to the scale profile only")
+	}
+	opts, err := cli.NewProjectOptions([]string{"docker-compose.yml"}, cli.WithWorkingDirectory("."),
+		cli.WithEnvFiles(".env"), cli.WithDotEnv, cli.WithName("changebank"), cli.WithProfiles([]string{"scale"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker compose --profile scale would refuse docker-compose.yml: %v", err)
+	}
+	app, replica, lb := service(t, p, "app"), service(t, p, "replica"), service(t, p, "balancer")
+
+	if !releaseTag.MatchString(lb.Image) || !strings.HasPrefix(lb.Image, "nginx:") {
+		t.Errorf("balancer image %q: want nginx pinned to a release", lb.Image)
+	}
+	if replica.Deploy == nil || replica.Deploy.Replicas == nil || *replica.Deploy.Replicas < 2 {
+		t.Errorf("replica: want several replicas, deploy = %+v", replica.Deploy)
+	}
+	if len(replica.Ports) != 0 {
+		t.Errorf("replicas publish ports %v: several replicas cannot share one host port, and the browser must go through the balancer", replica.Ports)
+	}
+	if d, ok := replica.DependsOn["fusionauth"]; !ok || d.Condition != types.ServiceConditionHealthy {
+		t.Errorf("replica depends_on fusionauth: %+v", d)
+	}
+	// Same .env, same secret, same provider as the default app.
+	for _, k := range []string{"ISSUER", "ISSUER_INTERNAL_URL", "CLIENT_ID", "CLIENT_SECRET", "APP_SECRET_KEY", "REFRESH_TOKEN_TTL", "FUSIONAUTH_API_KEY", "LISTEN_ADDR"} {
+		if a, r := app.Environment[k], replica.Environment[k]; a == nil || r == nil || *a != *r {
+			t.Errorf("%s differs between app and replica: %v vs %v", k, a, r)
+		}
+	}
+
+	published := ""
+	for _, port := range lb.Ports {
+		published = port.Published
+	}
+	appURL := replica.Environment["APP_URL"]
+	if published == "" || published == "8080" || published == "9011" || appURL == nil || *appURL != "http://localhost:"+published {
+		t.Errorf("balancer published on %q with replicas' APP_URL %v: want its own port, and APP_URL naming it", published, appURL)
+	}
+
+	// The nginx config it mounts: round-robin to the replicas, no stickiness.
+	var conf string
+	for _, v := range lb.Volumes {
+		if v.Target == "/etc/nginx/nginx.conf" && v.ReadOnly {
+			raw, err := os.ReadFile(v.Source)
+			if err != nil {
+				t.Fatalf("balancer config: %v", err)
+			}
+			conf = string(raw)
+		}
+	}
+	if conf == "" {
+		t.Fatalf("the balancer mounts no nginx.conf read-only: %+v", lb.Volumes)
+	}
+	listen := regexp.MustCompile(`(?m)^\s*listen\s+(\d+)\s*;`).FindStringSubmatch(conf)
+	if listen == nil || !slices.ContainsFunc(lb.Ports, func(p types.ServicePortConfig) bool { return strconv.Itoa(int(p.Target)) == listen[1] }) {
+		t.Errorf("nginx listens on %v, not on the port compose forwards to: %+v", listen, lb.Ports)
+	}
+	if !regexp.MustCompile(`(?m)^\s*server\s+replica:8080\b`).MatchString(conf) || !strings.Contains(conf, "proxy_pass http://changebank") {
+		t.Error("nginx does not send requests to the replica service on port 8080")
+	}
+	for _, line := range strings.Split(conf, "\n") {
+		line = strings.TrimSpace(line)
+		for _, sticky := range []string{"ip_hash", "hash ", "sticky", "least_conn"} {
+			if strings.HasPrefix(line, sticky) {
+				t.Errorf("nginx balances with %q: want plain round-robin with no stickiness", line)
+			}
+		}
+	}
+
+	// The balancer's URL must be an authorized redirect (login and logout).
+	raw, err := os.ReadFile("kickstart/kickstart.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{*appURL + "/callback", *appURL + "/"} {
+		if !strings.Contains(string(raw), `"`+want+`"`) {
+			t.Errorf("kickstart: %s is not an authorized redirect URL", want)
+		}
+	}
+}

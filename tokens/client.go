@@ -118,13 +118,17 @@ func statusOf(re *oauth2.RetrieveError) int {
 	return re.Response.StatusCode
 }
 
-// refresh redeems a refresh token; errors are classify's.
+// refresh redeems a refresh token; errors are classify's. ctx bounds the
+// call (the refresher gives it RefreshCallTimeout), not the client's
+// Timeout: that bounds only how long a request waits for it.
 func (c *Client) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
 	conf, err := c.oauthConfig()
 	if err != nil {
 		return nil, err
 	}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.http)
+	detached := *c.http
+	detached.Timeout = 0
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &detached)
 	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
 		return nil, classify(err)

@@ -34,9 +34,18 @@ type refreshed struct {
 // refresher makes sure one refresh token is redeemed once per instance:
 // concurrent requests share one token call (single-flight), late ones get
 // the remembered result during the grace window.
+//
+// The token call runs detached from every request, bounded by
+// RefreshCallTimeout, while each request waits for it at most wait. A
+// provider that redeems the token but answers late has already rotated
+// it: giving up on the call would lose the only copy of the new refresh
+// token. So a request that stops waiting answers "try again" (cookies
+// kept) and the call goes on; its result lands in the grace window under
+// the old token's hash, where the user's next request finds it.
 type refresher struct {
 	now   func() time.Time
 	grace time.Duration
+	wait  time.Duration // how long a request waits for the token call
 	group singleflight.Group
 
 	mu     sync.Mutex
@@ -48,35 +57,48 @@ type graceEntry struct {
 	until time.Time
 }
 
-func newRefresher(now func() time.Time, grace time.Duration) *refresher {
-	return &refresher{now: now, grace: grace, recent: make(map[[sha256.Size]byte]graceEntry)}
+func newRefresher(now func() time.Time, grace, wait time.Duration) *refresher {
+	return &refresher{now: now, grace: grace, wait: wait, recent: make(map[[sha256.Size]byte]graceEntry)}
 }
 
 // do returns the result of redeeming refreshToken, calling redeem at most
 // once for all the callers that arrive together or within the grace window.
 // Entries are keyed by a hash, so memory never holds a usable old token.
+// A caller waits at most f.wait, or until its ctx ends, then gets
+// ErrProviderUnavailable while the call goes on for the next request.
 func (f *refresher) do(ctx context.Context, refreshToken string, redeem func(context.Context) (*refreshed, error)) (*refreshed, error) {
 	key := sha256.Sum256([]byte(refreshToken))
 	if res := f.remembered(key); res != nil {
 		return res, nil
 	}
-	v, err, _ := f.group.Do(string(key[:]), func() (any, error) {
+	ch := f.group.DoChan(string(key[:]), func() (any, error) {
 		if res := f.remembered(key); res != nil {
 			return res, nil
 		}
-		// Detached from the first caller's request: if that browser tab
-		// closes, the others waiting on this call still get the tokens.
-		res, err := redeem(context.WithoutCancel(ctx))
+		// Detached from the request that started it: neither its end nor
+		// its tab closing may cut a call the provider may already have acted on.
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RefreshCallTimeout)
+		defer cancel()
+		res, err := redeem(callCtx)
 		if err != nil {
 			return nil, err
 		}
 		f.remember(key, res)
 		return res, nil
 	})
-	if err != nil {
-		return nil, err
+	timer := time.NewTimer(f.wait)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*refreshed), nil
+	case <-timer.C:
+		return nil, fmt.Errorf("%w: the token call is still running after %s; its result will be kept for the next request", ErrProviderUnavailable, f.wait)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, ctx.Err())
 	}
-	return v.(*refreshed), nil
 }
 
 func (f *refresher) remembered(key [sha256.Size]byte) *refreshed {
@@ -106,8 +128,19 @@ func (f *refresher) remember(key [sha256.Size]byte, res *refreshed) {
 }
 
 // TokenCallTimeout bounds each call to the provider when the HTTP client
-// given to NewClient sets no Timeout of its own.
+// given to NewClient sets no Timeout of its own. For a refresh it bounds
+// only how long the request waits; the call itself may run up to
+// RefreshCallTimeout.
 const TokenCallTimeout = 5 * time.Second
+
+// RefreshCallTimeout bounds a refresh's token call, which runs on after the
+// request that started it has answered "try again": long enough for a slow
+// provider to answer, short enough not to pile up calls to a dead one.
+const RefreshCallTimeout = 30 * time.Second
+
+// keyRetryEvery is how often a refresh whose new tokens name a key not yet
+// fetched checks again; the refetch itself stays rate-limited.
+const keyRetryEvery = 250 * time.Millisecond
 
 // redeem calls the token endpoint with the refresh token and validates what
 // comes back. invalid_grant and invalid_client end the session
@@ -119,6 +152,18 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 		return nil, err
 	}
 	res, err := m.validateTokens(ctx, tok, "", user.Subject)
+	for errors.Is(err, errKeysUnavailable) {
+		// The provider has redeemed, perhaps rotated, the refresh token:
+		// this answer holds the only copy of the new one. Tokens signed
+		// with a just-rotated key verify after the next allowed JWKS
+		// refetch, so try again until then, within the call's bound.
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(keyRetryEvery):
+		}
+		res, err = m.validateTokens(ctx, tok, "", user.Subject)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ import (
 func TestRefresherRedeemsOncePerToken(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
-	f := newRefresher(clock, RefreshGrace)
+	f := newRefresher(clock, RefreshGrace, time.Minute)
 	var calls atomic.Int32
 	release := make(chan struct{})
 	redeem := func(context.Context) (*refreshed, error) {
@@ -59,7 +59,7 @@ func TestRefresherRedeemsOncePerToken(t *testing.T) {
 }
 
 func TestRefresherDoesNotRememberFailures(t *testing.T) {
-	f := newRefresher(time.Now, RefreshGrace)
+	f := newRefresher(time.Now, RefreshGrace, time.Minute)
 	calls := 0
 	fail := func(context.Context) (*refreshed, error) { calls++; return nil, ErrProviderUnavailable }
 	for range 2 {

@@ -86,7 +86,7 @@ type Manager struct {
 func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refreshTTL time.Duration, now func() time.Time, log *slog.Logger) *Manager {
 	return &Manager{
 		cookies: cookies, client: client, verifier: verifier, refreshTTL: refreshTTL, now: now, log: log,
-		refresh: newRefresher(now, RefreshGrace),
+		refresh: newRefresher(now, RefreshGrace, client.http.Timeout),
 	}
 }
 

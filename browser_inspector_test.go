@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
 
@@ -39,7 +40,17 @@ func TestBrowserAttackerPage(t *testing.T) {
 	if href := get(t, ctx, chromedp.Evaluate[string](`document.querySelector("#attacker-link a").href`)); href != attacker+"/" {
 		t.Fatalf("the inspector links the attacker page at %q, want %q", href, attacker+"/")
 	}
-	shoot(t, ctx, "session")
+
+	// Expire: the next page says what happened, and agrees with "This request refreshed".
+	run1(t, ctx, chromedp.Click(chromedp.CSS("#expire")), chromedp.WaitVisible(chromedp.CSS("#notice")))
+	if n, r := text(t, ctx, "#notice"), text(t, ctx, "#refreshed"); !strings.Contains(n, "got a new one from the refresh token") || r != "yes" {
+		t.Fatalf("after Expire: notice %q, this request refreshed %q", n, r)
+	}
+	shoot(t, ctx, "session-expired")
+	run1(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#countdown")))
+	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#notice").length`)); n != 0 {
+		t.Fatal("a reload repeats the notice")
+	}
 
 	run1(t, ctx, chromedp.Click(chromedp.CSS("#attacker-link a")), chromedp.WaitVisible(chromedp.CSS("#run")))
 	if u := location(t, ctx); u != attacker+"/" {
@@ -96,10 +107,37 @@ func TestBrowserAttackerPage(t *testing.T) {
 	t.Run("inspector at 390 px", func(t *testing.T) {
 		run1(t, ctx, chromedp.Navigate(d.appURL+"/session"), chromedp.WaitVisible(chromedp.CSS("#countdown")))
 		checkPhone(t, ctx, "Account", "Make change", "Session", "Log out")
-		shootScreen(t, ctx, "phone-session")
 	})
 	t.Run("attacker page at 390 px", func(t *testing.T) {
 		run1(t, ctx, chromedp.Navigate(attacker+"/"), chromedp.WaitVisible(chromedp.CSS("#run")))
 		checkPhone(t, ctx)
 	})
+}
+
+func TestAttackerAddrMustBeAnotherSite(t *testing.T) {
+	cases := []struct {
+		addr, problem string
+	}{
+		{"127.0.0.1:8081", ""},
+		{"", ""},
+		{"localhost:8081", "same site"},
+		{"8081", "want host:port"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.addr, func(t *testing.T) {
+			env := map[string]string{"ATTACKER_ADDR": tc.addr}
+			for k, v := range demoEnv {
+				env[k] = v
+			}
+			cfg, err := loadConfig(nil, getenvFrom(env), io.Discard)
+			switch {
+			case tc.problem == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.problem == "" && cfg.AttackerAddr != tc.addr:
+				t.Fatalf("AttackerAddr = %q", cfg.AttackerAddr)
+			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), "ATTACKER_ADDR") || !strings.Contains(err.Error(), tc.problem)):
+				t.Fatalf("want ATTACKER_ADDR refused (%s), got %v", tc.problem, err)
+			}
+		})
+	}
 }

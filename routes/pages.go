@@ -131,9 +131,12 @@ func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
 			sc.Purpose = "A one-shot notice from the previous request (a code from a fixed list, sealed, no secret). This response deletes it, so a reload does not repeat it."
 		case strings.HasPrefix(rc.Name, ck.Name("cb_login_")):
 			sc.Purpose = "A login transaction (state, nonce, PKCE verifier, return path), sealed, one per login started; deleted when that login completes, or after 10 minutes."
-		case rc.Name == "fusionauth.sso" || strings.HasPrefix(rc.Name, "fusionauth.") || rc.Name == "access_token" || rc.Name == "refresh_token" || strings.HasPrefix(rc.Name, "app."):
+		case rc.Name == "fusionauth.sso":
 			sc.Owner = "FusionAuth"
-			sc.Purpose = "FusionAuth's own cookie: for fusionauth.sso, its single sign-on session. It reaches ChangeBank because browsers do not keep cookies apart by port on one host; the app never reads it, but it counts against the header size."
+			sc.Purpose = "FusionAuth's single sign-on session: the second session, FusionAuth's own. It reaches ChangeBank because browsers do not keep cookies apart by port on one host; the app never reads it, but it counts against the header size."
+		case strings.HasPrefix(rc.Name, "fusionauth.") || rc.Name == "access_token" || rc.Name == "refresh_token" || strings.HasPrefix(rc.Name, "app."):
+			sc.Owner = "FusionAuth"
+			sc.Purpose = "One of FusionAuth's own cookies. It reaches ChangeBank because browsers do not keep cookies apart by port on one host; the app never reads it, but it counts against the header size."
 		default:
 			sc.Owner = "another app"
 			sc.Purpose = "Not ChangeBank's: set by something else on this host. It still rides along with every request here."

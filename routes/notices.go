@@ -67,7 +67,7 @@ func describeNotice(c *gin.Context, n tokens.Notice) *noticeView {
 			nv.Text += " So this request arrived without an access token, and the app got a new one from the refresh token before answering: see the Set-Cookie lines below."
 		}
 	case tokens.NoticeLoggedOut:
-		nv.Text = "You are logged out of ChangeBank and of FusionAuth. ChangeBank deleted its cookies and revoked the refresh token; FusionAuth ended its single sign-on session, so the next login asks for your password."
+		nv.Text = "You are logged out of ChangeBank and of FusionAuth. ChangeBank deleted its cookies and FusionAuth ended its single sign-on session, so the next login asks for your password."
 	case tokens.NoticeLogoutProvider:
 		nv.Text = "You were logged out: FusionAuth ended its single sign-on session (you logged out there, or in another app) and called ChangeBank's logout address, which deleted this app's cookies."
 	default:

@@ -30,6 +30,7 @@ type config struct {
 	KickstartFile     string
 	EmbeddedIdP       bool
 	LogLevel          slog.Level
+	AttackerAddr      string // host:port of the attacker page; "" when off
 
 	issuerAddr string // host:port the embedded provider listens on
 }
@@ -53,6 +54,7 @@ var settings = []setting{
 	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token (optional)"},
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"ATTACKER_ADDR", "", "host:port of the cross-site attacker page, another site than APP_URL's host (.env: 127.0.0.1:8081); empty: off"},
 }
 
 // publishedSecrets are the secret values this repository publishes in
@@ -184,6 +186,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	cfg.KickstartFile = get("KICKSTART_FILE")
 	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
 		bad("LOG_LEVEL", "want debug, info, warn or error")
+	}
+
+	if cfg.AttackerAddr = get("ATTACKER_ADDR"); cfg.AttackerAddr != "" {
+		host, port, err := net.SplitHostPort(cfg.AttackerAddr)
+		switch {
+		case err != nil || host == "" || port == "":
+			bad("ATTACKER_ADDR", "%q: want host:port, such as 127.0.0.1:8081", cfg.AttackerAddr)
+		case appURL != nil && strings.EqualFold(host, appURL.Hostname()):
+			// Browsers keep cookies apart by site (host), not by port: on the
+			// app's own host the attacker page would be the same site.
+			bad("ATTACKER_ADDR", "%q is on APP_URL's host, so to a browser it is the same site: use another loopback name (127.0.0.1 when the app is localhost)", cfg.AttackerAddr)
+		}
 	}
 
 	if len(problems) > 0 {

@@ -94,9 +94,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}, client)
 	verifier := tokens.NewVerifier(provider, provider.Issuer(), cfg.ClientID, time.Now)
 	sessions := tokens.NewManager(cookies, oidc, verifier, cfg.RefreshTTL, time.Now, log)
-	handler, err := routes.New(log, sessions, cookies, verifier, csrf, provider, time.Now, assets, cfg.AppURL)
+	var appOpts []routes.Option
+	attackerOrigin := ""
+	if cfg.AttackerAddr != "" {
+		attackerOrigin = "http://" + cfg.AttackerAddr
+		appOpts = append(appOpts, routes.WithAttackerPage(attackerOrigin))
+	}
+	handler, err := routes.New(log, sessions, cookies, verifier, csrf, provider, time.Now, assets, cfg.AppURL, appOpts...)
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
+	}
+	if cfg.AttackerAddr != "" {
+		witness := routes.NewWitness()
+		handler = witness.Wrap(handler)
+		attacker, err := routes.Attacker(cfg.AppURL, assets, witness)
+		if err != nil {
+			return fmt.Errorf("changebank: %w", err)
+		}
+		aln, err := net.Listen("tcp", cfg.AttackerAddr)
+		if err != nil {
+			return fmt.Errorf("changebank: the attacker page cannot listen on %s (set ATTACKER_ADDR, or leave it empty to turn it off): %w", cfg.AttackerAddr, err)
+		}
+		defer aln.Close() // until serve owns it
+		services = append(services, server{name: "attacker page", srv: newServer(attacker), ln: aln})
+		log.Info("attacker page listening: another site, for the cross-site lesson", "url", attackerOrigin)
 	}
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
@@ -106,6 +127,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	services = append(services, server{name: "app", srv: newServer(handler), ln: ln})
 	log.Info("ChangeBank listening", "url", cfg.AppURL, "addr", ln.Addr().String(), "issuer", cfg.Issuer)
 	fmt.Fprintf(stdout, "ChangeBank is at %s\n", cfg.AppURL)
+	if attackerOrigin != "" {
+		fmt.Fprintf(stdout, "The attacker page (another site) is at %s/\n", attackerOrigin)
+	}
 	return serve(ctx, log, services...)
 }
 

@@ -185,7 +185,17 @@ func hasSession(sessions *tokens.Manager, c *gin.Context) bool {
 // send the browser back to the provider.
 func logout(sessions *tokens.Manager, atProvider bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		_, hadSession := sessions.User(c.Request)
 		endSession := sessions.Logout(c.Request.Context(), c.Writer, c.Request)
+		// The next page confirms it. The provider's hidden frame loads
+		// GET /logout after the button's POST already ended the session:
+		// then there is nothing to report, and the POST's notice stays.
+		switch {
+		case atProvider:
+			sessions.Notify(c.Writer, tokens.NoticeLoggedOut)
+		case hadSession:
+			sessions.Notify(c.Writer, tokens.NoticeLogoutProvider)
+		}
 		if !atProvider {
 			endSession = "/"
 		}

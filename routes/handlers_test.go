@@ -393,7 +393,7 @@ func TestInspector(t *testing.T) {
 	}
 	s.clock.Advance(tokens.RefreshGrace + time.Second)
 	p, _ = b.follow(b.post("/session/refresh", url.Values{"csrf_token": {token}}))
-	if p.status != http.StatusOK || !strings.Contains(p.body, "refreshed at your request") || s.idp.TokenCalls("refresh_token") != 2 {
+	if p.status != http.StatusOK || !strings.Contains(p.body, "redeemed the refresh token") || s.idp.TokenCalls("refresh_token") != 2 {
 		t.Fatalf("refresh now: %d, refresh calls %d", p.status, s.idp.TokenCalls("refresh_token"))
 	}
 }

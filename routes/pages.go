@@ -2,13 +2,13 @@ package routes
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,75 +25,156 @@ func account(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 	}
 }
 
-// cookieView describes one session cookie on the inspector.
-type cookieView struct {
+// Limits the inspector measures the Cookie header against.
+const (
+	browserCookieLimit = 4096 // bytes of name and value a browser keeps per cookie (RFC 6265 section 6.1 minimum, what browsers do)
+	nginxHeaderBuffer  = 8192 // nginx's default large_client_header_buffers size: a longer header line is refused
+)
+
+// sentCookie is one cookie the browser sent with this request.
+type sentCookie struct {
 	Name     string
+	Size     int // bytes of name=value
+	Owner    string
 	Purpose  string
-	Size     int // bytes of name=value, what the browser sends on every request
-	Expires  time.Time
-	Sealed   bool
-	Contents string // decoded and shown server-side; never the raw value
+	Contents string // decoded on the server; never the raw value
+	Missing  bool   // a session cookie the browser did not send
+}
+
+// setCookieLine is one Set-Cookie header of this response, value hidden.
+type setCookieLine struct {
+	Name    string
+	Value   string // its size and fingerprint, never the value
+	Deletes bool
+	Attrs   []string // as written on the wire
 }
 
 type inspectorView struct {
-	Cookies        []cookieView
-	TotalSize      int
-	Secure         bool
-	Refreshed      bool
-	Did            string
-	ExpiresAt      int64
-	ExpiresIn      int64
-	IssuedAt       time.Time
-	AuthTime       time.Time
-	AuthType       string
-	RefreshPrint   string
-	LoginTransacts int
+	Sent         []sentCookie
+	HeaderBytes  int // the Cookie header's value as received, separators included
+	Largest      sentCookie
+	HeaderLimit  int
+	CookieLimit  int
+	SetCookies   []setCookieLine
+	Secure       bool
+	Refreshed    bool
+	ExpiresAt    int64
+	ExpiresIn    int64
+	IssuedAt     time.Time
+	AuthTime     time.Time
+	AuthType     string
+	AttackerPage string
 }
 
-// inspector is GET /session: the session's cookies, decoded server-side.
-func inspector(ck *tokens.CookieStore, csrf *tokens.CSRF, clock func() time.Time, views *views) gin.HandlerFunc {
+// inspector is GET /session: what the browser sent, decoded server-side,
+// and what this response sets.
+func inspector(ck *tokens.CookieStore, csrf *tokens.CSRF, clock func() time.Time, views *views, attacker string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
 		now := clock()
+		views.notice(c) // its cookie's deletion is one of this response's Set-Cookie lines
 		v := inspectorView{
-			Secure: ck.Secure(), Refreshed: s.Refreshed, Did: c.Query("did"),
+			Secure: ck.Secure(), Refreshed: s.Refreshed, HeaderLimit: nginxHeaderBuffer, CookieLimit: browserCookieLimit,
 			ExpiresAt: int64(s.Access.Expiry), ExpiresIn: max(0, int64(s.Access.Expiry.Time().Sub(now).Seconds())),
 			IssuedAt: s.Access.IssuedAt.Time(), AuthTime: s.Access.AuthTime.Time(), AuthType: s.Access.AuthType,
-			RefreshPrint: fingerprint(s.RefreshToken),
+			Sent: sentCookies(ck, c.Request), SetCookies: setCookieLines(c.Writer.Header().Values("Set-Cookie")),
 		}
-		user, _ := json.MarshalIndent(s.User, "", "  ")
-		// What the browser sends: name=value.
-		size := func(base, value string) int { return len(ck.Name(base)) + 1 + len(value) }
-		v.Cookies = []cookieView{
-			{Name: ck.Name(tokens.AccessCookie), Size: size(tokens.AccessCookie, s.AccessToken), Expires: s.Access.Expiry.Time(),
-				Purpose:  "The access token, a JWT signed by FusionAuth, as issued. Checked on every request against FusionAuth's keys; expires with the token.",
-				Contents: decodeJWT(s.AccessToken)},
-			{Name: ck.Name(tokens.RefreshCookie), Size: size(tokens.RefreshCookie, ck.Get(c.Request, tokens.RefreshCookie)), Expires: s.Expires, Sealed: true,
-				Purpose:  "The refresh token, sealed (AES-256-GCM under a key for this cookie alone). It gets new access tokens silently; lives as long as the refresh token.",
-				Contents: "refresh token fingerprint (SHA-256, first 8 bytes): " + v.RefreshPrint},
-			{Name: ck.Name(tokens.UserInfoCookie), Size: size(tokens.UserInfoCookie, ck.Get(c.Request, tokens.UserInfoCookie)), Expires: s.Expires, Sealed: true,
-				Purpose:  "Your profile from the validated ID token, sealed, bound to the access token's subject. Pages read your name from here without calling FusionAuth.",
-				Contents: string(user)},
+		if attacker != "" {
+			v.AttackerPage = attacker + "/"
 		}
-		for _, cv := range v.Cookies {
-			v.TotalSize += cv.Size
+		for i, h := range c.Request.Header.Values("Cookie") {
+			if i > 0 {
+				v.HeaderBytes += len("; ") // how a server joins several Cookie fields (HTTP/2)
+			}
+			v.HeaderBytes += len(h)
 		}
-		for _, rc := range c.Request.Cookies() {
-			if strings.HasPrefix(rc.Name, ck.Name("cb_login_")) {
-				v.LoginTransacts++
+		for _, sc := range v.Sent {
+			if sc.Size > v.Largest.Size {
+				v.Largest = sc
 			}
 		}
 		views.render(c, http.StatusOK, "session", page{Title: "Session inspector", User: &s.User, CSRF: csrf.Token(s.User), Data: v})
 	}
 }
 
-// fingerprint names a secret without revealing it.
-func fingerprint(secret string) string {
-	if secret == "" {
-		return "(none)"
+// sentCookies lists every cookie of the request, in the order sent, with
+// what it is; the session's own cookies are listed even when missing.
+func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
+	var out []sentCookie
+	seen := map[string]bool{}
+	reveal := func(base string) string {
+		text, err := ck.Reveal(r, base)
+		if err != nil {
+			return "(cannot be opened: changed, cut short, or sealed for another cookie or under a retired secret)"
+		}
+		return text
 	}
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:8])
+	for _, rc := range r.Cookies() {
+		sc := sentCookie{Name: rc.Name, Size: len(rc.Name) + 1 + len(rc.Value), Owner: "ChangeBank"}
+		seen[rc.Name] = true
+		switch {
+		case rc.Name == ck.Name(tokens.AccessCookie):
+			sc.Purpose = "The access token, a JWT signed by FusionAuth, as issued: signed, not sealed, so anyone holding it can read it. Checked on every request against FusionAuth's keys."
+			sc.Contents = decodeJWT(rc.Value)
+		case rc.Name == ck.Name(tokens.RefreshCookie):
+			sc.Purpose = "The refresh token, sealed (AES-256-GCM under a key for this cookie alone), with the user it belongs to and its end. It gets new access tokens silently."
+			sc.Contents = reveal(tokens.RefreshCookie)
+		case rc.Name == ck.Name(tokens.UserInfoCookie):
+			sc.Purpose = "Your profile from the validated ID token, sealed, with this login's id and time and the session's end (exp). Pages read your name from here without calling FusionAuth."
+			sc.Contents = reveal(tokens.UserInfoCookie)
+		case rc.Name == ck.Name(tokens.LogoutCookie):
+			sc.Purpose = "When this browser last logged out. A session that began before it is refused, so a response still on its way at logout cannot bring the session back."
+			if sec, err := strconv.ParseInt(rc.Value, 10, 64); err == nil {
+				sc.Contents = time.Unix(sec, 0).UTC().Format("2006-01-02 15:04:05 UTC")
+			}
+		case rc.Name == ck.Name(tokens.NoticeCookie):
+			sc.Purpose = "A one-shot notice from the previous request (a code from a fixed list, sealed, no secret). This response deletes it, so a reload does not repeat it."
+		case strings.HasPrefix(rc.Name, ck.Name("cb_login_")):
+			sc.Purpose = "A login transaction (state, nonce, PKCE verifier, return path), sealed, one per login started; deleted when that login completes, or after 10 minutes."
+		case rc.Name == "fusionauth.sso":
+			sc.Owner = "FusionAuth"
+			sc.Purpose = "FusionAuth's single sign-on session: the second session, FusionAuth's own. It reaches ChangeBank because browsers do not keep cookies apart by port on one host; the app never reads it, but it counts against the header size."
+		case strings.HasPrefix(rc.Name, "fusionauth.") || rc.Name == "access_token" || rc.Name == "refresh_token" || strings.HasPrefix(rc.Name, "app."):
+			sc.Owner = "FusionAuth"
+			sc.Purpose = "One of FusionAuth's own cookies. It reaches ChangeBank because browsers do not keep cookies apart by port on one host; the app never reads it, but it counts against the header size."
+		default:
+			sc.Owner = "another app"
+			sc.Purpose = "Not ChangeBank's: set by something else on this host. It still rides along with every request here."
+		}
+		out = append(out, sc)
+	}
+	for _, base := range []string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie} {
+		if name := ck.Name(base); !seen[name] {
+			out = append(out, sentCookie{Name: name, Owner: "ChangeBank", Missing: true,
+				Purpose: "Not sent with this request. If this response sets it again, it is in the Set-Cookie lines below."})
+		}
+	}
+	return out
+}
+
+// setCookieLines shows each Set-Cookie header attribute by attribute, the
+// value replaced by its size and fingerprint.
+func setCookieLines(headers []string) []setCookieLine {
+	var out []setCookieLine
+	for _, h := range headers {
+		parts := strings.Split(h, ";")
+		name, value, _ := strings.Cut(strings.TrimSpace(parts[0]), "=")
+		line := setCookieLine{Name: name}
+		if value == "" {
+			line.Value = "empty"
+		} else {
+			line.Value = fmt.Sprintf("%d bytes, fingerprint %s", len(value), tokens.Fingerprint(value))
+		}
+		for _, a := range parts[1:] {
+			a = strings.TrimSpace(a)
+			line.Attrs = append(line.Attrs, a)
+			if k, val, _ := strings.Cut(a, "="); strings.EqualFold(k, "Max-Age") && (val == "0" || strings.HasPrefix(val, "-")) {
+				line.Deletes = true
+			}
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // decodeJWT pretty-prints a JWT's header and claims (not its signature).
@@ -118,7 +199,8 @@ func decodeJWT(raw string) string {
 func expireAccess(sessions *tokens.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sessions.ExpireAccess(c.Writer)
-		c.Redirect(http.StatusSeeOther, "/session?did=expire")
+		sessions.Notify(c.Writer, tokens.NoticeAccessDropped)
+		c.Redirect(http.StatusSeeOther, "/session")
 	}
 }
 
@@ -128,12 +210,14 @@ func refreshNow(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Ha
 		err := sessions.Refresh(c.Request.Context(), c.Writer, sessionOf(c))
 		switch {
 		case err == nil:
-			c.Redirect(http.StatusSeeOther, "/session?did=refresh")
+			sessions.Notify(c.Writer, tokens.NoticeRefreshed)
+			c.Redirect(http.StatusSeeOther, "/session")
 		case errors.Is(err, tokens.ErrProviderUnavailable):
 			log.Warn("refresh now: provider unavailable", "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable, "The identity provider is unreachable right now. You are still logged in: try again in a moment.", "/session")
 		default:
 			log.Info("refresh now: session ended", "err", err)
+			sessions.Notify(c.Writer, tokens.EndReason(err))
 			c.Redirect(http.StatusSeeOther, "/login?return_to=/session")
 		}
 	}

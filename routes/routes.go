@@ -18,17 +18,35 @@ import (
 	"github.com/changebank/changebank/tokens"
 )
 
+// An Option adds an optional part to the app.
+type Option func(*options)
+
+type options struct {
+	attacker string // the attacker page's origin, linked from the inspector
+}
+
+// WithAttackerPage links the inspector to the cross-site attacker page
+// served at origin (see Attacker).
+func WithAttackerPage(origin string) Option {
+	return func(o *options) { o.attacker = origin }
+}
+
 // New returns the app's handler. Every route is listed here. sessions loads
 // and ends cookie sessions; the handlers also read cookies (the inspector),
 // verify Bearer tokens, guard forms with csrf, ask provider whether it is
 // ready, and tell the time by now.
 func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore, verifier *tokens.Verifier, csrf *tokens.CSRF,
-	provider *tokens.Provider, now func() time.Time, assets fs.FS, appURL string) (http.Handler, error) {
+	provider *tokens.Provider, now func() time.Time, assets fs.FS, appURL string, opts ...Option) (http.Handler, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	views, err := parseViews(assets, log)
 	if err != nil {
 		return nil, err
 	}
 	views.viewer = viewer(sessions, csrf)
+	views.take = func(c *gin.Context) (tokens.Notice, bool) { return sessions.TakeNotice(c.Writer, c.Request) }
 	static, err := fs.Sub(assets, "static")
 	if err != nil {
 		return nil, fmt.Errorf("routes: static files: %w", err)
@@ -59,7 +77,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.GET("/account", page, account(csrf, views))
 	r.GET("/make-change", page, makeChangeForm(csrf, views))
 	r.POST("/make-change", page, form, makeChange(csrf, views))
-	r.GET("/session", page, inspector(cookies, csrf, now, views))
+	r.GET("/session", page, inspector(cookies, csrf, now, views, o.attacker))
 	r.POST("/session/expire", page, form, expireAccess(sessions))
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, logout(sessions, true))

@@ -21,13 +21,16 @@ type views struct {
 	// viewer returns the logged-in user and their CSRF token, for the
 	// header of error pages, from the userinfo cookie alone (no refresh).
 	viewer func(c *gin.Context) (*tokens.UserInfo, string)
+	// take reads and deletes the request's one-shot notice cookie.
+	take func(c *gin.Context) (tokens.Notice, bool)
 }
 
 var pageNames = []string{"home", "account", "make_change", "session", "error"}
 
 func parseViews(assets fs.FS, log *slog.Logger) (*views, error) {
 	v := &views{pages: map[string]*template.Template{}, log: log,
-		viewer: func(*gin.Context) (*tokens.UserInfo, string) { return nil, "" }}
+		viewer: func(*gin.Context) (*tokens.UserInfo, string) { return nil, "" },
+		take:   func(*gin.Context) (tokens.Notice, bool) { return tokens.Notice{}, false }}
 	for _, name := range pageNames {
 		t, err := template.New("layout.html").ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
@@ -44,11 +47,16 @@ type page struct {
 	User  *tokens.UserInfo // nil on public pages
 	CSRF  string           // the session's anti-CSRF token, for forms
 	Data  any              // the page's own
+	// Notice says what happened on the request before this page, once.
+	Notice *noticeView
 }
 
 // render writes a page; it renders into a buffer first so that a template
 // error becomes a clean 500 rather than half a page.
 func (v *views) render(c *gin.Context, status int, name string, p page) {
+	if status == http.StatusOK {
+		p.Notice = v.notice(c)
+	}
 	var buf bytes.Buffer
 	if err := v.pages[name].Execute(&buf, p); err != nil {
 		// The error names the template and the field, never the page's data.

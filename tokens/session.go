@@ -95,8 +95,10 @@ func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refres
 // ErrNoSession (cookies expired on w) or ErrProviderUnavailable (cookies kept).
 func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
 	s, err := m.load(ctx, w, r)
-	if errors.Is(err, ErrNoSession) {
-		m.clear(w, r)
+	if errors.Is(err, ErrNoSession) && m.clear(w, r) {
+		// A session ended here: the next page says why, even when the
+		// provider's SSO session logs the user straight back in.
+		m.Notify(w, EndReason(err))
 	}
 	return s, err
 }
@@ -104,13 +106,17 @@ func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
 	now := m.now()
 	access := m.cookies.Get(r, AccessCookie)
-	user, ok := m.User(r)
-	if !ok {
+	user, why := m.user(r)
+	if why != "" {
 		// Without it there is nothing to show, nor a login to bind to.
-		return nil, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession)
+		return nil, ended(why, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession))
 	}
 	var rc refreshCookie
+	noRefresh := NoticeEndedExpired // why a session without a usable refresh cookie ends
 	if err := m.cookies.open(r, RefreshCookie, &rc); err != nil || now.Unix() >= rc.Expires || rc.Subject != user.Subject {
+		if m.cookies.Get(r, RefreshCookie) != "" && (err != nil || rc.Subject != user.Subject) {
+			noRefresh = NoticeEndedTampered
+		}
 		rc = refreshCookie{}
 	}
 	s := &Session{AccessToken: access, RefreshToken: rc.Token, User: user, Expires: time.Unix(user.Expires, 0)}
@@ -127,14 +133,14 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			return nil, fmt.Errorf("%w: %w", ErrNoSession, err)
 		case claims.Subject != user.Subject:
 			m.log.Warn("session refused: access token and userinfo name different users")
-			return nil, fmt.Errorf("%w: subject mismatch", ErrNoSession)
+			return nil, ended(NoticeEndedMismatch, fmt.Errorf("%w: subject mismatch", ErrNoSession))
 		case err == nil && claims.Expiry.Time().Sub(now) > refreshMargin:
 			s.Access = claims
 			return s, nil
 		}
 	}
 	if rc.Token == "" {
-		return nil, fmt.Errorf("%w: access token expired and no refresh token", ErrNoSession)
+		return nil, ended(noRefresh, fmt.Errorf("%w: access token expired and no usable refresh token", ErrNoSession))
 	}
 	err := m.refreshInto(ctx, w, s)
 	switch {
@@ -145,6 +151,8 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		m.log.Warn("refresh failed, serving with the current access token", "err", err)
 		s.Access = claims
 		return s, nil
+	case errors.Is(err, ErrNoSession):
+		return nil, ended(NoticeEndedRefused, err)
 	default:
 		return nil, err
 	}
@@ -154,9 +162,11 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 // token's expiry, and writes the new cookies on w. The session inspector's
 // "Refresh now" button uses it. Errors are as Load's.
 func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session) error {
-	err := ErrNoSession
+	err := ended(NoticeEndedExpired, ErrNoSession)
 	if s.RefreshToken != "" {
-		err = m.refreshInto(ctx, w, s)
+		if err = m.refreshInto(ctx, w, s); errors.Is(err, ErrNoSession) {
+			err = ended(NoticeEndedRefused, err)
+		}
 	}
 	if errors.Is(err, ErrNoSession) {
 		m.expireAll(w)
@@ -187,15 +197,24 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 // without looking at the tokens. Logout uses it to check the CSRF token
 // without refreshing anything.
 func (m *Manager) User(r *http.Request) (UserInfo, bool) {
+	user, why := m.user(r)
+	return user, why == ""
+}
+
+// user is User, with the reason a session that is not there ended.
+func (m *Manager) user(r *http.Request) (UserInfo, NoticeCode) {
 	var user UserInfo
-	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil || m.now().Unix() >= user.Expires {
-		return UserInfo{}, false
+	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil {
+		return UserInfo{}, NoticeEndedTampered
+	}
+	if m.now().Unix() >= user.Expires {
+		return UserInfo{}, NoticeEndedExpired
 	}
 	// A response that was in flight at logout may have set fresh cookies.
 	if out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64); err == nil && user.LoginAt <= out {
-		return UserInfo{}, false
+		return UserInfo{}, NoticeEndedStale
 	}
-	return user, true
+	return user, ""
 }
 
 // maxCookieBytes bounds a cookie's name and value together: browsers keep
@@ -243,13 +262,17 @@ func (m *Manager) expireAll(w http.ResponseWriter) {
 	}
 }
 
-// clear expires the session cookies the request carries.
-func (m *Manager) clear(w http.ResponseWriter, r *http.Request) {
+// clear expires the session cookies the request carries and reports
+// whether it carried any.
+func (m *Manager) clear(w http.ResponseWriter, r *http.Request) bool {
+	any := false
 	for _, base := range sessionCookies {
 		if _, err := r.Cookie(m.cookies.Name(base)); err == nil {
 			m.cookies.expire(w, base)
+			any = true
 		}
 	}
+	return any
 }
 
 // ExpireAccess drops the access cookie, so that the next request refreshes.

@@ -54,7 +54,7 @@ var settings = []setting{
 	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token (optional)"},
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"ATTACKER_ADDR", "", "host:port of the cross-site attacker page, another site than APP_URL's host (.env: 127.0.0.1:8081); empty: off"},
+	{"ATTACKER_ADDR", "", "host:port of the cross-site attacker page, another site than APP_URL's host (.env: 127.0.0.1:8090); empty: off"},
 }
 
 // publishedSecrets are the secret values this repository publishes in
@@ -192,7 +192,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		host, port, err := net.SplitHostPort(cfg.AttackerAddr)
 		switch {
 		case err != nil || host == "" || port == "":
-			bad("ATTACKER_ADDR", "%q: want host:port, such as 127.0.0.1:8081", cfg.AttackerAddr)
+			bad("ATTACKER_ADDR", "%q: want host:port, such as 127.0.0.1:8090", cfg.AttackerAddr)
 		case appURL != nil && strings.EqualFold(host, appURL.Hostname()):
 			// Browsers keep cookies apart by site (host), not by port: on the
 			// app's own host the attacker page would be the same site.

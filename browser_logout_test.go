@@ -24,6 +24,7 @@ func TestBrowserLogoutElsewhereEndsTheSession(t *testing.T) {
 			t.Fatalf("%s missing after login", name)
 		}
 	}
+	rememberCookies(t, ctx, d)
 
 	// Straight to the provider's logout, as FusionAuth's own logout link does:
 	// the app's cookies can only go through the iframe.

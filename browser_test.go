@@ -162,6 +162,17 @@ func cookies(t *testing.T, ctx context.Context, url string) map[string]*network.
 	return out
 }
 
+// rememberCookies records the values of every cookie the browser holds for
+// the app and the provider, which the demo's logs must never show.
+func rememberCookies(t *testing.T, ctx context.Context, d demo) {
+	t.Helper()
+	for _, u := range []string{d.appURL, d.issuer} {
+		for _, c := range cookies(t, ctx, u) {
+			d.secrets.remember(c.Value)
+		}
+	}
+}
+
 var sessionCookies = []string{"cb_access_token", "cb_refresh_token", "cb_userinfo"}
 
 func TestBrowserJourney(t *testing.T) {
@@ -169,10 +180,10 @@ func TestBrowserJourney(t *testing.T) {
 	d := startDemo(t, nil)
 
 	// 1. Home, Log in, a wrong password, the right one, the account.
-	run1(t, ctx, chromedp.Navigate(d.appURL+"/"), chromedp.Click(chromedp.CSS("#hero-login")))
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/"), chromedp.Click(chromedp.CSS("#hero-login")), chromedp.WaitVisible(chromedp.CSS("#loginId")))
 	shoot(t, ctx, "login")
-	if !strings.HasPrefix(location(t, ctx), d.issuer+"/oauth2/authorize") {
-		t.Fatalf("Log in led to %s", location(t, ctx))
+	if u := location(t, ctx); !strings.HasPrefix(u, d.issuer+"/oauth2/authorize") {
+		t.Fatalf("Log in led to %s", u)
 	}
 	logIn(t, ctx, "richard@example.com", "wrong-password")
 	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#error")))
@@ -184,6 +195,7 @@ func TestBrowserJourney(t *testing.T) {
 	if name, email := text(t, ctx, "#name"), text(t, ctx, "#email"); name != "Richard Hendricks" || email != "richard@example.com" {
 		t.Fatalf("account shows %q %q", name, email)
 	}
+	rememberCookies(t, ctx, d)
 	shoot(t, ctx, "account")
 
 	// 2. The session cookies: HttpOnly, SameSite=Lax, Path=/, unseen by scripts.
@@ -232,7 +244,13 @@ func TestBrowserJourney(t *testing.T) {
 			t.Errorf("%s survived logout", name)
 		}
 	}
-	run1(t, ctx, chromedp.NavigateBack(), chromedp.Sleep(300*time.Millisecond))
+	// The provider's logout page replaced itself with home, so Back goes to
+	// the account page: not from a cache (no-store), but asked again, which
+	// without a session leads to the provider's login form.
+	run1(t, ctx, chromedp.NavigateBack(), chromedp.WaitVisible(chromedp.CSS("#loginId")))
+	if u := location(t, ctx); !strings.HasPrefix(u, d.issuer+"/oauth2/authorize") {
+		t.Fatalf("Back after logout landed on %s, want the provider's login form", u)
+	}
 	body := get(t, ctx, chromedp.OuterHTML(chromedp.CSS("html")))
 	// The stand-in's login page lists the demo users' emails as a hint, so
 	// look for what only the account page shows: the name and the profile.
@@ -279,12 +297,16 @@ func TestBrowserSilentRefresh(t *testing.T) {
 	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"))
 	logIn(t, ctx, "richard@example.com", "password")
 	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
+	rememberCookies(t, ctx, d)
 	before := cookies(t, ctx, d.appURL)["cb_access_token"].Value
 	logins := strings.Count(d.logs.String(), "path=/login ")
 
-	// 4. Wait past the 8-second token's expiry, then navigate.
+	// 4. Wait past the 8-second token's expiry (the browser drops its
+	// cookie), then navigate. The sleeps are real: run takes no clock, and
+	// Chromium expires cookies by its own.
 	time.Sleep(9 * time.Second)
 	run1(t, ctx, chromedp.Navigate(d.appURL+"/make-change"), chromedp.WaitVisible(chromedp.CSS("#amount")))
+	rememberCookies(t, ctx, d)
 	if u := location(t, ctx); u != d.appURL+"/make-change" {
 		t.Fatalf("after expiry we are at %s", u)
 	}
@@ -295,10 +317,11 @@ func TestBrowserSilentRefresh(t *testing.T) {
 		t.Fatal("the login page was visited again")
 	}
 
-	// 5. Just after expiry, one page fires several requests at once
-	// (the kickstart's OneTimeUse refresh tokens): all succeed, one refresh.
+	// 5. Once the new token is within the app's 5-second refresh margin
+	// (after 3 s of its 8), one page fires several requests at once (the
+	// kickstart's OneTimeUse refresh tokens): all succeed, one refresh.
 	refreshes := strings.Count(d.logs.String(), `msg="tokens refreshed"`)
-	time.Sleep(9 * time.Second)
+	time.Sleep(3500 * time.Millisecond)
 	statuses := get(t, ctx, chromedp.Evaluate[[]int](`Promise.all([1,2,3,4,5,6].map(() => fetch("/api/me").then(r => r.status)))`, chromedp.EvalAwaitPromise))
 	if len(statuses) != 6 {
 		t.Fatalf("statuses: %v", statuses)
@@ -311,6 +334,7 @@ func TestBrowserSilentRefresh(t *testing.T) {
 	if n := strings.Count(d.logs.String(), `msg="tokens refreshed"`) - refreshes; n != 1 {
 		t.Fatalf("6 parallel requests caused %d refreshes, want 1", n)
 	}
+	rememberCookies(t, ctx, d)
 }
 
 // shoot saves a README screenshot of the whole page when -screenshots is

@@ -96,6 +96,53 @@ type demo struct {
 	appURL, issuer string
 	base           string // where requests go: APP_URL, or LISTEN_ADDR when set
 	logs           *syncBuffer
+	secrets        *secretList
+}
+
+// secretList holds the values that must never be logged: the settings'
+// secrets and what a test saw in the browser's cookies.
+type secretList struct {
+	mu     sync.Mutex
+	values []string
+}
+
+// remember adds values to look for; short ones (an emptied cookie, the
+// logout marker's Unix time) are no secrets and are left out.
+func (l *secretList) remember(values ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, v := range values {
+		if len(v) >= 16 && !slices.Contains(l.values, v) {
+			l.values = append(l.values, v)
+		}
+	}
+}
+
+// leaked returns the text just before each remembered value found in logs.
+func (l *secretList) leaked(logs string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, v := range l.values {
+		if i := strings.Index(logs, v); i >= 0 {
+			out = append(out, logs[max(0, i-120):i])
+		}
+	}
+	// Tokens and sealed cookies this test did not see still start with "eyJ".
+	if i := strings.Index(logs, "eyJ"); i >= 0 {
+		out = append(out, logs[max(0, i-120):i])
+	}
+	return out
+}
+
+// rememberJar remembers every cookie value jar holds for the app and the provider.
+func (d demo) rememberJar(jar http.CookieJar) {
+	for _, base := range []string{d.appURL, d.issuer} {
+		u, _ := url.Parse(base)
+		for _, c := range jar.Cookies(u) {
+			d.secrets.remember(c.Value)
+		}
+	}
 }
 
 // startDemo calls run with -embedded-idp on free loopback ports, waits
@@ -110,7 +157,11 @@ func startDemo(t testing.TB, extra map[string]string) demo {
 	for k, v := range extra {
 		env[k] = v
 	}
-	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &syncBuffer{}}
+	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &syncBuffer{}, secrets: &secretList{}}
+	d.secrets.remember(env["CLIENT_SECRET"], env["FUSIONAUTH_API_KEY"])
+	for _, secret := range strings.Split(env["APP_SECRET_KEY"], ",") {
+		d.secrets.remember(strings.TrimSpace(secret))
+	}
 	if env["LISTEN_ADDR"] != "" {
 		d.base = "http://" + env["LISTEN_ADDR"]
 	}
@@ -122,8 +173,8 @@ func startDemo(t testing.TB, extra map[string]string) demo {
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
-		if strings.Contains(d.logs.String(), "eyJ") {
-			t.Errorf("a token or cookie value was logged:\n%s", d.logs)
+		for _, before := range d.secrets.leaked(d.logs.String()) {
+			t.Errorf("a secret, token or cookie value was logged after ...%s", before)
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
@@ -193,6 +244,7 @@ func logInOverHTTP(t *testing.T, d demo) (string, string) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	d.rememberJar(jar)
 	return resp.Request.URL.String(), string(body)
 }
 

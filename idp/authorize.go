@@ -130,6 +130,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		sso = &ssoSession{userID: u.ID, authTime: s.now(), expires: s.now().Add(ssoTTL)}
 		id := randomToken()
+		s.witnessed("sso_session", id)
 		s.mu.Lock()
 		s.makeRoomLocked()
 		s.sessions[id] = sso
@@ -148,6 +149,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := randomToken()
+	s.witnessed("code", code)
 	s.mu.Lock()
 	s.makeRoomLocked()
 	s.codes[code] = &grant{

@@ -10,7 +10,8 @@
 // refresh tokens under the Reusable or OneTimeUse policy, RFC 6749 errors,
 // an SSO session cookie, and refresh-token revocation by API key.
 //
-// Tests steer it with RotateKey, FailTokens and TokenCalls.
+// Tests steer it with RotateKey, FailTokens and TokenCalls, and see the
+// secrets it hands out through Options.Witness.
 package idp
 
 import (
@@ -50,6 +51,11 @@ type Options struct {
 	RefreshGracePeriod time.Duration
 	Now                func() time.Time // defaults to time.Now
 	Log                *slog.Logger
+	// Witness, when set, is called with every secret the stand-in issues
+	// (kind "code", "access_token", "id_token", "refresh_token",
+	// "sso_session") or is sent ("code_verifier", "client_secret"), so that
+	// tests can look for them where they must never appear, such as logs.
+	Witness func(kind, value string)
 }
 
 // NoGracePeriod, as Options.RefreshGracePeriod, makes every reuse of a spent
@@ -105,6 +111,7 @@ type Server struct {
 	grace          time.Duration // Options.RefreshGracePeriod
 	now            func() time.Time
 	log            *slog.Logger
+	witness        func(kind, value string)
 	users          map[string]*User // by lower-case email
 	tenantID       string
 
@@ -146,7 +153,7 @@ func New(ks *Kickstart, o Options) (*Server, error) {
 	}
 	s := &Server{
 		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs, logoutOverride: o.LogoutURL,
-		grace: o.RefreshGracePeriod, now: o.Now, log: o.Log, users: map[string]*User{}, tenantID: newUUID(),
+		grace: o.RefreshGracePeriod, now: o.Now, log: o.Log, witness: o.Witness, users: map[string]*User{}, tenantID: newUUID(),
 		codes: map[string]*grant{}, refresh: map[string]*refreshToken{}, sessions: map[string]*ssoSession{},
 		calls: map[string]int{}, limit: defaultLimit,
 	}
@@ -161,6 +168,14 @@ func New(ks *Kickstart, o Options) (*Server, error) {
 		s.keys = append(s.keys, &signingKey{id: spec.ID, private: k})
 	}
 	return s, nil
+}
+
+// witnessed reports a secret to Options.Witness, if set; empty values are
+// not secrets.
+func (s *Server) witnessed(kind, value string) {
+	if s.witness != nil && value != "" {
+		s.witness(kind, value)
+	}
 }
 
 // Issuer returns the issuer the stand-in puts in tokens.

@@ -121,6 +121,7 @@ func (s *Server) authenticateClient(r *http.Request) (*Application, bool) {
 	} else {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
+	s.witnessed("client_secret", secret)
 	app := s.application(id)
 	if app == nil {
 		return nil, false
@@ -133,6 +134,7 @@ func (s *Server) authenticateClient(r *http.Request) (*Application, bool) {
 
 func (s *Server) exchangeCode(r *http.Request, app *Application) answer {
 	code := r.PostForm.Get("code")
+	s.witnessed("code_verifier", r.PostForm.Get("code_verifier"))
 	s.mu.Lock()
 	g := s.codes[code]
 	delete(s.codes, code) // one use, whatever happens next
@@ -245,6 +247,7 @@ func (s *Server) issue(app *Application, user *User, rt *refreshToken, refreshTo
 		s.log.Error("idp: signing an access token", "err", err)
 		return errorAnswer(http.StatusInternalServerError, "server_error", "signing failed")
 	}
+	s.witnessed("access_token", accessJWT)
 	resp := map[string]any{
 		"access_token": accessJWT, "expires_in": int(app.AccessTokenTTL.Seconds()),
 		"token_type": "Bearer", "userId": user.ID, "scope": rt.scope,
@@ -262,12 +265,16 @@ func (s *Server) issue(app *Application, user *User, rt *refreshToken, refreshTo
 		for k, v := range profileClaims(user, scopes) {
 			id[k] = v
 		}
-		if resp["id_token"], err = s.sign(id, app.IDTokenKeyID, gty); err != nil {
+		idJWT, err := s.sign(id, app.IDTokenKeyID, gty)
+		if err != nil {
 			s.log.Error("idp: signing an ID token", "err", err)
 			return errorAnswer(http.StatusInternalServerError, "server_error", "signing failed")
 		}
+		s.witnessed("id_token", idJWT)
+		resp["id_token"] = idJWT
 	}
 	if refreshToken != "" {
+		s.witnessed("refresh_token", refreshToken)
 		resp["refresh_token"], resp["refresh_token_id"] = refreshToken, rt.id
 	}
 	return answer{status: http.StatusOK, body: resp}

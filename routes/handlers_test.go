@@ -208,8 +208,8 @@ func TestFormsNeedCSRFTokenAndSameOrigin(t *testing.T) {
 	}
 	// The token survives a refresh.
 	s.clock.Advance(3 * time.Minute)
-	if p := b.post("/make-change", url.Values{"amount": {"1"}, "csrf_token": {token}}); p.status != http.StatusOK {
-		t.Fatalf("after refresh: %d", p.status)
+	if p := b.post("/make-change", url.Values{"amount": {"1"}, "csrf_token": {token}}); p.status != http.StatusOK || s.idp.TokenCalls("refresh_token") != 1 {
+		t.Fatalf("after refresh: %d, %d refreshes", p.status, s.idp.TokenCalls("refresh_token"))
 	}
 }
 

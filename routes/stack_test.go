@@ -3,6 +3,7 @@ package routes
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -76,6 +78,7 @@ type stack struct {
 	sealer   *tokens.Sealer
 	logs     *syncBuffer
 	handler  http.Handler
+	secrets  *secretSet
 }
 
 type stackOptions struct {
@@ -88,6 +91,10 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	clock := &fakeClock{now: time.Now()}
+	secrets := &secretSet{}
+	for kind, v := range map[string]string{"client_secret": clientSecret, "api_key": apiKey, "app_secret": string(testSecret)} {
+		secrets.add(kind, v)
+	}
 
 	ks, err := idp.LoadKickstart("../kickstart/kickstart.json", func(string) string { return "" }, log)
 	if err != nil {
@@ -100,7 +107,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	appSrv := httptest.NewUnstartedServer(nil)
 	idpURL := "http://" + idpSrv.Listener.Addr().String()
 	appURL := "http://" + appSrv.Listener.Addr().String()
-	stand, err := idp.New(ks, idp.Options{Issuer: idpURL, ExtraRedirectURLs: []string{appURL + "/callback", appURL + "/"}, Now: clock.Now, Log: log})
+	stand, err := idp.New(ks, idp.Options{Issuer: idpURL, ExtraRedirectURLs: []string{appURL + "/callback", appURL + "/"}, Now: clock.Now, Log: log, Witness: secrets.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +142,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	appSrv.Start()
 	t.Cleanup(appSrv.Close)
 
-	s := &stack{t: t, idp: stand, idpURL: idpURL, appURL: appURL, clock: clock, sessions: sessions, sealer: sealer, logs: logs, handler: h}
+	s := &stack{t: t, idp: stand, idpURL: idpURL, appURL: appURL, clock: clock, sessions: sessions, sealer: sealer, logs: logs, handler: h, secrets: secrets}
 	t.Cleanup(s.checkLogs)
 	return s
 }
@@ -154,11 +161,56 @@ func wire(log *slog.Logger, provider *tokens.Provider, sealer *tokens.Sealer, cc
 	return h, sessions, err
 }
 
-// checkLogs fails the test when a token, a sealed cookie or a code was logged:
-// every JWT and JWE starts with "eyJ" (base64 of `{"`).
+// secretSet holds every secret value the test stack handed out or was
+// sent: the stand-in's codes, tokens, SSO session ids, the PKCE verifiers
+// and client secret it received, and every cookie value the app set.
+type secretSet struct {
+	mu     sync.Mutex
+	values map[string]string // value -> kind
+}
+
+// minSecretLen skips values too short to be a secret: an emptied cookie,
+// the logout marker's Unix time.
+const minSecretLen = 16
+
+func (s *secretSet) add(kind, value string) {
+	if len(value) < minSecretLen {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.values == nil {
+		s.values = map[string]string{}
+	}
+	if _, ok := s.values[value]; !ok {
+		s.values[value] = kind
+	}
+}
+
+// leaks returns, for each secret found in text, its kind and where it is.
+func (s *secretSet) leaks(text string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for v, kind := range s.values {
+		if i := strings.Index(text, v); i >= 0 {
+			out = append(out, fmt.Sprintf("%s at ...%s...", kind, text[max(0, i-120):i]))
+		}
+	}
+	// Tokens and sealed values this stack did not see issued (a forged one,
+	// a test's own) still start with "eyJ", base64 of `{"`.
+	if i := strings.Index(text, "eyJ"); i >= 0 {
+		out = append(out, fmt.Sprintf("a JWT or JWE at ...%s...", text[max(0, i-120):min(len(text), i+20)]))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkLogs fails the test when the logs hold any secret the stack issued
+// or received, or anything shaped like a token or a sealed cookie.
 func (s *stack) checkLogs() {
-	if i := strings.Index(s.logs.String(), "eyJ"); i >= 0 {
-		s.t.Errorf("the logs hold a token or cookie value: ...%s...", s.logs.String()[max(0, i-200):min(len(s.logs.String()), i+40)])
+	for _, leak := range s.secrets.leaks(s.logs.String()) {
+		s.t.Errorf("the logs hold a secret: %s", leak)
 	}
 }
 
@@ -185,8 +237,12 @@ func (s *stack) browser() *browser {
 func (b *browser) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
 	if err == nil {
+		set := resp.Cookies()
+		for _, c := range set {
+			b.s.secrets.add("cookie "+c.Name, c.Value)
+		}
 		b.mu.Lock()
-		b.sets = append(b.sets, resp.Cookies()...)
+		b.sets = append(b.sets, set...)
 		b.mu.Unlock()
 	}
 	return resp, err

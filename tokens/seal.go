@@ -24,6 +24,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwe"
@@ -116,7 +117,7 @@ const maxSealedLen = 4096
 // Open decrypts a value sealed for the named cookie. Any failure is
 // errUnsealable: callers treat every one alike, as a missing cookie.
 func (s *Sealer) Open(cookie, sealed string) ([]byte, error) {
-	if sealed == "" || len(sealed) > maxSealedLen {
+	if sealed == "" || len(sealed) > maxSealedLen || !canonical(sealed) {
 		return nil, errUnsealable
 	}
 	// Only "dir" with A256GCM, and only under the secret the header names:
@@ -146,4 +147,16 @@ func (s *Sealer) Open(cookie, sealed string) ([]byte, error) {
 		return nil, errUnsealable
 	}
 	return plain, nil
+}
+
+// canonical reports whether every part of a compact JWE is base64url in its
+// one canonical form. The decoder jwx uses ignores a last character's
+// unused bits, so without this a changed value could still open.
+func canonical(sealed string) bool {
+	for part := range strings.SplitSeq(sealed, ".") {
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(part); err != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -11,7 +11,7 @@ var (
 	secretB = []byte("test-secret-b-0123456789abcdef-0123456789")
 )
 
-func mustSealer(t *testing.T, secrets ...[]byte) *Sealer {
+func mustSealer(t testing.TB, secrets ...[]byte) *Sealer {
 	t.Helper()
 	s, err := NewSealer(secrets...)
 	if err != nil {
@@ -44,7 +44,12 @@ func TestSealRefusesWhatItDidNotSeal(t *testing.T) {
 	flip := []byte(sealed)
 	flip[len(flip)-5] ^= 0x01
 	parts := strings.Split(sealed, ".")
+	// The tag's 16 bytes take 22 base64url characters, the last of which
+	// has 4 unused bits: changing its lowest bit leaves the bytes alone.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	spare := sealed[:len(sealed)-1] + string(alphabet[strings.IndexByte(alphabet, sealed[len(sealed)-1])^1])
 	cases := map[string]string{
+		"unused bits changed":     spare,
 		"moved to another cookie": "", // opened under RefreshCookie below
 		"tampered":                string(flip),
 		"truncated":               sealed[:len(sealed)-10],
@@ -93,20 +98,4 @@ func TestSealerRefusesShortSecrets(t *testing.T) {
 	if _, err := NewSealer(); err == nil {
 		t.Fatal("no secret was accepted")
 	}
-}
-
-func FuzzOpen(f *testing.F) {
-	s, _ := NewSealer(secretA)
-	good, _ := s.Seal(UserInfoCookie, []byte(`{"sub":"x"}`))
-	f.Add(good)
-	f.Add("a.b.c.d.e")
-	f.Add("eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0....")
-	f.Fuzz(func(t *testing.T, v string) {
-		if v == good {
-			return
-		}
-		if plain, err := s.Open(UserInfoCookie, v); err == nil {
-			t.Fatalf("opened a value it did not seal: %q", plain)
-		}
-	})
 }

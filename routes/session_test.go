@@ -213,11 +213,11 @@ func TestProviderDownDuringRefreshKeepsTheSession(t *testing.T) {
 	if b.cookie(tokens.RefreshCookie) != before {
 		t.Fatal("the refresh cookie changed while the provider was down")
 	}
-	// A provider that hangs: the app gives up after its client's timeout
-	// (2 s here) and answers 503. The stand-in would answer only after a
-	// minute, and the test's browser gives up after 10 s, so a 503 can only
-	// come from the app giving up.
-	s.idp.FailTokens(idp.Failure{Mode: idp.Slow, Delay: time.Minute})
+	// A slow provider: the app's request gives up after its client's
+	// timeout (2 s here) and answers 503. The stand-in answers after 4 s,
+	// within the detached call's own limit, and the test's browser would
+	// wait 10 s, so a 503 can only come from the app giving up.
+	s.idp.FailTokens(idp.Failure{Mode: idp.Slow, Delay: 4 * time.Second})
 	if p := b.get("/account"); p.status != http.StatusServiceUnavailable {
 		t.Fatalf("slow provider: %d", p.status)
 	}

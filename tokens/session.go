@@ -94,17 +94,20 @@ func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refres
 // token is missing or about to expire (new cookies go on w). It returns
 // ErrNoSession (cookies expired on w) or ErrProviderUnavailable (cookies kept).
 func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
-	s, err := m.load(ctx, w, r)
+	s, err := m.load(ctx, w, r, nil)
 	if errors.Is(err, ErrNoSession) {
 		m.clear(w, r)
 	}
 	return s, err
 }
 
-func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
-	now := m.now()
+// load is Load without clearing cookies. With a recorder it records each
+// check and stops where it would refresh, returning errWouldRefresh: a
+// trace looks and never acts (w is not used then).
+func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *recorder) (*Session, error) {
+	now := rec.now(m.now)
 	access := m.cookies.Get(r, AccessCookie)
-	user, ok := m.User(r)
+	user, ok := m.user(r, rec)
 	if !ok {
 		// Without it there is nothing to show, nor a login to bind to.
 		return nil, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession)
@@ -112,13 +115,16 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	var rc refreshCookie
 	if err := m.cookies.open(r, RefreshCookie, &rc); err != nil || now.Unix() >= rc.Expires || rc.Subject != user.Subject {
 		rc = refreshCookie{}
+		rec.fail(CheckRefresh, nil) // not fatal: the session goes on until the access token expires
+	} else {
+		rec.pass(CheckRefresh)
 	}
 	s := &Session{AccessToken: access, RefreshToken: rc.Token, User: user, Expires: time.Unix(user.Expires, 0)}
 
 	var claims *Claims
 	if access != "" {
 		var err error
-		claims, err = m.verifier.AccessToken(ctx, access)
+		claims, err = m.verifier.accessToken(ctx, access, rec)
 		switch {
 		case errors.Is(err, ErrProviderUnavailable):
 			return nil, err
@@ -127,14 +133,21 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			return nil, fmt.Errorf("%w: %w", ErrNoSession, err)
 		case claims.Subject != user.Subject:
 			m.log.Warn("session refused: access token and userinfo name different users")
-			return nil, fmt.Errorf("%w: subject mismatch", ErrNoSession)
-		case err == nil && claims.Expiry.Time().Sub(now) > refreshMargin:
+			return nil, rec.fail(CheckBinding, fmt.Errorf("%w: subject mismatch", ErrNoSession))
+		}
+		rec.pass(CheckBinding)
+		if err == nil && claims.Expiry.Time().Sub(now) > refreshMargin {
 			s.Access = claims
 			return s, nil
 		}
+	} else {
+		rec.fail(CheckShape, nil) // no access token: refresh, or end the session
 	}
 	if rc.Token == "" {
 		return nil, fmt.Errorf("%w: access token expired and no refresh token", ErrNoSession)
+	}
+	if rec != nil {
+		return s, errWouldRefresh
 	}
 	err := m.refreshInto(ctx, w, s)
 	switch {
@@ -187,14 +200,28 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 // without looking at the tokens. Logout uses it to check the CSRF token
 // without refreshing anything.
 func (m *Manager) User(r *http.Request) (UserInfo, bool) {
+	return m.user(r, nil)
+}
+
+// user is User, recording each check on rec (which may be nil).
+func (m *Manager) user(r *http.Request, rec *recorder) (UserInfo, bool) {
 	var user UserInfo
-	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil || m.now().Unix() >= user.Expires {
+	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil {
+		rec.fail(CheckUserInfo, err)
 		return UserInfo{}, false
 	}
+	rec.pass(CheckUserInfo)
+	if rec.now(m.now).Unix() >= user.Expires {
+		rec.fail(CheckSessionEnd, nil)
+		return UserInfo{}, false
+	}
+	rec.pass(CheckSessionEnd)
 	// A response that was in flight at logout may have set fresh cookies.
 	if out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64); err == nil && user.LoginAt <= out {
+		rec.fail(CheckLogout, nil)
 		return UserInfo{}, false
 	}
+	rec.pass(CheckLogout)
 	return user, true
 }
 

@@ -23,13 +23,13 @@ type views struct {
 	viewer func(c *gin.Context) (*tokens.UserInfo, string)
 }
 
-var pageNames = []string{"home", "account", "make_change", "session", "error"}
+var pageNames = []string{"home", "account", "make_change", "session", "error", "lab"}
 
 func parseViews(assets fs.FS, log *slog.Logger) (*views, error) {
 	v := &views{pages: map[string]*template.Template{}, log: log,
 		viewer: func(*gin.Context) (*tokens.UserInfo, string) { return nil, "" }}
 	for _, name := range pageNames {
-		t, err := template.New("layout.html").ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
+		t, err := template.New("layout.html").ParseFS(assets, "templates/layout.html", "templates/trace.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("routes: template %s: %w", name, err)
 		}
@@ -44,11 +44,15 @@ type page struct {
 	User  *tokens.UserInfo // nil on public pages
 	CSRF  string           // the session's anti-CSRF token, for forms
 	Data  any              // the page's own
+	Trace *tokens.Trace    // the verification trace of this request, when the route made one (withTrace)
 }
 
 // render writes a page; it renders into a buffer first so that a template
 // error becomes a clean 500 rather than half a page.
 func (v *views) render(c *gin.Context, status int, name string, p page) {
+	if t, ok := c.Get(traceKey); ok && p.Trace == nil {
+		p.Trace = t.(*tokens.Trace)
+	}
 	var buf bytes.Buffer
 	if err := v.pages[name].Execute(&buf, p); err != nil {
 		// The error names the template and the field, never the page's data.

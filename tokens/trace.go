@@ -201,9 +201,9 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 	rel := func(u int64) string {
 		d := time.Unix(u, 0).Sub(at).Round(time.Second)
 		if d < 0 {
-			return fmt.Sprintf("%s ago", -d)
+			return roughly(-d) + " ago"
 		}
-		return fmt.Sprintf("in %s", d)
+		return "in " + roughly(d)
 	}
 	for i := range t.Steps {
 		s := &t.Steps[i]
@@ -316,6 +316,20 @@ func peekJWT(raw string) (header, claims map[string]any) {
 		}
 	}
 	return header, claims
+}
+
+// roughly writes a duration as people say it: seconds up to two minutes,
+// minutes up to two hours, hours up to two days, then days.
+func roughly(d time.Duration) string {
+	switch {
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	case d < 2*time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
 
 func str(v any) string {

@@ -130,6 +130,10 @@ func TestAttackLabVerdicts(t *testing.T) {
 	if !strings.Contains(s.logs.String(), `msg="attack lab" attack=alg-none outcome=refused decided=algorithm`) {
 		t.Errorf("the log does not record the attack and its verdict:\n%s", s.logs)
 	}
+	// An operator reading the log sees the lab's attacks, not sessions refused.
+	if strings.Contains(s.logs.String(), "session refused") {
+		t.Errorf("the lab's attacks were logged as refused sessions:\n%s", s.logs)
+	}
 	// The real session is as it was.
 	if p := b.get("/account"); p.status != http.StatusOK || s.idp.TokenCalls("refresh_token") != 0 {
 		t.Fatalf("after the lab: %d, refresh calls %d", p.status, s.idp.TokenCalls("refresh_token"))
@@ -178,6 +182,18 @@ func TestAttackLabRefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no access token", func(t *testing.T) {
+		// "Expire the access token now", and the lab posted before any page
+		// brought a new one: a clear answer, and still nothing refreshed.
+		b := s.browser()
+		token := csrf(t, b.login("/session/lab").body)
+		b.post("/session/expire", url.Values{"csrf_token": {token}})
+		b.forgetSets()
+		p := b.post("/session/lab", url.Values{"csrf_token": {token}, "attack": {"alg-none"}})
+		if p.status != http.StatusConflict || !strings.Contains(p.body, "no access token") || len(p.header.Values("Set-Cookie")) != 0 {
+			t.Fatalf("%d, %d Set-Cookie\n%s", p.status, len(p.header.Values("Set-Cookie")), p.body)
+		}
+	})
 	t.Run("cross-site", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, s.appURL+"/session/lab",
 			strings.NewReader(url.Values{"csrf_token": {token}, "attack": {"alg-none"}}.Encode()))

@@ -128,6 +128,26 @@ func (r *recorder) fail(c Check, err error) error {
 	return err
 }
 
+// verifyFailed records why jws.Verify failed, unless a check of the key
+// provider recorded it already: after the algorithm passed, it is the
+// signature; when the key provider never ran, jws could not parse the token.
+func (r *recorder) verifyFailed(err error) {
+	if r == nil {
+		return
+	}
+	var last Step
+	if n := len(r.steps); n > 0 {
+		last = r.steps[n-1]
+	}
+	switch {
+	case last.Result == Fail:
+	case last.Check == CheckAlgorithm:
+		r.fail(CheckSignature, err)
+	default:
+		r.fail(CheckShape, err)
+	}
+}
+
 // usedKey records the key a signature is checked with.
 func (r *recorder) usedKey(kid, alg string) {
 	if r != nil {

@@ -179,34 +179,30 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder) (*Clai
 	// The key, and with it the algorithm, come only from the provider's
 	// JWKS, looked up by kid; jku, x5u and an embedded jwk are never
 	// consulted. The token's alg must be the key's, or fit a key that names none.
-	var lookupErr, keyErr error // keyErr: the key provider refused, before any signature check
+	var lookupErr error
 	var typ string
-	parsed := false // the key provider ran: the token parsed as a JWS
 	provider := jws.KeyProviderFunc(func(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
-		parsed = true
-		rec.pass(CheckShape)
+		rec.pass(CheckShape) // jws parsed it
+
 		hdr := sig.ProtectedHeaders()
 		// RFC 7515 4.1.11: an extension listed in crit must be understood,
 		// and this app understands none.
 		if crit, ok := hdr.Critical(); ok {
-			keyErr = rec.fail(CheckHeader, fmt.Errorf("the header lists critical extensions %q", crit))
-			return keyErr
+			return rec.fail(CheckHeader, fmt.Errorf("the header lists critical extensions %q", crit))
 		}
 		t, _ := hdr.Type()
 		typ = strings.TrimPrefix(strings.ToLower(t), "application/")
 		if typ != typNone && typ != typJWT && typ != typAccess {
-			keyErr = rec.fail(CheckHeader, fmt.Errorf("typ %q is neither JWT nor at+jwt", t))
-			return keyErr
+			return rec.fail(CheckHeader, fmt.Errorf("typ %q is neither JWT nor at+jwt", t))
 		}
 		rec.pass(CheckHeader)
 		kid, ok := hdr.KeyID()
 		if !ok || kid == "" {
-			keyErr = rec.fail(CheckKey, errors.New("no kid in the token's header"))
-			return keyErr
+			return rec.fail(CheckKey, errors.New("no kid in the token's header"))
 		}
 		key, err := v.keys.LookupKey(ctx, kid)
 		if err != nil {
-			lookupErr, keyErr = err, err
+			lookupErr = err
 			if !errors.Is(err, ErrProviderUnavailable) {
 				rec.fail(CheckKey, err)
 			}
@@ -217,8 +213,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder) (*Clai
 		alg, err := v.algorithm(key, tokAlg)
 		rec.usedKey(kid, alg.String())
 		if err != nil {
-			keyErr = rec.fail(CheckAlgorithm, err)
-			return keyErr
+			return rec.fail(CheckAlgorithm, err)
 		}
 		rec.pass(CheckAlgorithm)
 		sink.Key(alg, key)
@@ -229,12 +224,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder) (*Clai
 		if errors.Is(lookupErr, ErrProviderUnavailable) {
 			return nil, "", lookupErr
 		}
-		switch {
-		case !parsed:
-			rec.fail(CheckShape, err)
-		case keyErr == nil: // every check before it passed: the signature itself is wrong
-			rec.fail(CheckSignature, err)
-		}
+		rec.verifyFailed(err)
 		return nil, "", fmt.Errorf("%w: signature: %w", errInvalidToken, err)
 	}
 	rec.pass(CheckSignature)

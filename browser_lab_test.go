@@ -54,7 +54,6 @@ func TestBrowserTraceAndLab(t *testing.T) {
 				}
 			}
 			fits(t, ctx, w.width)
-			shoot(t, ctx, w.shot+"trace")
 
 			for _, a := range attacks {
 				run1(t, ctx, chromedp.Navigate(d.appURL+"/session/lab"), chromedp.WaitVisible(chromedp.CSS("#attack-"+a.name)),

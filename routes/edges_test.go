@@ -207,7 +207,7 @@ func TestBackAfterLoginGoesOnToTheAccount(t *testing.T) {
 }
 
 func TestTemplateErrorsAreLogged(t *testing.T) {
-	assets := fstest.MapFS{"templates/layout.html": {Data: []byte(`{{template "content" .}}`)}}
+	assets := fstest.MapFS{"templates/layout.html": {Data: []byte(`{{template "content" .}}`)}, "templates/trace.html": {}}
 	for _, name := range pageNames {
 		assets["templates/"+name+".html"] = &fstest.MapFile{Data: []byte(`{{define "content"}}{{.Data.Missing}}{{end}}`)}
 	}

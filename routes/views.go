@@ -25,14 +25,14 @@ type views struct {
 	take func(c *gin.Context) (tokens.Notice, bool)
 }
 
-var pageNames = []string{"home", "account", "make_change", "session", "error"}
+var pageNames = []string{"home", "account", "make_change", "session", "error", "lab"}
 
 func parseViews(assets fs.FS, log *slog.Logger) (*views, error) {
 	v := &views{pages: map[string]*template.Template{}, log: log,
 		viewer: func(*gin.Context) (*tokens.UserInfo, string) { return nil, "" },
 		take:   func(*gin.Context) (tokens.Notice, bool) { return tokens.Notice{}, false }}
 	for _, name := range pageNames {
-		t, err := template.New("layout.html").ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
+		t, err := template.New("layout.html").ParseFS(assets, "templates/layout.html", "templates/trace.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("routes: template %s: %w", name, err)
 		}
@@ -49,6 +49,7 @@ type page struct {
 	Data  any              // the page's own
 	// Notice says what happened on the request before this page, once.
 	Notice *noticeView
+	Trace  *tokens.Trace // the verification trace of this request, when the route made one (withTrace)
 }
 
 // render writes a page; it renders into a buffer first so that a template
@@ -56,6 +57,9 @@ type page struct {
 func (v *views) render(c *gin.Context, status int, name string, p page) {
 	if status == http.StatusOK {
 		p.Notice = v.notice(c)
+	}
+	if t, ok := c.Get(traceKey); ok && p.Trace == nil {
+		p.Trace = t.(*tokens.Trace)
 	}
 	var buf bytes.Buffer
 	if err := v.pages[name].Execute(&buf, p); err != nil {

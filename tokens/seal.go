@@ -15,6 +15,8 @@
 //   - refresh.go: silent refresh, once per browser even when requests race.
 //   - login.go: the login transaction (state, nonce, PKCE) and the code exchange.
 //   - logout.go: refresh-token revocation and the provider's end-session URL.
+//   - trace.go: the session's checks recorded one by one, for the inspector's verification trace.
+//   - lab.go: the attack lab's tampered copies of a session's cookies, judged by the real checks.
 package tokens
 
 import (

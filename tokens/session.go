@@ -94,7 +94,7 @@ func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refres
 // token is missing or about to expire (new cookies go on w). It returns
 // ErrNoSession (cookies expired on w) or ErrProviderUnavailable (cookies kept).
 func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
-	s, err := m.load(ctx, w, r)
+	s, err := m.load(ctx, w, r, nil)
 	if errors.Is(err, ErrNoSession) && m.clear(w, r) {
 		// A session ended here: the next page says why, even when the
 		// provider's SSO session logs the user straight back in.
@@ -103,10 +103,13 @@ func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	return s, err
 }
 
-func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
-	now := m.now()
+// load is Load without clearing cookies. With a recorder it records each
+// check and stops where it would refresh, returning errWouldRefresh: a
+// trace looks and never acts (w is not used then).
+func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *recorder) (*Session, error) {
+	now := rec.now(m.now)
 	access := m.cookies.Get(r, AccessCookie)
-	user, why := m.user(r)
+	user, why := m.user(r, rec)
 	if why != "" {
 		// Without it there is nothing to show, nor a login to bind to.
 		return nil, ended(why, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession))
@@ -118,29 +121,43 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			noRefresh = NoticeEndedTampered
 		}
 		rc = refreshCookie{}
+		rec.fail(CheckRefresh, nil) // not fatal: the session goes on until the access token expires
+	} else {
+		rec.pass(CheckRefresh)
 	}
 	s := &Session{AccessToken: access, RefreshToken: rc.Token, User: user, Expires: time.Unix(user.Expires, 0)}
 
 	var claims *Claims
 	if access != "" {
 		var err error
-		claims, err = m.verifier.AccessToken(ctx, access)
+		claims, err = m.verifier.accessToken(ctx, access, rec)
 		switch {
 		case errors.Is(err, ErrProviderUnavailable):
 			return nil, err
 		case err != nil && !errors.Is(err, errExpired):
-			m.log.Warn("session refused: invalid access token", "err", err)
+			if rec == nil { // a trace (the attack lab) ends no session
+				m.log.Warn("session refused: invalid access token", "err", err)
+			}
 			return nil, fmt.Errorf("%w: %w", ErrNoSession, err)
 		case claims.Subject != user.Subject:
-			m.log.Warn("session refused: access token and userinfo name different users")
-			return nil, ended(NoticeEndedMismatch, fmt.Errorf("%w: subject mismatch", ErrNoSession))
-		case err == nil && claims.Expiry.Time().Sub(now) > refreshMargin:
+			if rec == nil {
+				m.log.Warn("session refused: access token and userinfo name different users")
+			}
+			return nil, rec.fail(CheckBinding, ended(NoticeEndedMismatch, fmt.Errorf("%w: subject mismatch", ErrNoSession)))
+		}
+		rec.pass(CheckBinding)
+		if err == nil && claims.Expiry.Time().Sub(now) > refreshMargin {
 			s.Access = claims
 			return s, nil
 		}
+	} else {
+		rec.fail(CheckShape, nil) // no access token: refresh, or end the session
 	}
 	if rc.Token == "" {
 		return nil, ended(noRefresh, fmt.Errorf("%w: access token expired and no usable refresh token", ErrNoSession))
+	}
+	if rec != nil {
+		return s, errWouldRefresh
 	}
 	err := m.refreshInto(ctx, w, s)
 	switch {
@@ -197,23 +214,30 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 // without looking at the tokens. Logout uses it to check the CSRF token
 // without refreshing anything.
 func (m *Manager) User(r *http.Request) (UserInfo, bool) {
-	user, why := m.user(r)
+	user, why := m.user(r, nil)
 	return user, why == ""
 }
 
-// user is User, with the reason a session that is not there ended.
-func (m *Manager) user(r *http.Request) (UserInfo, NoticeCode) {
+// user is User, with the reason a session that is not there ended,
+// recording each check on rec (which may be nil).
+func (m *Manager) user(r *http.Request, rec *recorder) (UserInfo, NoticeCode) {
 	var user UserInfo
 	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil {
+		rec.fail(CheckUserInfo, err)
 		return UserInfo{}, NoticeEndedTampered
 	}
-	if m.now().Unix() >= user.Expires {
+	rec.pass(CheckUserInfo)
+	if rec.now(m.now).Unix() >= user.Expires {
+		rec.fail(CheckSessionEnd, nil)
 		return UserInfo{}, NoticeEndedExpired
 	}
+	rec.pass(CheckSessionEnd)
 	// A response that was in flight at logout may have set fresh cookies.
 	if out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64); err == nil && user.LoginAt <= out {
+		rec.fail(CheckLogout, nil)
 		return UserInfo{}, NoticeEndedStale
 	}
+	rec.pass(CheckLogout)
 	return user, ""
 }
 

@@ -122,7 +122,12 @@ func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Veri
 // ErrProviderUnavailable means the keys could not be fetched: the token was
 // not judged. Every other error wraps errInvalidToken.
 func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error) {
-	c, typ, err := v.verify(ctx, raw)
+	return v.accessToken(ctx, raw, nil)
+}
+
+// accessToken is AccessToken, recording each check on rec (which may be nil).
+func (v *Verifier) accessToken(ctx context.Context, raw string, rec *recorder) (*Claims, error) {
+	c, typ, err := v.verify(ctx, raw, rec)
 	if c == nil {
 		return nil, err
 	}
@@ -130,17 +135,18 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error)
 	case c.AtHash != "" || c.Nonce != "":
 		// An ID token is no credential for this app, whatever the provider
 		// puts in it: an ID token from the token endpoint may lack at_hash.
-		return nil, fmt.Errorf("%w: an ID token (it carries nonce or at_hash) is not an access token", errInvalidToken)
+		return nil, rec.fail(CheckKind, fmt.Errorf("%w: an ID token (it carries nonce or at_hash) is not an access token", errInvalidToken))
 	case typ != typAccess && v.atJWT.Load():
-		return nil, fmt.Errorf("%w: typ %q, but this provider types its access tokens at+jwt", errInvalidToken, typ)
+		return nil, rec.fail(CheckKind, fmt.Errorf("%w: typ %q, but this provider types its access tokens at+jwt", errInvalidToken, typ))
 	}
+	rec.pass(CheckKind)
 	return c, err
 }
 
 // idToken verifies an ID token and, when nonce is not empty, its nonce.
 // Claims come back as AccessToken's do.
 func (v *Verifier) idToken(ctx context.Context, raw, nonce string) (*Claims, error) {
-	c, typ, err := v.verify(ctx, raw)
+	c, typ, err := v.verify(ctx, raw, nil)
 	switch {
 	case c == nil:
 		return nil, err
@@ -161,13 +167,14 @@ const (
 )
 
 // verify checks the signature and the claims, and returns the token's typ.
-// Claims come back on success and when only errExpired is wrong.
-func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, string, error) {
+// Claims come back on success and when only errExpired is wrong. Each
+// check is recorded on rec, which may be nil.
+func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder) (*Claims, string, error) {
 	if len(raw) > maxTokenLen {
-		return nil, "", fmt.Errorf("%w: %d bytes, more than %d", errInvalidToken, len(raw), maxTokenLen)
+		return nil, "", rec.fail(CheckShape, fmt.Errorf("%w: %d bytes, more than %d", errInvalidToken, len(raw), maxTokenLen))
 	}
 	if strings.Count(raw, ".") != 2 {
-		return nil, "", fmt.Errorf("%w: not a compact JWS", errInvalidToken)
+		return nil, "", rec.fail(CheckShape, fmt.Errorf("%w: not a compact JWS", errInvalidToken))
 	}
 	// The key, and with it the algorithm, come only from the provider's
 	// JWKS, looked up by kid; jku, x5u and an embedded jwk are never
@@ -175,31 +182,40 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, string, err
 	var lookupErr error
 	var typ string
 	provider := jws.KeyProviderFunc(func(ctx context.Context, sink jws.KeySink, sig *jws.Signature, _ *jws.Message) error {
+		rec.pass(CheckShape) // jws parsed it
+
 		hdr := sig.ProtectedHeaders()
 		// RFC 7515 4.1.11: an extension listed in crit must be understood,
 		// and this app understands none.
 		if crit, ok := hdr.Critical(); ok {
-			return fmt.Errorf("the header lists critical extensions %q", crit)
+			return rec.fail(CheckHeader, fmt.Errorf("the header lists critical extensions %q", crit))
 		}
 		t, _ := hdr.Type()
 		typ = strings.TrimPrefix(strings.ToLower(t), "application/")
 		if typ != typNone && typ != typJWT && typ != typAccess {
-			return fmt.Errorf("typ %q is neither JWT nor at+jwt", t)
+			return rec.fail(CheckHeader, fmt.Errorf("typ %q is neither JWT nor at+jwt", t))
 		}
+		rec.pass(CheckHeader)
 		kid, ok := hdr.KeyID()
 		if !ok || kid == "" {
-			return errors.New("no kid in the token's header")
+			return rec.fail(CheckKey, errors.New("no kid in the token's header"))
 		}
 		key, err := v.keys.LookupKey(ctx, kid)
 		if err != nil {
 			lookupErr = err
+			if !errors.Is(err, ErrProviderUnavailable) {
+				rec.fail(CheckKey, err)
+			}
 			return err
 		}
+		rec.pass(CheckKey)
 		tokAlg, _ := hdr.Algorithm()
 		alg, err := v.algorithm(key, tokAlg)
+		rec.usedKey(kid, alg.String())
 		if err != nil {
-			return err
+			return rec.fail(CheckAlgorithm, err)
 		}
+		rec.pass(CheckAlgorithm)
 		sink.Key(alg, key)
 		return nil
 	})
@@ -208,16 +224,19 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, string, err
 		if errors.Is(lookupErr, ErrProviderUnavailable) {
 			return nil, "", lookupErr
 		}
+		rec.verifyFailed(err)
 		return nil, "", fmt.Errorf("%w: signature: %w", errInvalidToken, err)
 	}
+	rec.pass(CheckSignature)
 	if typ == typAccess {
 		v.atJWT.Store(true)
 	}
 	var c Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, "", fmt.Errorf("%w: claims: %w", errInvalidToken, err)
+		return nil, "", rec.fail(CheckClaims, fmt.Errorf("%w: claims: %w", errInvalidToken, err))
 	}
-	switch err := v.validate(&c); {
+	rec.pass(CheckClaims)
+	switch err := v.validate(&c, rec); {
 	case err == nil:
 		return &c, typ, nil
 	case errors.Is(err, errExpired):
@@ -294,23 +313,34 @@ var asymmetric = map[string]bool{
 	"EdDSA": true, "Ed25519": true,
 }
 
-func (v *Verifier) validate(c *Claims) error {
-	now := v.now()
-	switch {
-	case c.Issuer != v.issuer:
-		return fmt.Errorf("%w: issuer %q, want %q", errInvalidToken, c.Issuer, v.issuer)
-	case !slices.Contains(c.Audience, v.clientID):
-		return fmt.Errorf("%w: audience %q does not hold the client id", errInvalidToken, c.Audience)
-	case c.Subject == "":
-		return fmt.Errorf("%w: no sub", errInvalidToken)
-	case c.Expiry == 0:
-		return fmt.Errorf("%w: no exp", errInvalidToken)
-	case c.NotBefore != 0 && now.Add(leeway).Before(c.NotBefore.Time()):
-		return fmt.Errorf("%w: not valid before %s", errInvalidToken, c.NotBefore.Time().UTC())
-	case c.IssuedAt != 0 && now.Add(leeway).Before(c.IssuedAt.Time()):
-		return fmt.Errorf("%w: issued in the future", errInvalidToken)
-	case !now.Add(-leeway).Before(c.Expiry.Time()):
-		return fmt.Errorf("%w at %s", errExpired, c.Expiry.Time().UTC())
+// validate checks the claims in order, recording each check on rec.
+func (v *Verifier) validate(c *Claims, rec *recorder) error {
+	now := rec.now(v.now)
+	if c.Issuer != v.issuer {
+		return rec.fail(CheckIssuer, fmt.Errorf("%w: issuer %q, want %q", errInvalidToken, c.Issuer, v.issuer))
 	}
+	rec.pass(CheckIssuer)
+	if !slices.Contains(c.Audience, v.clientID) {
+		return rec.fail(CheckAudience, fmt.Errorf("%w: audience %q does not hold the client id", errInvalidToken, c.Audience))
+	}
+	rec.pass(CheckAudience)
+	if c.Subject == "" {
+		return rec.fail(CheckSubject, fmt.Errorf("%w: no sub", errInvalidToken))
+	}
+	rec.pass(CheckSubject)
+	if c.Expiry == 0 {
+		return rec.fail(CheckExpiry, fmt.Errorf("%w: no exp", errInvalidToken))
+	}
+	if c.NotBefore != 0 && now.Add(leeway).Before(c.NotBefore.Time()) {
+		return rec.fail(CheckNotBefore, fmt.Errorf("%w: not valid before %s", errInvalidToken, c.NotBefore.Time().UTC()))
+	}
+	if c.IssuedAt != 0 && now.Add(leeway).Before(c.IssuedAt.Time()) {
+		return rec.fail(CheckNotBefore, fmt.Errorf("%w: issued in the future", errInvalidToken))
+	}
+	rec.pass(CheckNotBefore)
+	if !now.Add(-leeway).Before(c.Expiry.Time()) {
+		return rec.fail(CheckExpiry, fmt.Errorf("%w at %s", errExpired, c.Expiry.Time().UTC()))
+	}
+	rec.pass(CheckExpiry)
 	return nil
 }

@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -232,26 +231,13 @@ func TestTemplateErrorsAreLogged(t *testing.T) {
 }
 
 func TestLoginWhileTheProviderIsUnreachableNamesItAndHowToStartOne(t *testing.T) {
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close()
-	log := slog.New(slog.DiscardHandler)
-	client := &http.Client{Timeout: time.Second}
-	provider := tokens.NewProvider(dead.URL, "", client, time.Now, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go provider.Start(ctx)
-	sealer, _ := tokens.NewSealer(testSecret)
-	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
-		client, time.Hour, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, deadURL := appWithoutProvider(t)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/login", nil))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("/login: %d", rec.Code)
 	}
-	for _, want := range []string{dead.URL, "go run . -embedded-idp", "docker compose up"} {
+	for _, want := range []string{deadURL, "go run . -embedded-idp", "docker compose up"} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("the /login page does not say %q:\n%s", want, rec.Body)
 		}

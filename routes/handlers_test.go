@@ -399,21 +399,7 @@ func TestInspector(t *testing.T) {
 }
 
 func TestProviderStartingUp(t *testing.T) {
-	// A provider that is not there yet: discovery keeps failing.
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close()
-	log := slog.New(slog.DiscardHandler)
-	client := &http.Client{Timeout: time.Second}
-	provider := tokens.NewProvider(dead.URL, "", client, time.Now, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go provider.Start(ctx)
-	sealer, _ := tokens.NewSealer(testSecret)
-	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
-		client, time.Hour, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, _ := appWithoutProvider(t)
 	for path, want := range map[string]int{"/readyz": 503, "/login": 503, "/healthz": 200, "/": 200} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -424,6 +410,27 @@ func TestProviderStartingUp(t *testing.T) {
 			t.Errorf("/login while the provider starts: %s", rec.Body.String())
 		}
 	}
+}
+
+// appWithoutProvider is the app facing a provider that is not there (yet):
+// discovery keeps failing. It returns the handler and the provider's URL.
+func appWithoutProvider(t *testing.T) (http.Handler, string) {
+	t.Helper()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	log := slog.New(slog.DiscardHandler)
+	client := &http.Client{Timeout: time.Second}
+	provider := tokens.NewProvider(dead.URL, "", client, time.Now, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go provider.Start(ctx)
+	sealer, _ := tokens.NewSealer(testSecret)
+	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
+		client, time.Hour, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, dead.URL
 }
 
 // idToken logs Richard in at the provider directly, as another client of

@@ -55,13 +55,12 @@ type keysFixture struct {
 	jwks *rotatingJWKS
 	keys *RemoteKeySet
 	v    *Verifier
-	mu   sync.Mutex
-	now  time.Time
+	manualClock
 }
 
 func newKeysFixture(t *testing.T, first *testSigner) *keysFixture {
 	t.Helper()
-	f := &keysFixture{jwks: &rotatingJWKS{signers: []*testSigner{first}}, now: time.Now()}
+	f := &keysFixture{jwks: &rotatingJWKS{signers: []*testSigner{first}}, manualClock: manualClock{at: time.Now()}}
 	srv := httptest.NewServer(f.jwks)
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -76,16 +75,22 @@ func newKeysFixture(t *testing.T, first *testSigner) *keysFixture {
 	return f
 }
 
-func (f *keysFixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
+// manualClock is a clock that moves only when a test advances it.
+type manualClock struct {
+	cmu sync.Mutex
+	at  time.Time
 }
 
-func (f *keysFixture) advance(d time.Duration) {
-	f.mu.Lock()
-	f.now = f.now.Add(d)
-	f.mu.Unlock()
+func (c *manualClock) clock() time.Time {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	return c.at
+}
+
+func (c *manualClock) advance(d time.Duration) {
+	c.cmu.Lock()
+	c.at = c.at.Add(d)
+	c.cmu.Unlock()
 }
 
 func TestUnknownKidBeforeARotationLogsNobodyOut(t *testing.T) {

@@ -20,21 +20,9 @@ type liveStack struct {
 	issuer   string
 	m        *Manager
 	verifier *Verifier
-	mu       sync.Mutex
-	now      time.Time
-	cookies  []*http.Cookie
-}
-
-func (s *liveStack) clock() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.now
-}
-
-func (s *liveStack) advance(d time.Duration) {
-	s.mu.Lock()
-	s.now = s.now.Add(d)
-	s.mu.Unlock()
+	manualClock
+	mu      sync.Mutex // guards cookies
+	cookies []*http.Cookie
 }
 
 // newLiveStack starts the stand-in (grace: its one-time-use grace period,
@@ -42,7 +30,7 @@ func (s *liveStack) advance(d time.Duration) {
 // most wait for a token call, and logs Richard in.
 func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 	t.Helper()
-	s := &liveStack{now: time.Now()}
+	s := &liveStack{manualClock: manualClock{at: time.Now()}}
 	ks, err := idp.LoadKickstart("../kickstart/kickstart.json", func(string) string { return "" }, discard)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package tokens
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -105,6 +106,7 @@ type Verifier struct {
 	clientID string
 	now      func() time.Time
 	atJWT    atomic.Bool // an "at+jwt" token has been seen with a valid signature
+	cache    *verifiedCache
 }
 
 // NewVerifier returns a Verifier that trusts keys from ks for tokens whose
@@ -112,7 +114,7 @@ type Verifier struct {
 // that names no algorithm is used only with the algorithms its discovery
 // document lists (RS256 when it lists none) that fit the key's type.
 func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Verifier {
-	return &Verifier{keys: ks, issuer: issuer, clientID: clientID, now: now}
+	return &Verifier{keys: ks, issuer: issuer, clientID: clientID, now: now, cache: newVerifiedCache()}
 }
 
 // AccessToken verifies an access token. On success it returns the claims.
@@ -121,11 +123,46 @@ func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Veri
 // wrapping errExpired, so that the caller can refresh. An error wrapping
 // ErrProviderUnavailable means the keys could not be fetched: the token was
 // not judged. Every other error wraps errInvalidToken.
+//
+// A token that passed every check is remembered (by its hash) until it
+// expires, so that the next requests carrying it skip the signature
+// verification, and only that: see verifiedCache.
 func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error) {
-	c, typ, err := v.verify(ctx, raw)
+	if len(raw) > maxTokenLen {
+		_, _, err := v.verify(ctx, raw, nil)
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(raw))
+	if e, ok := v.cache.get(sum); ok {
+		// The signature was checked with this very key; the claims' times
+		// and the kind rules are checked again, as on a first sight.
+		if key, err := v.keys.LookupKey(ctx, e.kid); err == nil && key == e.key {
+			c := e.claims
+			err := v.validate(&c)
+			if err != nil && !errors.Is(err, errExpired) {
+				return nil, err
+			}
+			return v.accessRules(&c, e.typ, err)
+		}
+		v.cache.drop(sum)
+	}
+	var used verifiedToken
+	c, typ, err := v.verify(ctx, raw, &used)
 	if c == nil {
 		return nil, err
 	}
+	c, err = v.accessRules(c, typ, err)
+	if err == nil {
+		used.claims, used.typ = *c, typ
+		v.cache.put(sum, used, v.now().Unix())
+	}
+	return c, err
+}
+
+// accessRules refuses what is no access token: an ID token, or an untyped
+// token from a provider known to type its access tokens. err is the
+// verification's outcome, nil or errExpired, passed through otherwise.
+func (v *Verifier) accessRules(c *Claims, typ string, err error) (*Claims, error) {
 	switch {
 	case c.AtHash != "" || c.Nonce != "":
 		// An ID token is no credential for this app, whatever the provider
@@ -140,7 +177,7 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error)
 // idToken verifies an ID token and, when nonce is not empty, its nonce.
 // Claims come back as AccessToken's do.
 func (v *Verifier) idToken(ctx context.Context, raw, nonce string) (*Claims, error) {
-	c, typ, err := v.verify(ctx, raw)
+	c, typ, err := v.verify(ctx, raw, nil)
 	switch {
 	case c == nil:
 		return nil, err
@@ -161,8 +198,9 @@ const (
 )
 
 // verify checks the signature and the claims, and returns the token's typ.
-// Claims come back on success and when only errExpired is wrong.
-func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, string, error) {
+// Claims come back on success and when only errExpired is wrong. When used
+// is not nil, it gets the kid and the key the signature was checked with.
+func (v *Verifier) verify(ctx context.Context, raw string, used *verifiedToken) (*Claims, string, error) {
 	if len(raw) > maxTokenLen {
 		return nil, "", fmt.Errorf("%w: %d bytes, more than %d", errInvalidToken, len(raw), maxTokenLen)
 	}
@@ -199,6 +237,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, string, err
 		alg, err := v.algorithm(key, tokAlg)
 		if err != nil {
 			return err
+		}
+		if used != nil {
+			used.kid, used.key = kid, key
 		}
 		sink.Key(alg, key)
 		return nil

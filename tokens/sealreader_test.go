@@ -118,6 +118,20 @@ func TestOpenRefusesEveryOtherForm(t *testing.T) {
 	}
 }
 
+// stdAlphabet seals until the value holds a - or _ past its header, and
+// returns it in the standard base64 alphabet (+ and /), which JWE forbids.
+func stdAlphabet(t *testing.T, s *Sealer, plain []byte) string {
+	for range 1000 {
+		v := Must(s.Seal(UserInfoCookie, plain))
+		h, rest, _ := strings.Cut(v, ".")
+		if strings.ContainsAny(rest, "-_") {
+			return h + "." + strings.NewReplacer("-", "+", "_", "/").Replace(rest)
+		}
+	}
+	t.Fatal("no sealed value with - or _ in 1000 tries")
+	return ""
+}
+
 // flip changes one bit of a base64url part's first character.
 func flip(part string) string {
 	b := []byte(part)

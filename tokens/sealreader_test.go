@@ -90,7 +90,7 @@ func TestOpenRefusesEveryOtherForm(t *testing.T) {
 		"six parts":                       good + ".",
 		"an encrypted key":                join(parts[0], "AAAA", parts[2], parts[3], parts[4]),
 		"padded base64":                   join(parts[0], "", parts[2], parts[3], parts[4]+"=="),
-		"standard base64 alphabet":        strings.NewReplacer("-", "+", "_", "/").Replace(good),
+		"standard base64 alphabet":        stdAlphabet(t, s, plain),
 		"11-byte IV":                      handSeal(t, s, UserInfoCookie, `{"alg":"dir","enc":"A256GCM","kid":"`+kid+`"}`, plain, 11),
 		"16-byte IV":                      handSeal(t, s, UserInfoCookie, `{"alg":"dir","enc":"A256GCM","kid":"`+kid+`"}`, plain, 16),
 		"15-byte tag":                     join(parts[0], "", parts[2], parts[3], parts[4][:20]),

@@ -3,6 +3,7 @@ package routes
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/changebank/changebank/tokens"
@@ -37,5 +38,25 @@ func TestLoggedOutBrowsersCachedTokenIsRefused(t *testing.T) {
 				t.Fatalf("%s with the cookies from before logout: %d %s", path, p.status, p.body)
 			}
 		})
+	}
+}
+
+// TestRequestLogLevels: at the default level, pages and API calls are
+// logged, static files and health probes (thousands, all alike) are not,
+// unless they fail.
+func TestRequestLogLevels(t *testing.T) {
+	s := newStack(t, stackOptions{infoLogs: true})
+	b := s.browser()
+	for _, path := range []string{"/static/css/app.css", "/healthz", "/readyz", "/", "/static/nothing.css"} {
+		b.get(path)
+	}
+	logs := s.logs.String()
+	for path, want := range map[string]bool{
+		"/static/css/app.css": false, "/healthz": false, "/readyz": false,
+		"/": true, "/static/nothing.css": true, // a 404 is worth a line
+	} {
+		if got := strings.Contains(logs, "msg=request method=GET path="+path+" "); got != want {
+			t.Errorf("%s logged at info: %v, want %v\n%s", path, got, want, logs)
+		}
 	}
 }

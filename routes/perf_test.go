@@ -60,3 +60,15 @@ func TestRequestLogLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestInspectorShowsTheRefreshTokensFingerprint: the refresh cookie is
+// opened only when needed, and the inspector is a page that needs it.
+func TestInspectorShowsTheRefreshTokensFingerprint(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	b := s.browser()
+	b.login("")
+	want := fingerprint(s.refreshToken(b))
+	if p := b.get("/session"); p.status != http.StatusOK || !strings.Contains(p.body, want) {
+		t.Fatalf("/session: %d; the page lacks the refresh token's fingerprint %s", p.status, want)
+	}
+}

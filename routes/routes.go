@@ -59,7 +59,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.GET("/account", page, account(csrf, views))
 	r.GET("/make-change", page, makeChangeForm(csrf, views))
 	r.POST("/make-change", page, form, makeChange(csrf, views))
-	r.GET("/session", page, inspector(cookies, csrf, now, views))
+	r.GET("/session", page, withRefreshToken(sessions), inspector(cookies, csrf, now, views))
 	r.POST("/session/expire", page, form, expireAccess(sessions))
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, logout(sessions, true))

@@ -17,14 +17,19 @@ const refreshMargin = 5 * time.Second
 
 // A Session is what the cookies of one browser hold, validated.
 type Session struct {
-	AccessToken  string  // the JWT as issued, from cb_access_token
-	Access       *Claims // its validated claims
-	RefreshToken string  // from the sealed cb_refresh_token; "" when the provider issued none
+	AccessToken string  // the JWT as issued, from cb_access_token
+	Access      *Claims // its validated claims
+	// RefreshToken is from the sealed cb_refresh_token, which is opened only
+	// when it is needed: when this request refreshed, or after
+	// Manager.OpenRefreshToken. "" otherwise, or when the provider issued none.
+	RefreshToken string
 	User         UserInfo
 	// Refreshed reports whether this request refreshed the tokens.
 	Refreshed bool
 	// Expires is when the refresh and userinfo cookies expire: the refresh token's end.
 	Expires time.Time
+
+	refreshSealed string // cb_refresh_token as the request sent it
 }
 
 // UserInfo is the sealed content of cb_userinfo: the validated ID-token
@@ -103,17 +108,14 @@ func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 
 func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
 	now := m.now()
-	access := m.cookies.Get(r, AccessCookie)
-	user, ok := m.User(r)
+	v := m.cookies.sessionValues(r)
+	user, ok := m.user(v, now)
 	if !ok {
 		// Without it there is nothing to show, nor a login to bind to.
 		return nil, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession)
 	}
-	var rc refreshCookie
-	if err := m.cookies.open(r, RefreshCookie, &rc); err != nil || now.Unix() >= rc.Expires || rc.Subject != user.Subject {
-		rc = refreshCookie{}
-	}
-	s := &Session{AccessToken: access, RefreshToken: rc.Token, User: user, Expires: time.Unix(user.Expires, 0)}
+	access := v.access
+	s := &Session{AccessToken: access, User: user, Expires: time.Unix(user.Expires, 0), refreshSealed: v.refresh}
 
 	var claims *Claims
 	if access != "" {
@@ -133,7 +135,8 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			return s, nil
 		}
 	}
-	if rc.Token == "" {
+	m.OpenRefreshToken(s)
+	if s.RefreshToken == "" {
 		return nil, fmt.Errorf("%w: access token expired and no refresh token", ErrNoSession)
 	}
 	err := m.refreshInto(ctx, w, s)
@@ -155,6 +158,7 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 // "Refresh now" button uses it. Errors are as Load's.
 func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session) error {
 	err := ErrNoSession
+	m.OpenRefreshToken(s)
 	if s.RefreshToken != "" {
 		err = m.refreshInto(ctx, w, s)
 	}
@@ -187,15 +191,34 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 // without looking at the tokens. Logout uses it to check the CSRF token
 // without refreshing anything.
 func (m *Manager) User(r *http.Request) (UserInfo, bool) {
+	return m.user(m.cookies.sessionValues(r), m.now())
+}
+
+func (m *Manager) user(v sessionValues, now time.Time) (UserInfo, bool) {
 	var user UserInfo
-	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil || m.now().Unix() >= user.Expires {
+	if v.userInfo == "" || m.cookies.openValue(UserInfoCookie, v.userInfo, &user) != nil || now.Unix() >= user.Expires {
 		return UserInfo{}, false
 	}
 	// A response that was in flight at logout may have set fresh cookies.
-	if out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64); err == nil && user.LoginAt <= out {
+	if out, err := strconv.ParseInt(v.loggedOut, 10, 64); err == nil && user.LoginAt <= out {
 		return UserInfo{}, false
 	}
 	return user, true
+}
+
+// OpenRefreshToken fills s.RefreshToken from the request's sealed refresh
+// cookie when it is still empty. Load opens that cookie only to refresh;
+// the pages that show or redeem the refresh token call this. A cookie that
+// does not open, has expired or names another user counts as none.
+func (m *Manager) OpenRefreshToken(s *Session) {
+	if s.RefreshToken != "" || s.refreshSealed == "" {
+		return
+	}
+	var rc refreshCookie
+	if err := m.cookies.openValue(RefreshCookie, s.refreshSealed, &rc); err != nil || m.now().Unix() >= rc.Expires || rc.Subject != s.User.Subject {
+		return
+	}
+	s.RefreshToken = rc.Token
 }
 
 // maxCookieBytes bounds a cookie's name and value together: browsers keep

@@ -95,6 +95,16 @@ func (c *CookieStore) sessionValues(r *http.Request) sessionValues {
 	return v
 }
 
+// cookieOctet tells the bytes a cookie value may hold: printable ASCII but
+// the double quote, semicolon and backslash. A table, because the access
+// token alone is a kilobyte checked on every request.
+var cookieOctet = func() (t [256]bool) {
+	for b := 0x20; b < 0x7f; b++ {
+		t[b] = b != '"' && b != ';' && b != '\\'
+	}
+	return t
+}()
+
 // trimASCII trims the ASCII white space net/http trims from cookie parts.
 func trimASCII(s string) string {
 	return strings.Trim(s, " \t\r\n")
@@ -107,8 +117,7 @@ func cookieValue(raw string) (string, bool) {
 		raw = raw[1 : len(raw)-1]
 	}
 	for i := 0; i < len(raw); i++ {
-		b := raw[i]
-		if b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+		if !cookieOctet[raw[i]] {
 			return "", false
 		}
 	}

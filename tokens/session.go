@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,6 +84,10 @@ type Manager struct {
 	refreshTTL time.Duration // the refresh token's life at the provider
 	now        func() time.Time
 	log        *slog.Logger
+	// users remembers opened cb_userinfo values by the value's hash: the
+	// same value arrives on every request of a session, and opening and
+	// decoding it cost more than the rest of the cookie work together.
+	users *boundedCache[UserInfo]
 }
 
 // NewManager returns a Manager that keeps sessions in cookies, gets tokens
@@ -91,7 +96,7 @@ type Manager struct {
 func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refreshTTL time.Duration, now func() time.Time, log *slog.Logger) *Manager {
 	return &Manager{
 		cookies: cookies, client: client, verifier: verifier, refreshTTL: refreshTTL, now: now, log: log,
-		refresh: newRefresher(now, RefreshGrace),
+		refresh: newRefresher(now, RefreshGrace), users: newBoundedCache[UserInfo](),
 	}
 }
 
@@ -195,8 +200,8 @@ func (m *Manager) User(r *http.Request) (UserInfo, bool) {
 }
 
 func (m *Manager) user(v sessionValues, now time.Time) (UserInfo, bool) {
-	var user UserInfo
-	if v.userInfo == "" || m.cookies.openValue(UserInfoCookie, v.userInfo, &user) != nil || now.Unix() >= user.Expires {
+	user, ok := m.openUser(v.userInfo, now)
+	if !ok || now.Unix() >= user.Expires {
 		return UserInfo{}, false
 	}
 	// A response that was in flight at logout may have set fresh cookies.
@@ -204,6 +209,26 @@ func (m *Manager) user(v sessionValues, now time.Time) (UserInfo, bool) {
 		return UserInfo{}, false
 	}
 	return user, true
+}
+
+// openUser opens a sealed cb_userinfo value, or finds it opened before.
+// The cache is for this one cookie, so the value's hash is key enough; it
+// only ever holds what opened under a current secret, and the caller
+// checks the expiry and the logout marker on every request.
+func (m *Manager) openUser(sealed string, now time.Time) (UserInfo, bool) {
+	if sealed == "" || len(sealed) > maxSealedLen {
+		return UserInfo{}, false
+	}
+	sum := sha256.Sum256([]byte(sealed))
+	if u, ok := m.users.get(sum); ok {
+		return u, true
+	}
+	var u UserInfo
+	if m.cookies.openValue(UserInfoCookie, sealed, &u) != nil {
+		return UserInfo{}, false
+	}
+	m.users.put(sum, u, u.Expires, now.Unix())
+	return u, true
 }
 
 // OpenRefreshToken fills s.RefreshToken from the request's sealed refresh

@@ -7,71 +7,78 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
-// maxVerifiedTokens bounds the verified-token cache. A session's token
-// stays in it for its life; a flood of distinct tokens (each one genuine,
+// maxCachedEntries bounds each of the caches below. A session's entries
+// stay in them for its life; a flood of distinct values (each one genuine,
 // or it is never cached) only evicts, it cannot grow memory.
-const maxVerifiedTokens = 10000
+const maxCachedEntries = 10000
 
-// verifiedCache remembers the access tokens whose signature and claims have
-// passed every check, keyed by their SHA-256 (memory never holds a usable
-// token), so that a token seen before costs a hash and a map lookup rather
-// than an RSA verification. A hit still has its time claims and kind rules
-// checked again, and counts only while the provider's key set still holds
-// the very key the signature was checked with: a JWKS refresh that drops or
-// replaces that key turns every token it signed back into a miss, which a
-// full verification then refuses.
-type verifiedCache struct {
-	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]verifiedToken
-}
-
+// verifiedToken is what the verified-token cache remembers of an access
+// token whose signature and claims passed every check: its claims, its
+// typ, and the key the signature was checked with. Verifier.AccessToken
+// serves a hit only while the key set still holds that very key, and checks
+// the time claims and the kind rules again on every hit: a JWKS refresh that
+// drops or replaces the key turns its tokens back into misses, which a full
+// verification then refuses.
 type verifiedToken struct {
 	claims Claims
 	typ    string
 	kid    string
-	key    jwk.Key // the key the signature was verified with
+	key    jwk.Key
 }
 
-func newVerifiedCache() *verifiedCache {
-	return &verifiedCache{entries: make(map[[sha256.Size]byte]verifiedToken)}
+// boundedCache maps the SHA-256 of a value (memory never holds a usable
+// token or cookie value) to what checking it established, until exp (Unix
+// seconds). It holds at most maxCachedEntries.
+type boundedCache[V any] struct {
+	mu      sync.RWMutex
+	entries map[[sha256.Size]byte]cached[V]
 }
 
-func (c *verifiedCache) get(sum [sha256.Size]byte) (verifiedToken, bool) {
+type cached[V any] struct {
+	v   V
+	exp int64
+}
+
+func newBoundedCache[V any]() *boundedCache[V] {
+	return &boundedCache[V]{entries: make(map[[sha256.Size]byte]cached[V])}
+}
+
+func (c *boundedCache[V]) get(sum [sha256.Size]byte) (V, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[sum]
 	c.mu.RUnlock()
-	return e, ok
+	return e.v, ok
 }
 
-// put remembers a verified token. When the cache is full it first drops the
+// put remembers v until exp. When the cache is full it first drops the
 // expired entries and, if that frees too little, a quarter of the others
 // (Go's map order is random, so which ones cannot be steered).
-func (c *verifiedCache) put(sum [sha256.Size]byte, e verifiedToken, nowUnix int64) {
+func (c *boundedCache[V]) put(sum [sha256.Size]byte, v V, exp, nowUnix int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) >= maxVerifiedTokens {
+	if len(c.entries) >= maxCachedEntries {
 		for k, old := range c.entries {
-			if int64(old.claims.Expiry) < nowUnix {
+			if old.exp < nowUnix {
 				delete(c.entries, k)
 			}
 		}
 		for k := range c.entries {
-			if len(c.entries) < maxVerifiedTokens*3/4 {
+			if len(c.entries) < maxCachedEntries*3/4 {
 				break
 			}
 			delete(c.entries, k)
 		}
 	}
-	c.entries[sum] = e
+	c.entries[sum] = cached[V]{v: v, exp: exp}
 }
 
-func (c *verifiedCache) drop(sum [sha256.Size]byte) {
+func (c *boundedCache[V]) drop(sum [sha256.Size]byte) {
 	c.mu.Lock()
 	delete(c.entries, sum)
 	c.mu.Unlock()
 }
 
-func (c *verifiedCache) len() int {
+func (c *boundedCache[V]) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.entries)

@@ -133,14 +133,14 @@ func TestKeyReplacedUnderTheSameKidInvalidatesCachedTokens(t *testing.T) {
 
 func TestVerifiedCacheStaysBounded(t *testing.T) {
 	t.Run("100,000 distinct entries", func(t *testing.T) {
-		c := newVerifiedCache()
-		exp := UnixTime(time.Now().Add(time.Hour).Unix())
+		c := newBoundedCache[verifiedToken]()
+		exp := time.Now().Add(time.Hour).Unix()
 		for i := range 100_000 {
 			var sum [sha256.Size]byte
 			binary.BigEndian.PutUint64(sum[:], uint64(i))
-			c.put(sum, verifiedToken{claims: Claims{Expiry: exp}}, time.Now().Unix())
-			if n := c.len(); n > maxVerifiedTokens {
-				t.Fatalf("after %d tokens the cache holds %d, bound %d", i+1, n, maxVerifiedTokens)
+			c.put(sum, verifiedToken{}, exp, time.Now().Unix())
+			if n := c.len(); n > maxCachedEntries {
+				t.Fatalf("after %d tokens the cache holds %d, bound %d", i+1, n, maxCachedEntries)
 			}
 		}
 	})
@@ -154,7 +154,7 @@ func TestVerifiedCacheStaysBounded(t *testing.T) {
 		hdr := jws.NewHeaders()
 		_ = hdr.Set("kid", "ed")
 		var first string
-		for i := range maxVerifiedTokens + maxVerifiedTokens/2 {
+		for i := range maxCachedEntries + maxCachedEntries/2 {
 			payload, _ := json.Marshal(with(goodClaims(now), "jti", strconv.Itoa(i)))
 			tok, err := jws.Sign(payload, jws.WithKey(jwa.EdDSA(), priv, jws.WithProtectedHeaders(hdr)))
 			if err != nil {
@@ -167,8 +167,8 @@ func TestVerifiedCacheStaysBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if n := v.cache.len(); n > maxVerifiedTokens {
-			t.Fatalf("cache holds %d tokens, bound %d", n, maxVerifiedTokens)
+		if n := v.cache.len(); n > maxCachedEntries {
+			t.Fatalf("cache holds %d tokens, bound %d", n, maxCachedEntries)
 		}
 		// An evicted token is simply verified again.
 		if _, err := v.AccessToken(context.Background(), first); err != nil {

@@ -106,7 +106,7 @@ type Verifier struct {
 	clientID string
 	now      func() time.Time
 	atJWT    atomic.Bool // an "at+jwt" token has been seen with a valid signature
-	cache    *verifiedCache
+	cache    *boundedCache[verifiedToken]
 }
 
 // NewVerifier returns a Verifier that trusts keys from ks for tokens whose
@@ -114,7 +114,7 @@ type Verifier struct {
 // that names no algorithm is used only with the algorithms its discovery
 // document lists (RS256 when it lists none) that fit the key's type.
 func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Verifier {
-	return &Verifier{keys: ks, issuer: issuer, clientID: clientID, now: now, cache: newVerifiedCache()}
+	return &Verifier{keys: ks, issuer: issuer, clientID: clientID, now: now, cache: newBoundedCache[verifiedToken]()}
 }
 
 // AccessToken verifies an access token. On success it returns the claims.
@@ -126,7 +126,7 @@ func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Veri
 //
 // A token that passed every check is remembered (by its hash) until it
 // expires, so that the next requests carrying it skip the signature
-// verification, and only that: see verifiedCache.
+// verification, and only that: see verifiedToken.
 func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error) {
 	if len(raw) > maxTokenLen {
 		_, _, err := v.verify(ctx, raw, nil)
@@ -154,7 +154,7 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error)
 	c, err = v.accessRules(c, typ, err)
 	if err == nil {
 		used.claims, used.typ = *c, typ
-		v.cache.put(sum, used, v.now().Unix())
+		v.cache.put(sum, used, int64(c.Expiry), v.now().Unix())
 	}
 	return c, err
 }

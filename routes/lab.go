@@ -70,7 +70,7 @@ var caughtBy = map[tokens.Check]string{
 	tokens.CheckSessionEnd: "The session's end, sealed inside cb_userinfo, has passed. A browser that keeps the cookie longer cannot make the session last longer.",
 	tokens.CheckLogout: "This browser logged out after this session began (the cb_logged_out marker), so every cookie from before the logout is refused, " +
 		"even a genuine one set again by a response that was still on its way.",
-	tokens.CheckRefresh: "The refresh cookie did not open, had expired, or named another user, so it was ignored.",
+	tokens.CheckRefresh: "The access token needed renewing, and the refresh cookie did not open, had expired, or named another user, so the session ends.",
 	tokens.CheckShape:   "The access token is missing, or is not a signed JWT of a sane size, so there is nothing to check and nothing to renew it with.",
 	tokens.CheckHeader:  "The token's header asks for something this app does not do (a critical extension, or a type that is not a JWT), so it is refused before any key is looked up.",
 	tokens.CheckKey:     "The token names a key (kid) the provider does not publish, so nothing can verify it.",

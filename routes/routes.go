@@ -77,7 +77,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.GET("/account", page, account(csrf, views))
 	r.GET("/make-change", page, makeChangeForm(csrf, views))
 	r.POST("/make-change", page, form, makeChange(csrf, views))
-	r.GET("/session", page, withTrace(sessions), inspector(cookies, csrf, now, views, o.attacker))
+	r.GET("/session", page, withRefreshToken(sessions), withTrace(sessions), inspector(cookies, csrf, now, views, o.attacker))
 	r.GET("/session/lab", page, labPage(csrf, views))
 	r.POST("/session/lab", userRequired(sessions), form, runAttack(log, sessions, csrf, views))
 	r.POST("/session/expire", page, form, expireAccess(sessions))
@@ -138,13 +138,23 @@ func (f filesOnly) Open(name string) (fs.File, error) {
 }
 
 // requestLog logs each request's method, path (never the query: a
-// callback's carries the authorization code), status and duration.
+// callback's carries the authorization code), status and duration: at info,
+// except static files and health probes, which succeed by the thousand and
+// tell nothing, at debug. A failed one of those is still logged at info.
 func requestLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		log.Info("request", "method", c.Request.Method, "path", c.Request.URL.Path,
-			"status", c.Writer.Status(), "duration", time.Since(start).Round(time.Microsecond))
+		level := slog.LevelInfo
+		path := c.Request.URL.Path
+		if c.Writer.Status() < http.StatusBadRequest && (strings.HasPrefix(path, "/static/") || path == "/healthz" || path == "/readyz") {
+			level = slog.LevelDebug
+		}
+		if !log.Enabled(c.Request.Context(), level) {
+			return
+		}
+		log.LogAttrs(c.Request.Context(), level, "request", slog.String("method", c.Request.Method), slog.String("path", path),
+			slog.Int("status", c.Writer.Status()), slog.Duration("duration", time.Since(start).Round(time.Microsecond)))
 	}
 }
 

@@ -314,6 +314,12 @@ func TestTamperedCookiesEndTheSession(t *testing.T) {
 		"another user's access token": func(b *browser) {
 			b.setJarCookie(tokens.AccessCookie, other.cookie(tokens.AccessCookie))
 		},
+		// The refresh cookie is opened only to refresh: its binding is
+		// checked then, and a mismatch ends the session instead of renewing it.
+		"another user's refresh cookie, at the next refresh": func(b *browser) {
+			b.setJarCookie(tokens.RefreshCookie, other.cookie(tokens.RefreshCookie))
+			s.clock.Advance(3 * time.Minute)
+		},
 	}
 	for name, tamper := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -84,12 +84,17 @@ type stack struct {
 type stackOptions struct {
 	refreshPolicy string // overrides the kickstart's; "" keeps it (OneTimeUse)
 	noAPIKey      bool
+	infoLogs      bool // log at info, as the app does by default (benchmarks); tests log debug too
 }
 
 func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level := slog.LevelDebug
+	if o.infoLogs {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))
 	clock := &fakeClock{now: time.Now()}
 	secrets := &secretSet{}
 	for kind, v := range map[string]string{"client_secret": clientSecret, "api_key": apiKey, "app_secret": string(testSecret)} {

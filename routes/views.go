@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -52,6 +53,14 @@ type page struct {
 	Trace  *tokens.Trace // the verification trace of this request, when the route made one (withTrace)
 }
 
+// renderBuffers are reused across requests: a page is a few kilobytes, and
+// growing a fresh buffer to that size was a tenth of a page's cost. c.Data
+// has written the bytes out before a buffer goes back.
+var renderBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 16<<10)) }}
+
+// maxPooledBuffer keeps an unusually large page's buffer out of the pool.
+const maxPooledBuffer = 256 << 10
+
 // render writes a page; it renders into a buffer first so that a template
 // error becomes a clean 500 rather than half a page.
 func (v *views) render(c *gin.Context, status int, name string, p page) {
@@ -61,8 +70,14 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 	if t, ok := c.Get(traceKey); ok && p.Trace == nil {
 		p.Trace = t.(*tokens.Trace)
 	}
-	var buf bytes.Buffer
-	if err := v.pages[name].Execute(&buf, p); err != nil {
+	buf := renderBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			renderBuffers.Put(buf)
+		}
+	}()
+	if err := v.pages[name].Execute(buf, p); err != nil {
 		// The error names the template and the field, never the page's data.
 		v.log.Error("rendering a page", "page", name, "path", c.Request.URL.Path, "err", err)
 		_ = c.Error(err)

@@ -59,6 +59,71 @@ func (c *CookieStore) Get(r *http.Request, base string) string {
 	return ck.Value
 }
 
+// sessionValues are the raw values of the session cookies a request carries.
+type sessionValues struct {
+	access, refresh, userInfo, loggedOut string
+}
+
+// sessionValues reads the session cookies in one pass over the Cookie
+// header, where one r.Cookie call per cookie would parse it once each.
+// Like r.Cookie, it takes the first cookie of a name, drops a pair of
+// surrounding quotes, and ignores a value with bytes no cookie value holds.
+func (c *CookieStore) sessionValues(r *http.Request) sessionValues {
+	var v sessionValues
+	names := [...]string{c.Name(AccessCookie), c.Name(RefreshCookie), c.Name(UserInfoCookie), c.Name(LogoutCookie)}
+	slots := [...]*string{&v.access, &v.refresh, &v.userInfo, &v.loggedOut}
+	var found [len(names)]bool
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, value, ok := strings.Cut(trimASCII(part), "=")
+			if !ok {
+				continue
+			}
+			name = trimASCII(name)
+			for i, n := range names {
+				if found[i] || name != n {
+					continue
+				}
+				if value, ok = cookieValue(value); ok {
+					*slots[i], found[i] = value, true
+				}
+			}
+		}
+	}
+	return v
+}
+
+// cookieOctet tells the bytes a cookie value may hold: printable ASCII but
+// the double quote, semicolon and backslash. A table, because the access
+// token alone is a kilobyte checked on every request.
+var cookieOctet = func() (t [256]bool) {
+	for b := 0x20; b < 0x7f; b++ {
+		t[b] = b != '"' && b != ';' && b != '\\'
+	}
+	return t
+}()
+
+// trimASCII trims the ASCII white space net/http trims from cookie parts.
+func trimASCII(s string) string {
+	return strings.Trim(s, " \t\r\n")
+}
+
+// cookieValue checks a raw cookie value as net/http's reader does (RFC
+// 6265's cookie-octet, plus space and comma), dropping surrounding quotes.
+func cookieValue(raw string) (string, bool) {
+	if len(raw) > 1 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		raw = raw[1 : len(raw)-1]
+	}
+	for i := 0; i < len(raw); i++ {
+		if !cookieOctet[raw[i]] {
+			return "", false
+		}
+	}
+	return raw, true
+}
+
 // set adds a Set-Cookie header that stores value until expires.
 func (c *CookieStore) set(w http.ResponseWriter, base, value string, expires time.Time, now time.Time) {
 	maxAge := int(expires.Sub(now).Seconds())

@@ -20,10 +20,12 @@
 package tokens
 
 import (
-	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -46,6 +48,9 @@ var errUnsealable = errors.New("tokens: cookie value cannot be opened")
 // app secret and the cookie's name, so a value sealed for one cookie cannot
 // be opened as another. The first secret seals; every secret opens, which is
 // how a secret is rotated without logging everybody out.
+//
+// Values are sealed with jwx and opened by a strict reader of exactly that
+// form (see Open), with the keys of the session cookies derived once, here.
 type Sealer struct {
 	secrets []secretKeys
 }
@@ -53,7 +58,14 @@ type Sealer struct {
 type secretKeys struct {
 	id     string // public, short: lets Open pick the right secret at once
 	secret []byte
+	header string                 // the protected header jwx writes under this secret, base64url
+	aeads  map[string]cipher.AEAD // per session cookie, derived at start; read-only after
+	keys   map[string][]byte
 }
+
+// derivedAtStart are the sealed cookies read on every request: their keys
+// are derived once. Others (the login transaction's) are derived on use.
+var derivedAtStart = []string{RefreshCookie, UserInfoCookie}
 
 // NewSealer returns a Sealer for the given secrets, newest first.
 // Each must be at least MinSecretLen bytes.
@@ -67,7 +79,26 @@ func NewSealer(secrets ...[]byte) (*Sealer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tokens: deriving secret id: %w", err)
 		}
-		s.secrets = append(s.secrets, secretKeys{id: base64.RawURLEncoding.EncodeToString(id), secret: secret})
+		k := secretKeys{id: base64.RawURLEncoding.EncodeToString(id), secret: secret,
+			aeads: map[string]cipher.AEAD{}, keys: map[string][]byte{}}
+		for _, name := range derivedAtStart {
+			key, err := k.deriveKey(name)
+			if err != nil {
+				return nil, fmt.Errorf("tokens: deriving key: %w", err)
+			}
+			if k.aeads[name], err = newGCM(key); err != nil {
+				return nil, err
+			}
+			k.keys[name] = key
+		}
+		// The header jwx writes is fixed for a secret: learn it from jwx
+		// itself, so that Open recognises it with one comparison.
+		probe, err := k.seal("changebank probe", nil)
+		if err != nil {
+			return nil, err
+		}
+		k.header, _, _ = strings.Cut(probe, ".")
+		s.secrets = append(s.secrets, k)
 	}
 	return s, nil
 }
@@ -85,21 +116,57 @@ func checkSecrets(secrets [][]byte) error {
 	return nil
 }
 
-// key derives the AES-256 key for one cookie under one secret. The cookie's
-// name is the HKDF info, which is what makes a value useless in another cookie.
-func (k secretKeys) key(cookie string) ([]byte, error) {
+// deriveKey derives the AES-256 key for one cookie under one secret. The
+// cookie's name is the HKDF info, which is what makes a value useless in
+// another cookie.
+func (k secretKeys) deriveKey(cookie string) ([]byte, error) {
 	return hkdf.Key(sha256.New, k.secret, nil, "changebank cookie v1 "+cookie, 32)
+}
+
+// key returns the cookie's key, derived at start for the session cookies.
+func (k secretKeys) key(cookie string) ([]byte, error) {
+	if key, ok := k.keys[cookie]; ok {
+		return key, nil
+	}
+	return k.deriveKey(cookie)
+}
+
+// aead returns the cookie's AES-GCM, made at start for the session cookies.
+func (k secretKeys) aead(cookie string) (cipher.AEAD, error) {
+	if a, ok := k.aeads[cookie]; ok {
+		return a, nil
+	}
+	key, err := k.deriveKey(cookie)
+	if err != nil {
+		return nil, err
+	}
+	return newGCM(key)
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: AES key: %w", err)
+	}
+	gcm, err := cipher.NewGCM(block) // 12-byte nonce, 16-byte tag: JWE's A256GCM
+	if err != nil {
+		return nil, fmt.Errorf("tokens: AES-GCM: %w", err)
+	}
+	return gcm, nil
 }
 
 // Seal encrypts plaintext for the named cookie under the newest secret.
 func (s *Sealer) Seal(cookie string, plaintext []byte) (string, error) {
-	newest := s.secrets[0]
-	key, err := newest.key(cookie)
+	return s.secrets[0].seal(cookie, plaintext)
+}
+
+func (k secretKeys) seal(cookie string, plaintext []byte) (string, error) {
+	key, err := k.key(cookie)
 	if err != nil {
 		return "", fmt.Errorf("tokens: deriving key: %w", err)
 	}
 	hdr := jwe.NewHeaders()
-	if err := hdr.Set("kid", newest.id); err != nil {
+	if err := hdr.Set("kid", k.id); err != nil {
 		return "", fmt.Errorf("tokens: sealing: %w", err)
 	}
 	out, err := jwe.Encrypt(plaintext,
@@ -116,49 +183,87 @@ func (s *Sealer) Seal(cookie string, plaintext []byte) (string, error) {
 // near it, and a browser will not send a larger one.
 const maxSealedLen = 4096
 
+// b64 is base64url without padding, refusing non-zero trailing bits, as
+// RFC 7515/7516 compact serialisation requires.
+var b64 = base64.RawURLEncoding.Strict()
+
 // Open decrypts a value sealed for the named cookie. Any failure is
 // errUnsealable: callers treat every one alike, as a missing cookie.
+//
+// It reads the compact JWE this app writes and nothing else: exactly five
+// parts in base64url without padding; a protected header of exactly alg
+// "dir", enc "A256GCM" and the kid of a current secret; an empty encrypted
+// key; a 12-byte IV and a 16-byte tag; AES-256-GCM with the header's ASCII
+// as additional data (RFC 7516 5.2). The header is the attacker's, so it
+// chooses nothing else: no other algorithm, no compression, no crit.
 func (s *Sealer) Open(cookie, sealed string) ([]byte, error) {
-	if sealed == "" || len(sealed) > maxSealedLen || !canonical(sealed) {
+	if sealed == "" || len(sealed) > maxSealedLen {
 		return nil, errUnsealable
 	}
-	// Only "dir" with A256GCM, and only under the secret the header names:
-	// the header is the attacker's, so it chooses nothing else.
-	keys := jwe.KeyProviderFunc(func(_ context.Context, sink jwe.KeySink, _ jwe.Recipient, msg *jwe.Message) error {
-		hdr := msg.ProtectedHeaders()
-		alg, _ := hdr.Algorithm()
-		enc, _ := hdr.ContentEncryption()
-		kid, _ := hdr.KeyID()
-		if alg != jwa.DIRECT() || enc != jwa.A256GCM() {
-			return errUnsealable
+	var parts [5]string
+	rest := sealed
+	for i := range 4 {
+		var ok bool
+		if parts[i], rest, ok = strings.Cut(rest, "."); !ok {
+			return nil, errUnsealable
 		}
-		for _, k := range s.secrets {
-			if k.id == kid {
-				key, err := k.key(cookie)
-				if err != nil {
-					return err
-				}
-				sink.Key(jwa.DIRECT(), key)
-				return nil
-			}
-		}
-		return errUnsealable
-	})
-	plain, err := jwe.Decrypt([]byte(sealed), jwe.WithKeyProvider(keys))
+	}
+	parts[4] = rest
+	if strings.Contains(rest, ".") || parts[1] != "" {
+		return nil, errUnsealable // six parts or more; an encrypted key, which "dir" has not
+	}
+	k, ok := s.secretFor(parts[0])
+	if !ok {
+		return nil, errUnsealable
+	}
+	if b64.DecodedLen(len(parts[2])) != 12 || b64.DecodedLen(len(parts[4])) != 16 {
+		return nil, errUnsealable
+	}
+	// One buffer: IV, then ciphertext followed by the tag, as Go's GCM wants it.
+	buf := make([]byte, 12+b64.DecodedLen(len(parts[3]))+16)
+	iv, sealedText := buf[:12], buf[12:]
+	if n, err := b64.Decode(iv, []byte(parts[2])); err != nil || n != 12 {
+		return nil, errUnsealable
+	}
+	n, err := b64.Decode(sealedText, []byte(parts[3]))
+	if err != nil {
+		return nil, errUnsealable
+	}
+	if m, err := b64.Decode(sealedText[n:], []byte(parts[4])); err != nil || m != 16 {
+		return nil, errUnsealable
+	}
+	gcm, err := k.aead(cookie)
+	if err != nil {
+		return nil, errUnsealable
+	}
+	plain, err := gcm.Open(sealedText[:0], iv, sealedText[:n+16], []byte(parts[0]))
 	if err != nil {
 		return nil, errUnsealable
 	}
 	return plain, nil
 }
 
-// canonical reports whether every part of a compact JWE is base64url in its
-// one canonical form. The decoder jwx uses ignores a last character's
-// unused bits, so without this a changed value could still open.
-func canonical(sealed string) bool {
-	for part := range strings.SplitSeq(sealed, ".") {
-		if _, err := base64.RawURLEncoding.Strict().DecodeString(part); err != nil {
-			return false
+// secretFor returns the secret a protected header names, when the header
+// is exactly alg "dir", enc "A256GCM" and a current secret's kid: first as
+// the bytes jwx writes, else (another member order) by reading its JSON.
+func (s *Sealer) secretFor(header string) (secretKeys, bool) {
+	for _, k := range s.secrets {
+		if header == k.header {
+			return k, true
 		}
 	}
-	return true
+	raw, err := b64.DecodeString(header)
+	if err != nil {
+		return secretKeys{}, false
+	}
+	var h map[string]any
+	if json.Unmarshal(raw, &h) != nil || len(h) != 3 || h["alg"] != "dir" || h["enc"] != "A256GCM" {
+		return secretKeys{}, false
+	}
+	for _, k := range s.secrets {
+		if h["kid"] == k.id {
+			return k, true
+		}
+	}
+	return secretKeys{}, false
 }

@@ -2,6 +2,8 @@ package tokens
 
 import (
 	"bytes"
+	"encoding/base64"
+	"strings"
 	"testing"
 )
 
@@ -69,4 +71,15 @@ func FuzzSealRoundTrip(f *testing.F) {
 			t.Fatalf("opened with character %d changed from %q to %q, to %q", i, sealed[i], b, got)
 		}
 	})
+}
+
+// canonical reports whether every part of a compact JWE is base64url in its
+// one canonical form (no unused bits set in a last character).
+func canonical(sealed string) bool {
+	for part := range strings.SplitSeq(sealed, ".") {
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(part); err != nil {
+			return false
+		}
+	}
+	return true
 }

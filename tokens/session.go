@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,14 +18,19 @@ const refreshMargin = 5 * time.Second
 
 // A Session is what the cookies of one browser hold, validated.
 type Session struct {
-	AccessToken  string  // the JWT as issued, from cb_access_token
-	Access       *Claims // its validated claims
-	RefreshToken string  // from the sealed cb_refresh_token; "" when the provider issued none
+	AccessToken string  // the JWT as issued, from cb_access_token
+	Access      *Claims // its validated claims
+	// RefreshToken is from the sealed cb_refresh_token, which is opened only
+	// when it is needed: when this request refreshed, or after
+	// Manager.OpenRefreshToken. "" otherwise, or when the provider issued none.
+	RefreshToken string
 	User         UserInfo
 	// Refreshed reports whether this request refreshed the tokens.
 	Refreshed bool
 	// Expires is when the refresh and userinfo cookies expire: the refresh token's end.
 	Expires time.Time
+
+	refreshSealed string // cb_refresh_token as the request sent it
 }
 
 // UserInfo is the sealed content of cb_userinfo: the validated ID-token
@@ -78,6 +84,10 @@ type Manager struct {
 	refreshTTL time.Duration // the refresh token's life at the provider
 	now        func() time.Time
 	log        *slog.Logger
+	// users remembers opened cb_userinfo values by the value's hash: the
+	// same value arrives on every request of a session, and opening and
+	// decoding it cost more than the rest of the cookie work together.
+	users *boundedCache[UserInfo]
 }
 
 // NewManager returns a Manager that keeps sessions in cookies, gets tokens
@@ -86,7 +96,7 @@ type Manager struct {
 func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refreshTTL time.Duration, now func() time.Time, log *slog.Logger) *Manager {
 	return &Manager{
 		cookies: cookies, client: client, verifier: verifier, refreshTTL: refreshTTL, now: now, log: log,
-		refresh: newRefresher(now, RefreshGrace, client.http.Timeout),
+		refresh: newRefresher(now, RefreshGrace, client.http.Timeout), users: newBoundedCache[UserInfo](),
 	}
 }
 
@@ -108,24 +118,14 @@ func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 // trace looks and never acts (w is not used then).
 func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *recorder) (*Session, error) {
 	now := rec.now(m.now)
-	access := m.cookies.Get(r, AccessCookie)
-	user, why := m.user(r, rec)
+	v := m.cookies.sessionValues(r)
+	user, why := m.user(v, now, rec)
 	if why != "" {
 		// Without it there is nothing to show, nor a login to bind to.
 		return nil, ended(why, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession))
 	}
-	var rc refreshCookie
-	noRefresh := NoticeEndedExpired // why a session without a usable refresh cookie ends
-	if err := m.cookies.open(r, RefreshCookie, &rc); err != nil || now.Unix() >= rc.Expires || rc.Subject != user.Subject {
-		if m.cookies.Get(r, RefreshCookie) != "" && (err != nil || rc.Subject != user.Subject) {
-			noRefresh = NoticeEndedTampered
-		}
-		rc = refreshCookie{}
-		rec.fail(CheckRefresh, nil) // not fatal: the session goes on until the access token expires
-	} else {
-		rec.pass(CheckRefresh)
-	}
-	s := &Session{AccessToken: access, RefreshToken: rc.Token, User: user, Expires: time.Unix(user.Expires, 0)}
+	access := v.access
+	s := &Session{AccessToken: access, User: user, Expires: time.Unix(user.Expires, 0), refreshSealed: v.refresh}
 
 	var claims *Claims
 	if access != "" {
@@ -153,9 +153,12 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	} else {
 		rec.fail(CheckShape, nil) // no access token: refresh, or end the session
 	}
-	if rc.Token == "" {
-		return nil, ended(noRefresh, fmt.Errorf("%w: access token expired and no usable refresh token", ErrNoSession))
+	// The refresh cookie is opened only now, to refresh.
+	if why := m.openRefresh(s, now); why != "" {
+		rec.fail(CheckRefresh, nil)
+		return nil, ended(why, fmt.Errorf("%w: access token expired and no usable refresh token", ErrNoSession))
 	}
+	rec.pass(CheckRefresh)
 	if rec != nil {
 		return s, errWouldRefresh
 	}
@@ -180,6 +183,9 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 // "Refresh now" button uses it. Errors are as Load's.
 func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session) error {
 	err := ended(NoticeEndedExpired, ErrNoSession)
+	if why := m.openRefresh(s, m.now()); why != "" {
+		err = ended(why, ErrNoSession)
+	}
 	if s.RefreshToken != "" {
 		if err = m.refreshInto(ctx, w, s); errors.Is(err, ErrNoSession) {
 			err = ended(NoticeEndedRefused, err)
@@ -214,31 +220,81 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 // without looking at the tokens. Logout uses it to check the CSRF token
 // without refreshing anything.
 func (m *Manager) User(r *http.Request) (UserInfo, bool) {
-	user, why := m.user(r, nil)
+	user, why := m.user(m.cookies.sessionValues(r), m.now(), nil)
 	return user, why == ""
 }
 
-// user is User, with the reason a session that is not there ended,
-// recording each check on rec (which may be nil).
-func (m *Manager) user(r *http.Request, rec *recorder) (UserInfo, NoticeCode) {
-	var user UserInfo
-	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil {
-		rec.fail(CheckUserInfo, err)
+// user is User on the request's cookie values, with the reason a session
+// that is not there ended, recording each check on rec (which may be nil).
+func (m *Manager) user(v sessionValues, now time.Time, rec *recorder) (UserInfo, NoticeCode) {
+	user, ok := m.openUser(v.userInfo, now)
+	if !ok {
+		rec.fail(CheckUserInfo, errUnsealable)
 		return UserInfo{}, NoticeEndedTampered
 	}
 	rec.pass(CheckUserInfo)
-	if rec.now(m.now).Unix() >= user.Expires {
+	if now.Unix() >= user.Expires {
 		rec.fail(CheckSessionEnd, nil)
 		return UserInfo{}, NoticeEndedExpired
 	}
 	rec.pass(CheckSessionEnd)
 	// A response that was in flight at logout may have set fresh cookies.
-	if out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64); err == nil && user.LoginAt <= out {
+	if out, err := strconv.ParseInt(v.loggedOut, 10, 64); err == nil && user.LoginAt <= out {
 		rec.fail(CheckLogout, nil)
 		return UserInfo{}, NoticeEndedStale
 	}
 	rec.pass(CheckLogout)
 	return user, ""
+}
+
+// openUser opens a sealed cb_userinfo value, or finds it opened before.
+// The cache is for this one cookie, so the value's hash is key enough; it
+// only ever holds what opened under a current secret, and the caller
+// checks the expiry and the logout marker on every request.
+func (m *Manager) openUser(sealed string, now time.Time) (UserInfo, bool) {
+	if sealed == "" || len(sealed) > maxSealedLen {
+		return UserInfo{}, false
+	}
+	sum := sha256.Sum256([]byte(sealed))
+	if u, ok := m.users.get(sum); ok {
+		return u, true
+	}
+	var u UserInfo
+	if m.cookies.openValue(UserInfoCookie, sealed, &u) != nil {
+		return UserInfo{}, false
+	}
+	m.users.put(sum, u, u.Expires, now.Unix())
+	return u, true
+}
+
+// OpenRefreshToken fills s.RefreshToken from the request's sealed refresh
+// cookie when it is still empty. Load opens that cookie only to refresh;
+// the pages that show or redeem the refresh token call this. A cookie that
+// does not open, has expired or names another user counts as none.
+func (m *Manager) OpenRefreshToken(s *Session) {
+	m.openRefresh(s, m.now())
+}
+
+// openRefresh is OpenRefreshToken, with the reason a session without a
+// usable refresh cookie ends: expired (none, or past its end) or tampered
+// (it does not open, or names another user than cb_userinfo).
+func (m *Manager) openRefresh(s *Session, now time.Time) NoticeCode {
+	if s.RefreshToken != "" {
+		return ""
+	}
+	if s.refreshSealed == "" {
+		return NoticeEndedExpired
+	}
+	var rc refreshCookie
+	switch err := m.cookies.openValue(RefreshCookie, s.refreshSealed, &rc); {
+	case err != nil || rc.Subject != s.User.Subject:
+		m.log.Warn("session refused: the refresh cookie does not open or names another user")
+		return NoticeEndedTampered
+	case now.Unix() >= rc.Expires:
+		return NoticeEndedExpired
+	}
+	s.RefreshToken = rc.Token
+	return ""
 }
 
 // maxCookieBytes bounds a cookie's name and value together: browsers keep

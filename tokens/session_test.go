@@ -34,3 +34,44 @@ func TestOversizeTokensAreRefusedNotSilentlyDropped(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedUserInfoStillExpires: an opened userinfo value is remembered,
+// yet the session ends at its exp, and a value that does not open is never
+// remembered as one that did.
+func TestCachedUserInfoStillExpires(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
+	p := NewProvider(testIssuer, "", http.DefaultClient, time.Now, discard)
+	m := NewManager(cookies, NewClient(p, ClientConfig{ID: testClient, AppURL: "http://app.test"}, nil),
+		NewVerifier(p, testIssuer, testClient, clock), time.Hour, clock, discard)
+	sealed, err := cookies.seal(UserInfoCookie, UserInfo{Subject: "u1", LoginAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(value string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(&http.Cookie{Name: UserInfoCookie, Value: value})
+		return r
+	}
+	for range 2 {
+		if u, ok := m.User(req(sealed)); !ok || u.Subject != "u1" {
+			t.Fatalf("User = %+v, %v", u, ok)
+		}
+	}
+	if m.users.len() != 1 {
+		t.Fatalf("%d userinfo values remembered, want 1", m.users.len())
+	}
+	for range 2 {
+		if _, ok := m.User(req(sealed[:len(sealed)-2] + "AA")); ok {
+			t.Fatal("a tampered userinfo value was accepted")
+		}
+	}
+	if m.users.len() != 1 {
+		t.Fatalf("a tampered value was remembered: %d entries", m.users.len())
+	}
+	now = now.Add(time.Hour)
+	if _, ok := m.User(req(sealed)); ok {
+		t.Fatal("a remembered userinfo value outlived its exp")
+	}
+}

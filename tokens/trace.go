@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +22,6 @@ const (
 	CheckUserInfo   Check = "cb_userinfo opens"
 	CheckSessionEnd Check = "session end"
 	CheckLogout     Check = "logout marker"
-	CheckRefresh    Check = "refresh cookie"
 	CheckShape      Check = "token size and shape"
 	CheckHeader     Check = "header (crit, typ)"
 	CheckKey        Check = "key (kid)"
@@ -37,12 +35,16 @@ const (
 	CheckExpiry     Check = "exp"
 	CheckKind       Check = "token kind"
 	CheckBinding    Check = "subject binding"
+	// CheckRefresh comes last: the refresh cookie is opened only when the
+	// access token is missing, expired or about to be.
+	CheckRefresh Check = "refresh cookie"
 )
 
 // allChecks lists every check, so that a trace can name those never reached.
 var allChecks = []Check{
-	CheckUserInfo, CheckSessionEnd, CheckLogout, CheckRefresh, CheckShape, CheckHeader, CheckKey, CheckAlgorithm,
+	CheckUserInfo, CheckSessionEnd, CheckLogout, CheckShape, CheckHeader, CheckKey, CheckAlgorithm,
 	CheckSignature, CheckClaims, CheckIssuer, CheckAudience, CheckSubject, CheckNotBefore, CheckExpiry, CheckKind, CheckBinding,
+	CheckRefresh,
 }
 
 // Result is what one check found.
@@ -188,12 +190,7 @@ func (m *Manager) TraceAt(ctx context.Context, r *http.Request, at time.Time) *T
 		t.Outcome = Unjudged
 	default:
 		t.Outcome = Refused
-		for _, s := range slices.Backward(t.Steps) {
-			if s.Result == Fail {
-				t.Decided = s.Check
-				break
-			}
-		}
+		t.Decided = decider(t, m.cookies.Get(r, RefreshCookie) != "")
 	}
 	if t.Step(CheckSignature).Result == Pass {
 		t.Kid = rec.kid
@@ -201,10 +198,35 @@ func (m *Manager) TraceAt(ctx context.Context, r *http.Request, at time.Time) *T
 	m.describe(t, r, rec)
 	for _, c := range allChecks {
 		if t.Step(c).Result == NotChecked {
-			t.Steps = append(t.Steps, Step{Check: c, Result: NotChecked})
+			step := Step{Check: c, Result: NotChecked}
+			if c == CheckRefresh && t.Outcome == Accepted {
+				step.Value = "not opened: it is needed only to refresh"
+			}
+			t.Steps = append(t.Steps, step)
 		}
 	}
 	return t
+}
+
+// decider names the check that refused a session: the last that failed.
+// A missing or expired access token alone ends nothing (it is refreshed):
+// when the refresh cookie failed only because none was sent, the check that
+// made a refresh necessary is the one that decided.
+func decider(t *Trace, refreshSent bool) Check {
+	var fails []Check
+	for _, s := range t.Steps {
+		if s.Result == Fail {
+			fails = append(fails, s.Check)
+		}
+	}
+	n := len(fails)
+	switch {
+	case n == 0:
+		return ""
+	case n > 1 && fails[n-1] == CheckRefresh && !refreshSent:
+		return fails[n-2]
+	}
+	return fails[n-1]
 }
 
 // describe fills each step's Value from what the request carries, decoded
@@ -257,11 +279,11 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 			case errors.Is(rcErr, http.ErrNoCookie):
 				v = "not sent: the access token cannot be renewed"
 			case rcErr != nil:
-				v = "does not open: ignored, the access token cannot be renewed"
+				v = "does not open: changed, or moved from another cookie; the session ends"
 			case at.Unix() >= rc.Expires:
-				v = "expired " + when(rc.Expires) + ": ignored"
+				v = "expired " + when(rc.Expires) + ": the session ends"
 			case userErr == nil && rc.Subject != user.Subject:
-				v = "sub " + rc.Subject + " is not cb_userinfo's: ignored, the access token cannot be renewed"
+				v = "sub " + rc.Subject + " is not cb_userinfo's: the session ends"
 			default:
 				v = "opens; same sub as cb_userinfo; ends " + when(rc.Expires)
 			}

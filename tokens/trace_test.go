@@ -67,10 +67,17 @@ func TestTraceShowsEveryCheckOfAGenuineSession(t *testing.T) {
 	if tr.Outcome != Accepted || tr.Kid != "k1" || tr.Decided != "" {
 		t.Fatalf("outcome %q, kid %q, decided %q", tr.Outcome, tr.Kid, tr.Decided)
 	}
-	// Every check, in the order Load makes them, each passed.
+	// Every check, in the order Load makes them, each passed; the refresh
+	// cookie is not even opened while the access token is good.
 	var got []Check
 	for _, s := range tr.Steps {
 		got = append(got, s.Check)
+		if s.Check == CheckRefresh {
+			if s.Result != NotChecked || !strings.Contains(s.Value, "only to refresh") {
+				t.Errorf("%s: %q %q", s.Check, s.Result, s.Value)
+			}
+			continue
+		}
 		if s.Result != Pass || s.Value == "" {
 			t.Errorf("%s: %q %q", s.Check, s.Result, s.Value)
 		}
@@ -161,7 +168,10 @@ func TestTraceNamesTheCheckThatDecided(t *testing.T) {
 			// The deciding check failed, and nothing after it ran.
 			after := false
 			for _, s := range tr.Steps {
-				if after && s.Result != NotChecked && s.Check != CheckKind && s.Check != CheckBinding {
+				// The refresh cookie is looked for after a missing or
+				// expired token, to renew it; when none was sent, the
+				// token's check decided.
+				if after && s.Result != NotChecked && s.Check != CheckKind && s.Check != CheckBinding && s.Check != CheckRefresh {
 					t.Errorf("%s ran after the deciding %s", s.Check, tc.decided)
 				}
 				if s.Check == tc.decided {

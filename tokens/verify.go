@@ -3,6 +3,7 @@ package tokens
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -105,6 +106,7 @@ type Verifier struct {
 	clientID string
 	now      func() time.Time
 	atJWT    atomic.Bool // an "at+jwt" token has been seen with a valid signature
+	cache    *boundedCache[verifiedToken]
 }
 
 // NewVerifier returns a Verifier that trusts keys from ks for tokens whose
@@ -112,7 +114,7 @@ type Verifier struct {
 // that names no algorithm is used only with the algorithms its discovery
 // document lists (RS256 when it lists none) that fit the key's type.
 func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Verifier {
-	return &Verifier{keys: ks, issuer: issuer, clientID: clientID, now: now}
+	return &Verifier{keys: ks, issuer: issuer, clientID: clientID, now: now, cache: newBoundedCache[verifiedToken]()}
 }
 
 // AccessToken verifies an access token. On success it returns the claims.
@@ -121,16 +123,60 @@ func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Veri
 // wrapping errExpired, so that the caller can refresh. An error wrapping
 // ErrProviderUnavailable means the keys could not be fetched: the token was
 // not judged. Every other error wraps errInvalidToken.
+//
+// A token that passed every check is remembered (by its hash) until it
+// expires, so that the next requests carrying it skip the signature
+// verification, and only that: see verifiedToken.
 func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error) {
-	return v.accessToken(ctx, raw, nil)
-}
-
-// accessToken is AccessToken, recording each check on rec (which may be nil).
-func (v *Verifier) accessToken(ctx context.Context, raw string, rec *recorder) (*Claims, error) {
-	c, typ, err := v.verify(ctx, raw, rec)
+	if len(raw) > maxTokenLen {
+		_, _, err := v.verify(ctx, raw, nil, nil)
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(raw))
+	if e, ok := v.cache.get(sum); ok {
+		// The signature was checked with this very key; the claims' times
+		// and the kind rules are checked again, as on a first sight.
+		if key, err := v.keys.LookupKey(ctx, e.kid); err == nil && key == e.key {
+			c := e.claims
+			err := v.validate(&c, nil)
+			if err != nil && !errors.Is(err, errExpired) {
+				return nil, err
+			}
+			return v.accessRules(&c, e.typ, err, nil)
+		}
+		v.cache.drop(sum)
+	}
+	var used verifiedToken
+	c, typ, err := v.verify(ctx, raw, nil, &used)
 	if c == nil {
 		return nil, err
 	}
+	c, err = v.accessRules(c, typ, err, nil)
+	if err == nil {
+		used.claims, used.typ = *c, typ
+		v.cache.put(sum, used, int64(c.Expiry), v.now().Unix())
+	}
+	return c, err
+}
+
+// accessToken is AccessToken without the cache, recording each check on
+// rec: a trace always watches the whole verification.
+func (v *Verifier) accessToken(ctx context.Context, raw string, rec *recorder) (*Claims, error) {
+	if rec == nil {
+		return v.AccessToken(ctx, raw)
+	}
+	c, typ, err := v.verify(ctx, raw, rec, nil)
+	if c == nil {
+		return nil, err
+	}
+	return v.accessRules(c, typ, err, rec)
+}
+
+// accessRules refuses what is no access token: an ID token, or an untyped
+// token from a provider known to type its access tokens. err is the
+// verification's outcome, nil or errExpired, passed through otherwise.
+// The check is recorded on rec, which may be nil.
+func (v *Verifier) accessRules(c *Claims, typ string, err error, rec *recorder) (*Claims, error) {
 	switch {
 	case c.AtHash != "" || c.Nonce != "":
 		// An ID token is no credential for this app, whatever the provider
@@ -146,7 +192,7 @@ func (v *Verifier) accessToken(ctx context.Context, raw string, rec *recorder) (
 // idToken verifies an ID token and, when nonce is not empty, its nonce.
 // Claims come back as AccessToken's do.
 func (v *Verifier) idToken(ctx context.Context, raw, nonce string) (*Claims, error) {
-	c, typ, err := v.verify(ctx, raw, nil)
+	c, typ, err := v.verify(ctx, raw, nil, nil)
 	switch {
 	case c == nil:
 		return nil, err
@@ -168,8 +214,9 @@ const (
 
 // verify checks the signature and the claims, and returns the token's typ.
 // Claims come back on success and when only errExpired is wrong. Each
-// check is recorded on rec, which may be nil.
-func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder) (*Claims, string, error) {
+// check is recorded on rec, which may be nil. When used is not nil, it gets
+// the kid and the key the signature was checked with.
+func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *verifiedToken) (*Claims, string, error) {
 	if len(raw) > maxTokenLen {
 		return nil, "", rec.fail(CheckShape, fmt.Errorf("%w: %d bytes, more than %d", errInvalidToken, len(raw), maxTokenLen))
 	}
@@ -216,6 +263,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder) (*Clai
 			return rec.fail(CheckAlgorithm, err)
 		}
 		rec.pass(CheckAlgorithm)
+		if used != nil {
+			used.kid, used.key = kid, key
+		}
 		sink.Key(alg, key)
 		return nil
 	})

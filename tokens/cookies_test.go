@@ -1,0 +1,45 @@
+package tokens
+
+import (
+	"net/http"
+	"testing"
+)
+
+// TestSessionValuesReadsCookiesAsNetHTTPDoes: the one-pass reader of the
+// session cookies finds exactly what r.Cookie finds, name by name.
+func TestSessionValuesReadsCookiesAsNetHTTPDoes(t *testing.T) {
+	cases := map[string][]string{
+		"all four":              {"cb_access_token=a.b.c; cb_refresh_token=r; cb_userinfo=u; cb_logged_out=17"},
+		"none":                  {"other=1; fusionauth.sso=x"},
+		"no header":             nil,
+		"first of a name wins":  {"cb_userinfo=first; cb_userinfo=second"},
+		"across header lines":   {"cb_access_token=a", "cb_userinfo=u; cb_access_token=later"},
+		"quoted":                {`cb_userinfo="quoted"; cb_access_token="`},
+		"bad bytes skipped":     {`cb_userinfo=a\b; cb_userinfo=good`, "cb_access_token=x\"y"},
+		"spaces and empty ones": {"  cb_userinfo=u ;;  ; cb_logged_out = 5; cb_refresh_token=", "=x; cb_access_token"},
+		"similar names":         {"xcb_userinfo=no; cb_userinfo_=no; CB_USERINFO=no; __Host-cb_userinfo=host"},
+		"equals in the value":   {"cb_userinfo=a=b=c"},
+		"non-ASCII space":       {"\u00a0cb_userinfo=nbsp; \tcb_access_token=tab\t"},
+	}
+	for _, secure := range []bool{false, true} {
+		appURL := "http://localhost:8080"
+		if secure {
+			appURL = "https://bank.example"
+		}
+		c := NewCookieStore(appURL, nil)
+		for name, header := range cases {
+			t.Run(appURL+" "+name, func(t *testing.T) {
+				r, _ := http.NewRequest(http.MethodGet, "/", nil)
+				for _, h := range header {
+					r.Header.Add("Cookie", h)
+				}
+				got := c.sessionValues(r)
+				for base, value := range map[string]string{AccessCookie: got.access, RefreshCookie: got.refresh, UserInfoCookie: got.userInfo, LogoutCookie: got.loggedOut} {
+					if want := c.Get(r, base); value != want {
+						t.Errorf("%s = %q, r.Cookie finds %q", base, value, want)
+					}
+				}
+			})
+		}
+	}
+}

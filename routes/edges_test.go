@@ -92,32 +92,42 @@ func TestOversizeFormIsTooLarge(t *testing.T) {
 	}
 }
 
-func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+// The Authorization header decides, whatever cookies come along: a Bearer
+// token in any case of the scheme (RFC 9110), anything else refused.
+func TestAuthorizationHeaderDecides(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	b := s.browser()
 	b.login("")
 	token := b.cookie(tokens.AccessCookie)
 	cases := []struct {
-		header string
-		status int
+		name, header string
+		status       int
+		err          string
 	}{
-		{"Bearer " + token, http.StatusOK},
-		{"bearer " + token, http.StatusOK},
-		{"BEARER " + token, http.StatusOK},
-		{"Basic " + token, http.StatusUnauthorized},
-		{"Bearer", http.StatusUnauthorized},
-		{"bearer garbage", http.StatusUnauthorized},
+		{"Bearer", "Bearer " + token, http.StatusOK, ""},
+		{"bearer", "bearer " + token, http.StatusOK, ""},
+		{"BEARER", "BEARER " + token, http.StatusOK, ""},
+		{"Bearer and no token", "Bearer", http.StatusUnauthorized, "invalid_token"},
+		{"bearer garbage", "bearer garbage", http.StatusUnauthorized, "invalid_token"},
+		{"Basic", "Basic " + token, http.StatusUnauthorized, "invalid_request"},
+		{"Token", "Token " + token, http.StatusUnauthorized, "invalid_request"},
+		{"DPoP", "DPoP " + token, http.StatusUnauthorized, "invalid_request"},
+		{"Bearer without a space", "Bearer" + token, http.StatusUnauthorized, "invalid_request"},
+		{"Digest", "Digest username=richard", http.StatusUnauthorized, "invalid_request"},
 	}
 	for _, tc := range cases {
-		t.Run(strings.SplitN(tc.header, " ", 2)[0], func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, s.appURL+"/api/me", nil)
 			req.Header.Set("Authorization", tc.header)
-			p := s.browser().do(req)
+			p := b.do(req) // the browser's valid session cookies go along
 			if p.status != tc.status {
 				t.Fatalf("%d, want %d: %s", p.status, tc.status, p.body)
 			}
 			if tc.status == http.StatusOK && !strings.Contains(p.body, `"authenticated_by":"bearer"`) {
 				t.Fatalf("not authenticated by the bearer token: %s", p.body)
+			}
+			if tc.err != "" && (!strings.Contains(p.body, `"error":"`+tc.err+`"`) || !strings.HasPrefix(p.header.Get("WWW-Authenticate"), "Bearer")) {
+				t.Fatalf("want error %s with a Bearer challenge: %v %s", tc.err, p.header.Get("WWW-Authenticate"), p.body)
 			}
 		})
 	}

@@ -136,30 +136,3 @@ func TestRefreshNowFailing(t *testing.T) {
 		t.Fatal("the ended session's cookies were kept")
 	}
 }
-
-func TestNonBearerAuthorizationIsRefused(t *testing.T) {
-	s := newStack(t, stackOptions{})
-	b := s.browser()
-	b.login("")
-	token := b.cookie(tokens.AccessCookie)
-	cases := []struct{ name, header string }{
-		{"Basic", "Basic " + token},
-		{"Token", "Token " + token},
-		{"DPoP", "DPoP " + token},
-		{"Bearer without a space", "Bearer" + token},
-		{"Digest", "Digest username=richard"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, s.appURL+"/api/me", nil)
-			req.Header.Set("Authorization", tc.header)
-			// The browser's valid session cookies go along: the header
-			// decides, and it is not a Bearer token.
-			p := b.do(req)
-			if p.status != http.StatusUnauthorized || !strings.Contains(p.body, `"error":"invalid_request"`) ||
-				!strings.HasPrefix(p.header.Get("WWW-Authenticate"), "Bearer") {
-				t.Fatalf("%d %v %s", p.status, p.header.Get("WWW-Authenticate"), p.body)
-			}
-		})
-	}
-}

@@ -49,7 +49,7 @@ var settings = []setting{
 	{"ISSUER_INTERNAL_URL", "", "FusionAuth as the app reaches it, when different (default: ISSUER)"},
 	{"CLIENT_ID", "", "the FusionAuth application id (required)"},
 	{"CLIENT_SECRET", "", "the FusionAuth application's client secret (required)"},
-	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes, newest first (required)"},
+	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes: the first seals, all open (required)"},
 	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at FusionAuth; session cookies live this long"},
 	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token (optional)"},
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
@@ -162,7 +162,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	published("CLIENT_SECRET", cfg.ClientSecret)
 	if raw := get("APP_SECRET_KEY"); raw == "" {
-		bad("APP_SECRET_KEY", "not set: comma-separated secrets of at least %d bytes, newest first (openssl rand -base64 32)", tokens.MinSecretLen)
+		bad("APP_SECRET_KEY", "not set: comma-separated secrets of at least %d bytes, the first seals, all open (openssl rand -base64 32)", tokens.MinSecretLen)
 	} else {
 		for i, s := range strings.Split(raw, ",") {
 			s = strings.TrimSpace(s)

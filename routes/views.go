@@ -2,11 +2,13 @@ package routes
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -24,6 +26,7 @@ type views struct {
 	viewer func(c *gin.Context) (*tokens.UserInfo, string)
 	// take reads and deletes the request's one-shot notice cookie.
 	take func(c *gin.Context) (tokens.Notice, bool)
+	done renderedPages
 }
 
 var pageNames = []string{"home", "account", "make_change", "session", "error", "lab"}
@@ -77,6 +80,14 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 			renderBuffers.Put(buf)
 		}
 	}()
+	var scratch [512]byte
+	key, cacheable := pageKey(scratch[:0], name, p)
+	if cacheable {
+		if html, ok := v.done.get(key); ok {
+			c.Data(status, "text/html; charset=utf-8", html)
+			return
+		}
+	}
 	if err := v.pages[name].Execute(buf, p); err != nil {
 		// The error names the template and the field, never the page's data.
 		v.log.Error("rendering a page", "page", name, "path", c.Request.URL.Path, "err", err)
@@ -84,7 +95,74 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 		c.Data(http.StatusInternalServerError, "text/plain; charset=utf-8", []byte("Something went wrong on our side."))
 		return
 	}
+	if cacheable {
+		v.done.put(key, buf.Bytes())
+	}
 	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// renderedPages remembers pages already rendered, by everything that went
+// into them, so that a browser loading its account page again gets the same
+// bytes without html/template running again: its escaping functions, each
+// one a reflect call, were a third of an account request. The key is the
+// whole input of the template (the page's name and the page value), so a hit
+// is exactly what Execute would write; pages with data, a notice or a trace
+// are never cached.
+type renderedPages struct {
+	mu    sync.RWMutex
+	pages map[string][]byte // never modified once stored: c.Data writes them out as they are
+}
+
+// maxRenderedPages bounds the cache: a page is a few kilobytes, so at most a
+// few megabytes; a flood of distinct sessions only evicts.
+const maxRenderedPages = 1000
+
+func (r *renderedPages) get(key []byte) ([]byte, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	html, ok := r.pages[string(key)]
+	return html, ok
+}
+
+func (r *renderedPages) put(key, html []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pages == nil {
+		r.pages = make(map[string][]byte)
+	}
+	for k := range r.pages {
+		if len(r.pages) < maxRenderedPages {
+			break
+		}
+		delete(r.pages, k)
+	}
+	r.pages[string(key)] = bytes.Clone(html)
+}
+
+// pageKey appends to b what page name renders from p, each part prefixed
+// with its length so that no two inputs share a key. It reports false for a
+// page whose output depends on more than these fields.
+func pageKey(b []byte, name string, p page) ([]byte, bool) {
+	if p.Data != nil || p.Notice != nil || p.Trace != nil {
+		return nil, false
+	}
+	str := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	str(name)
+	str(p.Title)
+	str(p.CSRF)
+	if u := p.User; u != nil {
+		b = append(b, 1)
+		for _, s := range []string{u.Subject, u.Name, u.GivenName, u.FamilyName, u.Email, u.Birthdate, u.LoginID} {
+			str(s)
+		}
+		b = strconv.AppendBool(b, u.EmailVerified)
+		b = binary.AppendVarint(b, u.LoginAt)
+		b = binary.AppendVarint(b, u.Expires)
+	}
+	return b, true
 }
 
 // errorView is the error page's content: a message written for people.

@@ -239,9 +239,13 @@ func (m *Manager) user(v sessionValues, now time.Time, rec *recorder) (UserInfo,
 	}
 	rec.pass(CheckSessionEnd)
 	// A response that was in flight at logout may have set fresh cookies.
-	if out, err := strconv.ParseInt(v.loggedOut, 10, 64); err == nil && user.LoginAt <= out {
-		rec.fail(CheckLogout, nil)
-		return UserInfo{}, NoticeEndedStale
+	// Without a marker there is nothing to parse (and a failed ParseInt
+	// allocates its error on every request of a browser never logged out).
+	if v.loggedOut != "" {
+		if out, err := strconv.ParseInt(v.loggedOut, 10, 64); err == nil && user.LoginAt <= out {
+			rec.fail(CheckLogout, nil)
+			return UserInfo{}, NoticeEndedStale
+		}
 	}
 	rec.pass(CheckLogout)
 	return user, ""

@@ -122,7 +122,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		"ISSUER=http://127.0.0.1:"+idpPort,
 		"CLIENT_ID="+clientID, "CLIENT_SECRET="+clientSecret,
 		"APP_SECRET_KEY="+base64.RawURLEncoding.EncodeToString(secret),
-		"KICKSTART_FILE="+kickstart, "LOG_LEVEL=info")
+		"KICKSTART_FILE="+kickstart, "LOG_LEVEL=info",
+		"ATTACKER_ADDR=") // .env's attacker page would share the app's 127.0.0.1 host, which the app refuses; set, so .env does not apply
 	logFile, err := os.Create(filepath.Join(dir, "app.log"))
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"html/template"
@@ -108,9 +109,12 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 // whole input of the template (the page's name and the page value), so a hit
 // is exactly what Execute would write; pages with data, a notice or a trace
 // are never cached.
+//
+// Like the token caches, it is keyed by a hash of its inputs: the inputs
+// hold the CSRF token, which memory keeps only inside the pages themselves.
 type renderedPages struct {
 	mu    sync.RWMutex
-	pages map[string][]byte // never modified once stored: c.Data writes them out as they are
+	pages map[[sha256.Size]byte][]byte // never modified once stored: c.Data writes them out as they are
 }
 
 // maxRenderedPages bounds the cache: a page is a few kilobytes, so at most a
@@ -120,7 +124,7 @@ const maxRenderedPages = 1000
 func (r *renderedPages) get(key []byte) ([]byte, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	html, ok := r.pages[string(key)]
+	html, ok := r.pages[sha256.Sum256(key)]
 	return html, ok
 }
 
@@ -128,7 +132,7 @@ func (r *renderedPages) put(key, html []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.pages == nil {
-		r.pages = make(map[string][]byte)
+		r.pages = make(map[[sha256.Size]byte][]byte)
 	}
 	for k := range r.pages {
 		if len(r.pages) < maxRenderedPages {
@@ -136,7 +140,7 @@ func (r *renderedPages) put(key, html []byte) {
 		}
 		delete(r.pages, k)
 	}
-	r.pages[string(key)] = bytes.Clone(html)
+	r.pages[sha256.Sum256(key)] = bytes.Clone(html)
 }
 
 // pageKey appends to b what page name renders from p, each part prefixed

@@ -47,15 +47,6 @@ func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views) g
 	}
 }
 
-// withRefreshToken opens the refresh cookie of the session sessionRequired
-// loaded, for a page that shows it: Load opens it only to refresh.
-func withRefreshToken(sessions *tokens.Manager) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		sessions.OpenRefreshToken(sessionOf(c))
-		c.Next()
-	}
-}
-
 // maxFormBytes bounds a form body: ours are a few fields.
 const maxFormBytes = 64 << 10
 

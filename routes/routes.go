@@ -77,7 +77,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.GET("/account", page, account(csrf, views))
 	r.GET("/make-change", page, makeChangeForm(csrf, views))
 	r.POST("/make-change", page, form, makeChange(csrf, views))
-	r.GET("/session", page, withRefreshToken(sessions), withTrace(sessions), inspector(cookies, csrf, now, views, o.attacker))
+	r.GET("/session", page, withTrace(sessions), inspector(cookies, csrf, now, views, o.attacker))
 	r.GET("/session/lab", page, labPage(csrf, views))
 	r.POST("/session/lab", userRequired(sessions), form, runAttack(log, sessions, csrf, views))
 	r.POST("/session/expire", page, form, expireAccess(sessions))

@@ -21,8 +21,7 @@ type Session struct {
 	AccessToken string  // the JWT as issued, from cb_access_token
 	Access      *Claims // its validated claims
 	// RefreshToken is from the sealed cb_refresh_token, which is opened only
-	// when it is needed: when this request refreshed, or after
-	// Manager.OpenRefreshToken. "" otherwise, or when the provider issued none.
+	// to refresh (Load, Refresh). "" otherwise, or when the provider issued none.
 	RefreshToken string
 	User         UserInfo
 	// Refreshed reports whether this request refreshed the tokens.
@@ -182,14 +181,11 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 // token's expiry, and writes the new cookies on w. The session inspector's
 // "Refresh now" button uses it. Errors are as Load's.
 func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session) error {
-	err := ended(NoticeEndedExpired, ErrNoSession)
+	var err error
 	if why := m.openRefresh(s, m.now()); why != "" {
 		err = ended(why, ErrNoSession)
-	}
-	if s.RefreshToken != "" {
-		if err = m.refreshInto(ctx, w, s); errors.Is(err, ErrNoSession) {
-			err = ended(NoticeEndedRefused, err)
-		}
+	} else if err = m.refreshInto(ctx, w, s); errors.Is(err, ErrNoSession) {
+		err = ended(NoticeEndedRefused, err)
 	}
 	if errors.Is(err, ErrNoSession) {
 		m.expireAll(w)
@@ -271,16 +267,9 @@ func (m *Manager) openUser(sealed string, now time.Time) (UserInfo, bool) {
 	return u, true
 }
 
-// OpenRefreshToken fills s.RefreshToken from the request's sealed refresh
-// cookie when it is still empty. Load opens that cookie only to refresh;
-// the pages that show or redeem the refresh token call this. A cookie that
-// does not open, has expired or names another user counts as none.
-func (m *Manager) OpenRefreshToken(s *Session) {
-	m.openRefresh(s, m.now())
-}
-
-// openRefresh is OpenRefreshToken, with the reason a session without a
-// usable refresh cookie ends: expired (none, or past its end) or tampered
+// openRefresh fills s.RefreshToken from the request's sealed refresh
+// cookie when it is still empty, or says why a session without a usable
+// refresh cookie ends: expired (none, or past its end) or tampered
 // (it does not open, or names another user than cb_userinfo).
 func (m *Manager) openRefresh(s *Session, now time.Time) NoticeCode {
 	if s.RefreshToken != "" {

@@ -52,11 +52,9 @@ func (c *CookieStore) Name(base string) string {
 
 // Get returns the named cookie's value, or "" when the request has none.
 func (c *CookieStore) Get(r *http.Request, base string) string {
-	ck, err := r.Cookie(c.Name(base))
-	if err != nil {
-		return ""
-	}
-	return ck.Value
+	var v string
+	readCookies(r, []string{c.Name(base)}, []*string{&v})
+	return v
 }
 
 // sessionValues are the raw values of the session cookies a request carries.
@@ -66,13 +64,20 @@ type sessionValues struct {
 
 // sessionValues reads the session cookies in one pass over the Cookie
 // header, where one r.Cookie call per cookie would parse it once each.
-// Like r.Cookie, it takes the first cookie of a name, drops a pair of
-// surrounding quotes, and ignores a value with bytes no cookie value holds.
 func (c *CookieStore) sessionValues(r *http.Request) sessionValues {
 	var v sessionValues
-	names := [...]string{c.Name(AccessCookie), c.Name(RefreshCookie), c.Name(UserInfoCookie), c.Name(LogoutCookie)}
-	slots := [...]*string{&v.access, &v.refresh, &v.userInfo, &v.loggedOut}
-	var found [len(names)]bool
+	readCookies(r,
+		[]string{c.Name(AccessCookie), c.Name(RefreshCookie), c.Name(UserInfoCookie), c.Name(LogoutCookie)},
+		[]*string{&v.access, &v.refresh, &v.userInfo, &v.loggedOut})
+	return v
+}
+
+// readCookies sets *into[i] to the value of the cookie names[i], reading the
+// Cookie header once and allocating nothing. Like r.Cookie, it takes the
+// first cookie of a name, drops a pair of surrounding quotes, and ignores a
+// value with bytes no cookie value holds.
+func readCookies(r *http.Request, names []string, into []*string) {
+	found := uint(0) // bit i: names[i] found
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
 			var part string
@@ -83,16 +88,15 @@ func (c *CookieStore) sessionValues(r *http.Request) sessionValues {
 			}
 			name = trimASCII(name)
 			for i, n := range names {
-				if found[i] || name != n {
+				if found&(1<<i) != 0 || name != n {
 					continue
 				}
 				if value, ok = cookieValue(value); ok {
-					*slots[i], found[i] = value, true
+					*into[i], found = value, found|1<<i
 				}
 			}
 		}
 	}
-	return v
 }
 
 // cookieOctet tells the bytes a cookie value may hold: printable ASCII but

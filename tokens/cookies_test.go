@@ -6,7 +6,7 @@ import (
 )
 
 // TestSessionValuesReadsCookiesAsNetHTTPDoes: the one-pass reader of the
-// session cookies finds exactly what r.Cookie finds, name by name.
+// session cookies, and Get, find exactly what r.Cookie finds, name by name.
 func TestSessionValuesReadsCookiesAsNetHTTPDoes(t *testing.T) {
 	cases := map[string][]string{
 		"all four":              {"cb_access_token=a.b.c; cb_refresh_token=r; cb_userinfo=u; cb_logged_out=17"},
@@ -35,8 +35,15 @@ func TestSessionValuesReadsCookiesAsNetHTTPDoes(t *testing.T) {
 				}
 				got := c.sessionValues(r)
 				for base, value := range map[string]string{AccessCookie: got.access, RefreshCookie: got.refresh, UserInfoCookie: got.userInfo, LogoutCookie: got.loggedOut} {
-					if want := c.Get(r, base); value != want {
+					want := ""
+					if ck, err := r.Cookie(c.Name(base)); err == nil {
+						want = ck.Value
+					}
+					if value != want {
 						t.Errorf("%s = %q, r.Cookie finds %q", base, value, want)
+					}
+					if got := c.Get(r, base); got != want {
+						t.Errorf("Get(%s) = %q, r.Cookie finds %q", base, got, want)
 					}
 				}
 			})

@@ -12,9 +12,6 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
-// errKeysUnavailable (errors.go) means the provider's JWKS could not be had: a
-// token cannot be judged either way, so the caller answers "try again", not "log in".
-
 // errUnknownKey means the JWKS, even refetched, has no key with the token's kid.
 var errUnknownKey = errors.New("tokens: no key with that kid in the provider's JWKS")
 

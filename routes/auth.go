@@ -90,9 +90,17 @@ func checkForm(log *slog.Logger, sessions *tokens.Manager, csrf *tokens.CSRF, vi
 	}
 }
 
-// home is the public landing page; a logged-in visitor goes to the account.
+// home is the public landing page; a logged-in visitor goes to the
+// account. It is also where the provider's logout sends the browser back,
+// with the state of that logout: when it is the one this browser was sent
+// with, the provider's session is known to be over and the notice says so.
 func home(sessions *tokens.Manager, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if state := c.Query("state"); state != "" {
+			sessions.ConfirmLogout(c.Writer, c.Request, state)
+			c.Redirect(http.StatusSeeOther, "/") // the state works once: off the address bar
+			return
+		}
 		if _, ok := sessions.User(c.Request); ok {
 			c.Redirect(http.StatusSeeOther, "/account")
 			return
@@ -179,26 +187,49 @@ func hasSession(sessions *tokens.Manager, c *gin.Context) bool {
 	return ok
 }
 
-// logout ends the session. POST (the button) also logs out at the
-// provider. GET is the application's logoutURL, which FusionAuth calls
-// when the user logs out elsewhere: it ends the session here and must not
-// send the browser back to the provider.
-func logout(sessions *tokens.Manager, atProvider bool) gin.HandlerFunc {
+// logout is the Log out button: it ends the session and sends the browser
+// to the provider's logout, which ends the single sign-on session and sends
+// the browser back home. The notice for that page says only that this
+// app's cookies are gone, until the browser comes back from the provider
+// (see home).
+func logout(sessions *tokens.Manager) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		sessions.Logout(c.Request.Context(), c.Writer, c.Request)
+		c.Redirect(http.StatusSeeOther, sessions.EndAtProvider(c.Writer))
+	}
+}
+
+// frontChannelLogout is GET /logout, the application's logoutURL: the
+// provider's logout page loads it in a hidden iframe when the user logs
+// out there or in another application. It ends the session here and never
+// sends the browser back to the provider. In a frame it answers without a
+// redirect: a redirect's page would load in the frame and take the notice
+// meant for the page the user lands on. Followed as a link, it goes home.
+func frontChannelLogout(sessions *tokens.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		_, hadSession := sessions.User(c.Request)
-		endSession := sessions.Logout(c.Request.Context(), c.Writer, c.Request)
-		// The next page confirms it. The provider's hidden frame loads
-		// GET /logout after the button's POST already ended the session:
-		// then there is nothing to report, and the POST's notice stays.
-		switch {
-		case atProvider:
-			sessions.Notify(c.Writer, tokens.NoticeLoggedOut)
-		case hadSession:
+		sessions.Logout(c.Request.Context(), c.Writer, c.Request)
+		// After the button's POST there is no session left here, and the
+		// POST's notice stays for the page the user lands on.
+		if hadSession {
 			sessions.Notify(c.Writer, tokens.NoticeLogoutProvider)
 		}
-		if !atProvider {
-			endSession = "/"
+		if framed(c.Request) {
+			c.String(http.StatusOK, "Logged out of ChangeBank.")
+			return
 		}
-		c.Redirect(http.StatusSeeOther, endSession)
+		c.Redirect(http.StatusSeeOther, "/")
 	}
+}
+
+// framed reports whether the browser says it loads the request in a frame
+// (Sec-Fetch-Dest, which Chromium, Firefox and Safari send). Pages here
+// refuse to show in frames (frame-ancestors 'none'), so such a request
+// must not take a notice no one will see.
+func framed(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Dest") {
+	case "iframe", "frame":
+		return true
+	}
+	return false
 }

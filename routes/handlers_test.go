@@ -295,6 +295,19 @@ func TestGETLogoutIsTheFrontChannelLogout(t *testing.T) {
 	if b.cookie(tokens.UserInfoCookie) != "" || b.cookie(tokens.AccessCookie) != "" {
 		t.Fatal("cookies kept")
 	}
+
+	// In the provider's hidden frame: no redirect, whose page would take the
+	// notice in the frame; the page the user opens next says what happened.
+	b.login("")
+	if f := b.getFramed("/logout"); f.status != http.StatusOK || f.location() != "" {
+		t.Fatalf("framed GET /logout: %d %q", f.status, f.location())
+	}
+	if b.cookie(tokens.UserInfoCookie) != "" {
+		t.Fatal("cookies kept by the framed GET /logout")
+	}
+	if code, _ := notice(b.get("/").body); code != string(tokens.NoticeLogoutProvider) {
+		t.Fatalf("the next page's notice: %q", code)
+	}
 }
 
 func TestAPIMe(t *testing.T) {

@@ -289,20 +289,55 @@ func TestSessionEndingsAreExplainedOnce(t *testing.T) {
 		p := b.post("/logout", url.Values{"csrf_token": {token}})
 		// The provider's page frames GET /logout, then goes on home.
 		page := b.get(p.location())
-		if f := b.get("/logout"); f.status != http.StatusSeeOther {
-			t.Fatalf("the framed GET /logout: %d", f.status)
+		if f := b.getFramed("/logout"); f.status != http.StatusOK || f.location() != "" {
+			t.Fatalf("the framed GET /logout: %d %q, want a page, not a redirect whose page the frame would load", f.status, f.location())
+		}
+		// A page loaded in a frame is never shown (frame-ancestors 'none'): it leaves the notice.
+		if f := b.getFramed("/"); strings.Contains(f.body, `id="notice"`) {
+			t.Fatal("a framed home page took the notice")
 		}
 		next := regexp.MustCompile(`id="continue" href="([^"]+)"`).FindStringSubmatch(page.body)
 		if next == nil {
 			t.Fatal("the provider's logout page has no continue link")
 		}
-		home, _ := b.follow(b.get(html.UnescapeString(next[1])))
+		back := html.UnescapeString(next[1])
+		home, _ := b.follow(b.get(back))
 		code, text := notice(home.body)
-		if code != "logged-out" || !strings.Contains(text, "You are logged out of ChangeBank and of FusionAuth") {
+		if code != "logged-out-both" || !strings.Contains(text, "You are logged out of ChangeBank and of the identity provider") {
 			t.Fatalf("home after logout says %q %q", code, text)
 		}
 		if p := b.get("/"); strings.Contains(p.body, `id="notice"`) {
 			t.Fatal("a reload of home repeats the logout notice")
+		}
+		if p, _ := b.follow(b.get(back)); strings.Contains(p.body, `id="notice"`) {
+			t.Fatal("the logout's state worked twice")
+		}
+	})
+
+	t.Run("logout the provider never confirmed says what the app knows", func(t *testing.T) {
+		s := newStack(t, stackOptions{})
+		b := s.browser()
+		token := csrf(t, b.login("").body)
+		p := b.post("/logout", url.Values{"csrf_token": {token}})
+		end, _ := url.Parse(p.location())
+		if end.Query().Get("state") == "" {
+			t.Fatalf("the end-session URL carries no state: %s", end)
+		}
+		// The provider is down, or refuses: the browser comes back by hand,
+		// or with a state of someone else's.
+		home, _ := b.follow(b.get("/?state=" + url.QueryEscape(end.Query().Get("state")+"x")))
+		code, text := notice(home.body)
+		if code != "logged-out" || !strings.Contains(text, "You are logged out of ChangeBank") ||
+			!strings.Contains(text, "did not confirm") || strings.Contains(text, "of the identity provider") {
+			t.Fatalf("home after a logout the provider never confirmed says %q %q", code, text)
+		}
+		if !strings.Contains(home.body, `id="end-provider-session"`) {
+			t.Fatal("no way offered to end the provider's session")
+		}
+		// The offered button logs out at the provider again, with a fresh state.
+		again := b.post("/logout", url.Values{"csrf_token": {csrf(t, home.body)}})
+		if again.status != http.StatusSeeOther || !strings.HasPrefix(again.location(), s.idpURL+"/oauth2/logout?") {
+			t.Fatalf("the button: %d %q", again.status, again.location())
 		}
 	})
 }

@@ -17,6 +17,9 @@ type noticeView struct {
 	Text  string
 	Ended bool // a session ended: the page also explains the two sessions
 	SSO   bool // and FusionAuth's SSO session logged the user straight back in
+	// EndAtProvider offers the provider's logout again: this app's cookies
+	// are gone, but the provider's session may not be.
+	EndAtProvider bool
 }
 
 const noticeKey = "changebank.notice"
@@ -67,9 +70,15 @@ func describeNotice(c *gin.Context, n tokens.Notice) *noticeView {
 			nv.Text += " So this request arrived without an access token, and the app got a new one from the refresh token before answering: see the Set-Cookie lines below."
 		}
 	case tokens.NoticeLoggedOut:
-		nv.Text = "You are logged out of ChangeBank and of FusionAuth. ChangeBank deleted its cookies and FusionAuth ended its single sign-on session, so the next login asks for your password."
+		// Set before the browser left for the provider, and it never came
+		// back with the logout's state: the provider was down, refused the
+		// logout, or the tab closed on the way.
+		nv.Text = "You are logged out of ChangeBank: it deleted its cookies. The identity provider did not confirm that it ended its own single sign-on session (its logout did not send you back here), so the next login may not ask for your password."
+		nv.EndAtProvider = true
+	case tokens.NoticeLoggedOutBoth:
+		nv.Text = "You are logged out of ChangeBank and of the identity provider. ChangeBank deleted its cookies, and the identity provider's logout sent you back here, so its single sign-on session is over and the next login asks for your password."
 	case tokens.NoticeLogoutProvider:
-		nv.Text = "You were logged out: FusionAuth ended its single sign-on session (you logged out there, or in another app) and called ChangeBank's logout address, which deleted this app's cookies."
+		nv.Text = "You were logged out: the identity provider ended its single sign-on session (you logged out there, or in another app) and called ChangeBank's logout address, which deleted this app's cookies."
 	default:
 		why, ok := endings[n.Code]
 		if !ok {

@@ -46,7 +46,12 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 		return nil, err
 	}
 	views.viewer = viewer(sessions, csrf)
-	views.take = func(c *gin.Context) (tokens.Notice, bool) { return sessions.TakeNotice(c.Writer, c.Request) }
+	views.take = func(c *gin.Context) (tokens.Notice, bool) {
+		if framed(c.Request) {
+			return tokens.Notice{}, false // never shown: see framed
+		}
+		return sessions.TakeNotice(c.Writer, c.Request)
+	}
 	static, err := fs.Sub(assets, "static")
 	if err != nil {
 		return nil, fmt.Errorf("routes: static files: %w", err)
@@ -82,8 +87,8 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.POST("/session/lab", userRequired(sessions), form, runAttack(log, sessions, csrf, views))
 	r.POST("/session/expire", page, form, expireAccess(sessions))
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
-	r.POST("/logout", form, logout(sessions, true))
-	r.GET("/logout", logout(sessions, false))
+	r.POST("/logout", form, logout(sessions))
+	r.GET("/logout", frontChannelLogout(sessions))
 	r.GET("/api/me", apiSession(log, sessions, verifier), me(now))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))

@@ -312,6 +312,14 @@ func (b *browser) get(path string) response {
 	return b.do(req)
 }
 
+// getFramed loads path as a browser loads an iframe's page.
+func (b *browser) getFramed(path string) response {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, b.abs(path), nil)
+	req.Header.Set("Sec-Fetch-Dest", "iframe")
+	return b.do(req)
+}
+
 // post sends a form the way a browser on the app's page would: with Origin.
 func (b *browser) post(path string, form url.Values) response {
 	b.t.Helper()

@@ -182,8 +182,9 @@ func (c *Client) revoke(ctx context.Context, token string) error {
 }
 
 // logoutURL returns the provider's end-session URL, which sends the browser
-// back to this app's home, or the home itself when the provider has none.
-func (c *Client) logoutURL() string {
+// back to this app's home with state, or the home itself when the provider
+// has none.
+func (c *Client) logoutURL(state string) string {
 	meta, err := c.provider.metadata()
 	if err != nil || meta.EndSessionEndpoint == "" {
 		return c.home()
@@ -195,6 +196,7 @@ func (c *Client) logoutURL() string {
 	q := u.Query()
 	q.Set("client_id", c.cfg.ID)
 	q.Set("post_logout_redirect_uri", c.home())
+	q.Set("state", state)
 	u.RawQuery = q.Encode()
 	return u.String()
 }

@@ -2,6 +2,8 @@ package tokens
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,14 +12,13 @@ import (
 // revokeTimeout bounds the revocation call at logout, which is best effort.
 const revokeTimeout = 2 * time.Second
 
-// Logout ends the session in this browser and at the provider. It expires
-// every session cookie, records the logout time in cb_logged_out (so a
-// response already in flight that sets fresh cookies cannot bring the
-// session back: Load refuses sessions that began before it), revokes the
-// refresh token (best effort, bounded), and returns the URL of the
-// provider's end-session endpoint to send the browser to, or the app's home
-// when the provider has none.
-func (m *Manager) Logout(ctx context.Context, w http.ResponseWriter, r *http.Request) string {
+// Logout ends the session in this browser. It expires every session
+// cookie, records the logout time in cb_logged_out (so a response already
+// in flight that sets fresh cookies cannot bring the session back: Load
+// refuses sessions that began before it), and revokes the refresh token
+// (best effort, bounded). EndAtProvider then sends the browser to the
+// provider's logout.
+func (m *Manager) Logout(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	var rc refreshCookie
 	hadRefresh := m.cookies.open(r, RefreshCookie, &rc) == nil && rc.Token != ""
 	now := m.now()
@@ -31,5 +32,32 @@ func (m *Manager) Logout(ctx context.Context, w http.ResponseWriter, r *http.Req
 			m.log.Info("refresh token revoked", "sub", rc.Subject)
 		}
 	}
-	return m.client.logoutURL()
+}
+
+// EndAtProvider returns the URL of the provider's end-session endpoint,
+// or the app's home when the provider has none, and sets the
+// NoticeLoggedOut notice for the page the browser lands on. That notice
+// claims only what the app knows: its own cookies are gone. The provider's
+// session ends only if the browser gets there (a provider that is down, or
+// refuses the logout, leaves it alive), so the URL carries a one-time
+// state, kept in the sealed notice cookie of this browser alone; the
+// provider hands it back on the post_logout_redirect_uri, and
+// ConfirmLogout then upgrades the notice.
+func (m *Manager) EndAtProvider(w http.ResponseWriter) string {
+	state := rand.Text()
+	m.notify(w, Notice{Code: NoticeLoggedOut, At: m.now().Unix(), State: state})
+	return m.client.logoutURL(state)
+}
+
+// ConfirmLogout reports whether state is the one EndAtProvider sent this
+// browser to the provider with, which the provider only hands back once
+// its logout is done. If so, it replaces the notice with
+// NoticeLoggedOutBoth, which has no state: a state works once.
+func (m *Manager) ConfirmLogout(w http.ResponseWriter, r *http.Request, state string) bool {
+	n, ok := m.peekNotice(r)
+	if !ok || n.Code != NoticeLoggedOut || n.State == "" || subtle.ConstantTimeCompare([]byte(n.State), []byte(state)) != 1 {
+		return false
+	}
+	m.notify(w, Notice{Code: NoticeLoggedOutBoth, At: n.At})
+	return true
 }

@@ -33,17 +33,22 @@ const (
 	NoticeEndedExpired   NoticeCode = "ended-expired"   // the session reached its end
 	NoticeEndedRefused   NoticeCode = "ended-refused"   // the provider refused the refresh token
 	NoticeEndedStale     NoticeCode = "ended-stale"     // cookies from before this browser's logout came back
-	NoticeLoggedOut      NoticeCode = "logged-out"      // the user pressed Log out
+	NoticeLoggedOut      NoticeCode = "logged-out"      // the user pressed Log out: this app's cookies are gone
+	NoticeLoggedOutBoth  NoticeCode = "logged-out-both" // and the browser came back from the provider's logout
 	NoticeLogoutProvider NoticeCode = "logout-provider" // the provider called GET /logout
 )
 
 var noticeCodes = []NoticeCode{NoticeRefreshed, NoticeAccessDropped, NoticeEndedTampered, NoticeEndedMismatch,
-	NoticeEndedExpired, NoticeEndedRefused, NoticeEndedStale, NoticeLoggedOut, NoticeLogoutProvider}
+	NoticeEndedExpired, NoticeEndedRefused, NoticeEndedStale, NoticeLoggedOut, NoticeLoggedOutBoth, NoticeLogoutProvider}
 
 // A Notice is what the notice cookie said.
 type Notice struct {
 	Code NoticeCode `json:"c"`
 	At   int64      `json:"at"` // when it was set, Unix seconds
+	// State is the one-time state sent to the provider's end-session
+	// endpoint with a NoticeLoggedOut: the provider hands it back only to
+	// the browser it sent through its logout (see ConfirmLogout).
+	State string `json:"st,omitempty"`
 }
 
 // Time returns when the notice was set.
@@ -51,13 +56,16 @@ func (n Notice) Time() time.Time { return time.Unix(n.At, 0) }
 
 // Notify sets the one-shot notice cookie for the next page.
 func (m *Manager) Notify(w http.ResponseWriter, code NoticeCode) {
-	now := m.now()
-	sealed, err := m.cookies.seal(NoticeCookie, Notice{Code: code, At: now.Unix()})
+	m.notify(w, Notice{Code: code, At: m.now().Unix()})
+}
+
+func (m *Manager) notify(w http.ResponseWriter, n Notice) {
+	sealed, err := m.cookies.seal(NoticeCookie, n)
 	if err != nil {
-		m.log.Error("notice not set", "code", code, "err", err)
+		m.log.Error("notice not set", "code", n.Code, "err", err)
 		return
 	}
-	m.cookies.set(w, NoticeCookie, sealed, now.Add(noticeTTL), now)
+	m.cookies.set(w, NoticeCookie, sealed, n.Time().Add(noticeTTL), m.now())
 }
 
 // TakeNotice returns the request's notice and expires its cookie on w, so
@@ -68,6 +76,11 @@ func (m *Manager) TakeNotice(w http.ResponseWriter, r *http.Request) (Notice, bo
 		return Notice{}, false
 	}
 	m.cookies.expire(w, NoticeCookie)
+	return m.peekNotice(r)
+}
+
+// peekNotice opens the request's notice without taking it.
+func (m *Manager) peekNotice(r *http.Request) (Notice, bool) {
 	var n Notice
 	if err := m.cookies.open(r, NoticeCookie, &n); err != nil || !slices.Contains(noticeCodes, n.Code) ||
 		m.now().Sub(n.Time()) > noticeTTL {

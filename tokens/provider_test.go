@@ -185,7 +185,8 @@ func TestLogoutRevokesAtAnRFC7009Endpoint(t *testing.T) {
 	req := httptest.NewRequest(http.MethodPost, "/logout", nil)
 	req.AddCookie(&http.Cookie{Name: RefreshCookie, Value: sealed})
 	rec := httptest.NewRecorder()
-	end := m.Logout(ctx, rec, req)
+	m.Logout(ctx, rec, req)
+	end := m.EndAtProvider(rec)
 	if got, _ := revoked.Load().(string); got != testClient+"|s3cret|the-refresh-token|refresh_token" {
 		t.Fatalf("revocation request: %q", got)
 	}

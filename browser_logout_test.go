@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"testing"
@@ -44,4 +45,74 @@ func TestBrowserLogoutElsewhereEndsTheSession(t *testing.T) {
 	if u := location(t, ctx); !strings.HasPrefix(u, d.issuer+"/oauth2/authorize") {
 		t.Fatalf("/account after the provider's logout: %s, want the login form", u)
 	}
+}
+
+// TestBrowserLogoutSaysSoOnTheLandingPage: the Log out button, through the
+// provider's logout page and its hidden frames, lands on a page that says
+// both sessions ended; and they did: the next login asks for the password.
+func TestBrowserLogoutSaysSoOnTheLandingPage(t *testing.T) {
+	ctx := newBrowser(t)
+	d := startDemo(t, nil)
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"))
+	logIn(t, ctx, "richard@example.com", "password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#logout")))
+	rememberCookies(t, ctx, d)
+
+	run1(t, ctx, chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#hero-login")))
+	if u := location(t, ctx); u != d.appURL+"/" {
+		t.Fatalf("logout landed on %s", u)
+	}
+	msg := landingNotice(t, ctx)
+	if !strings.Contains(msg, "You are logged out of ChangeBank and of the identity provider") {
+		t.Fatalf("the page after logout says %q", msg)
+	}
+	run1(t, ctx, chromedp.Click(chromedp.CSS("#hero-login")), chromedp.WaitVisible(chromedp.CSS("#loginId")))
+}
+
+// TestBrowserLogoutTheProviderRefusedIsNotClaimed: a second instance whose
+// URL the provider does not authorize serves the first one's session (the
+// same secret, cookies shared on one host), but the provider refuses its
+// logout. The page the user comes back to must not claim the provider's
+// session ended, and indeed it did not: the next login goes straight through.
+func TestBrowserLogoutTheProviderRefusedIsNotClaimed(t *testing.T) {
+	ctx := newBrowser(t)
+	d := startDemo(t, nil)
+	env := map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": d.issuer}
+	for k, v := range demoEnv {
+		env[k] = v
+	}
+	second := startRun(t, env)
+
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"))
+	logIn(t, ctx, "richard@example.com", "password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
+	rememberCookies(t, ctx, d)
+	second.secrets.remember(d.secrets.values...)
+
+	run1(t, ctx, chromedp.Navigate(second.appURL+"/account"), chromedp.WaitVisible(chromedp.CSS("#logout")),
+		chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#error")))
+	if msg := text(t, ctx, "#error"); !strings.Contains(msg, "invalid_post_logout_redirect_uri") {
+		t.Fatalf("the provider's answer to the second instance's logout: %q", msg)
+	}
+	// The user gives up on the provider and goes back to the app.
+	run1(t, ctx, chromedp.Navigate(second.appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#hero-login")))
+	msg := landingNotice(t, ctx)
+	if !strings.Contains(msg, "You are logged out of ChangeBank") || strings.Contains(msg, "of the identity provider") ||
+		!strings.Contains(msg, "may not ask for your password") {
+		t.Fatalf("after a refused logout the page says %q", msg)
+	}
+	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#end-provider-session").length`)); n != 1 {
+		t.Fatal("no way offered to end the provider's session")
+	}
+	// What the page warned of: the provider's session is alive.
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/login"), chromedp.WaitVisible(chromedp.CSS("#name")))
+}
+
+// landingNotice returns the notice of the page the browser shows.
+func landingNotice(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#notice").length`)); n != 1 {
+		t.Fatalf("the page at %s shows no notice", location(t, ctx))
+	}
+	return text(t, ctx, "#notice")
 }

@@ -21,15 +21,36 @@ type changeView struct {
 	Error    string
 	Result   bool
 	Dollars  string // the amount, formatted
-	Nickels  int64
-	Pennies  int64
+	Nickels  coins
+	Pennies  coins
 	MaxInput string
 }
 
-// amountPattern is what ChangeBank accepts: dollars, optionally cents with
-// one or two digits, an optional leading "$". Exponents, signs, NaN and
-// Infinity never match, so no float ever gets near the money.
-var amountPattern = regexp.MustCompile(`^\$?([0-9]+)(?:\.([0-9]{1,2}))?$`)
+// coins is a count of one coin, in words: "1 penny", "20,000,000 nickels".
+type coins struct {
+	Count string // with thousands separators
+	Name  string // singular or plural, as the count needs
+}
+
+func countOf(n int64, one, many string) coins {
+	name := many
+	if n == 1 {
+		name = one
+	}
+	return coins{Count: group(strconv.FormatInt(n, 10)), Name: name}
+}
+
+// amountPattern is what ChangeBank accepts: dollars, plain or with a comma
+// between each group of three digits, optionally cents with one or two
+// digits, an optional leading "$". Exponents, signs, NaN and Infinity never
+// match, so no float ever gets near the money.
+var amountPattern = regexp.MustCompile(`^\$?([0-9]+|[1-9][0-9]{0,2}(?:,[0-9]{3})+)(?:\.([0-9]{1,2}))?$`)
+
+// Inputs that come close: too many decimals, or commas out of place.
+var (
+	tooPrecise   = regexp.MustCompile(`^\$?[0-9,]*\.[0-9]{3,}$`)
+	badThousands = regexp.MustCompile(`^\$?[0-9,]+(?:\.[0-9]{1,2})?$`)
+)
 
 // parseCents turns what the user typed into cents, or a message saying
 // what to type instead.
@@ -43,16 +64,19 @@ func parseCents(in string) (int64, string) {
 	}
 	m := amountPattern.FindStringSubmatch(in)
 	if m == nil {
-		if regexp.MustCompile(`^\$?[0-9]*\.[0-9]{3,}$`).MatchString(in) {
+		switch {
+		case tooPrecise.MatchString(in):
 			return 0, "Use at most two decimal places: ChangeBank's smallest coin is one cent."
+		case strings.Contains(in, ",") && badThousands.MatchString(in):
+			return 0, "Put a comma between each group of three digits of the dollars, such as 1,000,000.50, or no comma at all; the cents come after a point."
 		}
-		return 0, "Enter dollars and cents using digits and a point, such as 1.23."
+		return 0, "Enter dollars and cents using digits and a point, such as 1.23 or 1,000.50."
 	}
-	whole := strings.TrimLeft(m[1], "0")
+	whole := strings.TrimLeft(strings.ReplaceAll(m[1], ",", ""), "0")
 	if len(whole) > len(strconv.Itoa(MaxDollars)) {
 		return 0, "That is more than ChangeBank holds: enter at most $1,000,000.00."
 	}
-	dollars, _ := strconv.ParseInt("0"+whole, 10, 64) // at most 8 digits: cannot fail
+	dollars, _ := strconv.ParseInt("0"+whole, 10, 64) // at most 7 digits: cannot fail
 	cents, _ := strconv.ParseInt((m[2] + "00")[:2], 10, 64)
 	total := dollars*100 + cents
 	switch {
@@ -65,11 +89,15 @@ func parseCents(in string) (int64, string) {
 }
 
 func formatDollars(cents int64) string {
-	s := strconv.FormatInt(cents/100, 10)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
+	return "$" + group(strconv.FormatInt(cents/100, 10)) + "." + strconv.FormatInt(cents%100/10, 10) + strconv.FormatInt(cents%10, 10)
+}
+
+// group puts a comma between each group of three digits of a whole number.
+func group(digits string) string {
+	for i := len(digits) - 3; i > 0; i -= 3 {
+		digits = digits[:i] + "," + digits[i:]
 	}
-	return "$" + s + "." + strconv.FormatInt(cents%100/10, 10) + strconv.FormatInt(cents%10, 10)
+	return digits
 }
 
 func makeChangeForm(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
@@ -91,7 +119,8 @@ func makeChange(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 		if cents, msg := parseCents(in); msg != "" {
 			v.Error, status = msg, http.StatusUnprocessableEntity
 		} else {
-			v.Result, v.Dollars, v.Nickels, v.Pennies = true, formatDollars(cents), cents/5, cents%5
+			v.Result, v.Dollars = true, formatDollars(cents)
+			v.Nickels, v.Pennies = countOf(cents/5, "nickel", "nickels"), countOf(cents%5, "penny", "pennies")
 		}
 		views.render(c, status, "make_change", page{Title: "Make change", User: &s.User, CSRF: csrf.Token(s.User), Data: v})
 	}

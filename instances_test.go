@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,5 +50,48 @@ func startRun(t testing.TB, env map[string]string, args ...string) demo {
 			t.Fatalf("run %v never became ready\n%s", args, d.logs)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestATakenPortNamesTheSettingToChange: a port already in use stops the
+// app with the setting that moves it, before any word about the provider
+// (whose discovery, started early, used to warn of a reset connection).
+func TestATakenPortNamesTheSettingToChange(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	busy := taken.Addr().String()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		{"the app's port", map[string]string{"APP_URL": "http://" + busy, "ISSUER": "http://" + freePort(t)}, []string{"-embedded-idp"},
+			[]string{"the app cannot listen on :" + strings.Split(busy, ":")[1], "set APP_URL to another port", "LISTEN_ADDR", "address already in use"}},
+		{"the stand-in's port", map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": "http://" + busy}, []string{"-embedded-idp"},
+			[]string{"the embedded identity provider cannot listen on " + busy, "drop -embedded-idp", "set ISSUER to another port"}},
+		{"the attacker page's port", map[string]string{"APP_URL": "http://localhost:" + strings.Split(freePort(t), ":")[1], "ISSUER": "http://" + freePort(t), "ATTACKER_ADDR": busy}, []string{"-embedded-idp"},
+			[]string{"the attacker page cannot listen on " + busy, "set ATTACKER_ADDR"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range demoEnv {
+				tt.env[k] = v
+			}
+			tt.env["LOG_LEVEL"] = "info"
+			logs := &syncBuffer{}
+			err := run(context.Background(), tt.args, getenvFrom(tt.env), io.Discard, logs)
+			if err == nil || !containsAll(err.Error(), tt.want) {
+				t.Fatalf("run = %v, want an error saying %q", err, tt.want)
+			}
+			// Give a discovery started too early the time to fail and say so.
+			time.Sleep(500 * time.Millisecond)
+			if strings.Contains(logs.String(), "identity provider not ready") {
+				t.Errorf("a provider warning came with the port error:\n%s", logs)
+			}
+		})
 	}
 }

@@ -76,10 +76,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	client := &http.Client{Timeout: tokens.TokenCallTimeout}
 	provider := tokens.NewProvider(cfg.Issuer, cfg.IssuerInternalURL, client, time.Now, log)
-	go provider.Start(ctx)
-	if !cfg.EmbeddedIdP {
-		go hintWhileUnreachable(ctx, provider, cfg, log)
-	}
 	sealer, err := tokens.NewSealer(cfg.Secrets...)
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
@@ -122,9 +118,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
-		return fmt.Errorf("changebank: listening on %s: %w", cfg.ListenAddr, err)
+		return fmt.Errorf("changebank: the app cannot listen on %s (is another ChangeBank running? set APP_URL to another port, such as http://localhost:8081: the app listens on its port unless LISTEN_ADDR says otherwise): %w", cfg.ListenAddr, err)
 	}
 	services = append(services, server{name: "app", srv: newServer(handler), ln: ln})
+	// Discovery starts once every port is held: a port already taken stops
+	// the app above before it says anything about the provider.
+	go provider.Start(ctx)
+	if !cfg.EmbeddedIdP {
+		go hintWhileUnreachable(ctx, provider, cfg, log)
+	}
 	log.Info("ChangeBank listening", "url", cfg.AppURL, "addr", ln.Addr().String(), "issuer", cfg.Issuer)
 	fmt.Fprintf(stdout, "ChangeBank is at %s\n", cfg.AppURL)
 	if attackerOrigin != "" {
@@ -210,7 +212,7 @@ func hintWhileUnreachable(ctx context.Context, provider *tokens.Provider, cfg co
 			reached = cfg.IssuerInternalURL
 		}
 		log.Warn("cannot reach the identity provider at "+reached+
-			": start one with `go run . -embedded-idp` (the built-in stand-in) or `docker compose up` (FusionAuth)",
+			": stop this app and restart it with the built-in stand-in, `go run . -embedded-idp`, or start FusionAuth with `docker compose up`",
 			"issuer", cfg.Issuer, "reached_at", reached)
 		wait = hintEvery
 	}
@@ -234,7 +236,7 @@ func embeddedIdP(cfg config, getenv func(string) string, log *slog.Logger) (serv
 	}
 	ln, err := net.Listen("tcp", cfg.issuerAddr)
 	if err != nil {
-		return server{}, fmt.Errorf("changebank: the embedded identity provider cannot listen on %s: %w", cfg.issuerAddr, err)
+		return server{}, fmt.Errorf("changebank: the embedded identity provider cannot listen on %s (is a provider already running there? then use it: drop -embedded-idp; or set ISSUER to another port): %w", cfg.issuerAddr, err)
 	}
 	log.Info("embedded FusionAuth stand-in listening: in memory, one process, for development and tests only",
 		"issuer", stand.Issuer(), "kickstart", cfg.KickstartFile)

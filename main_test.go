@@ -509,7 +509,7 @@ func TestRunNamesTheProviderItCannotReach(t *testing.T) {
 			t.Errorf("run: %v", err)
 		}
 	}()
-	want := []string{"cannot reach the identity provider at " + env["ISSUER"], "go run . -embedded-idp", "docker compose up"}
+	want := []string{"cannot reach the identity provider at " + env["ISSUER"], "restart it with the built-in stand-in, `go run . -embedded-idp`", "docker compose up"}
 	deadline := time.Now().Add(20 * time.Second)
 	for !containsAll(logs.String(), want) {
 		if time.Now().After(deadline) {

@@ -121,7 +121,7 @@ func login(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Handler
 		case errors.Is(err, tokens.ErrProviderUnavailable):
 			views.failRetry(c, http.StatusServiceUnavailable,
 				"The identity provider at "+views.issuer+" is starting or cannot be reached. Wait a few seconds and try again. "+
-					"Running the demo? Start a provider with `go run . -embedded-idp` or `docker compose up`.", c.Request.URL.RequestURI())
+					"Running the demo? Stop this app and restart it with the built-in stand-in, `go run . -embedded-idp`, or start FusionAuth with `docker compose up`.", c.Request.URL.RequestURI())
 		case err != nil:
 			log.Error("starting a login", "err", err)
 			views.fail(c, http.StatusInternalServerError, "We could not start the login. Please try again.")

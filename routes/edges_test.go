@@ -247,7 +247,8 @@ func TestLoginWhileTheProviderIsUnreachableNamesItAndHowToStartOne(t *testing.T)
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("/login: %d", rec.Code)
 	}
-	for _, want := range []string{deadURL, "go run . -embedded-idp", "docker compose up"} {
+	// "Restart": a second `go run . -embedded-idp` beside this app would find its port taken.
+	for _, want := range []string{deadURL, "restart it with the built-in stand-in, `go run . -embedded-idp`", "docker compose up"} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("the /login page does not say %q:\n%s", want, rec.Body)
 		}

@@ -94,6 +94,13 @@ func TestBrowserLogoutTheProviderRefusedIsNotClaimed(t *testing.T) {
 	if msg := text(t, ctx, "#error"); !strings.Contains(msg, "invalid_post_logout_redirect_uri") {
 		t.Fatalf("the provider's answer to the second instance's logout: %q", msg)
 	}
+	// The logout's one-time state is no secret to log either.
+	if end, err := url.Parse(location(t, ctx)); err != nil || end.Query().Get("state") == "" {
+		t.Fatalf("the end-session URL %s carries no state", location(t, ctx))
+	} else {
+		d.secrets.remember(end.Query().Get("state"))
+		second.secrets.remember(end.Query().Get("state"))
+	}
 	// The user gives up on the provider and goes back to the app.
 	run1(t, ctx, chromedp.Navigate(second.appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#hero-login")))
 	msg := landingNotice(t, ctx)

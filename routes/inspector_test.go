@@ -323,6 +323,7 @@ func TestSessionEndingsAreExplainedOnce(t *testing.T) {
 		if end.Query().Get("state") == "" {
 			t.Fatalf("the end-session URL carries no state: %s", end)
 		}
+		s.secrets.add("logout state", end.Query().Get("state"))
 		// The provider is down, or refuses: the browser comes back by hand,
 		// or with a state of someone else's.
 		home, _ := b.follow(b.get("/?state=" + url.QueryEscape(end.Query().Get("state")+"x")))

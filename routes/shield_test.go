@@ -2,10 +2,13 @@ package routes
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/changebank/changebank/tokens"
 )
@@ -70,5 +73,80 @@ func TestOnlyTheCompactCanonicalFormIsAnAccessToken(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+token)
 	if p := s.browser().do(req); p.status != http.StatusOK {
 		t.Fatalf("the genuine token: %d %s", p.status, p.body)
+	}
+}
+
+// A missing static file is a plain 404: no page with the session's Log out
+// button and CSRF token, nothing a cache may keep.
+func TestMissingStaticFileIsAPlainUncached404(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	b := s.browser()
+	b.login("")
+	p := b.get("/static/missing.css")
+	if p.status != http.StatusNotFound {
+		t.Fatalf("%d, want 404", p.status)
+	}
+	if cc := p.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", cc)
+	}
+	if strings.Contains(p.body, "csrf_token") || strings.Contains(p.body, "Log out") || strings.Contains(p.body, "Richard") {
+		t.Errorf("the 404 shows the session:\n%s", p.body)
+	}
+	if p.header.Get("Content-Security-Policy") == "" || p.header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("security headers missing: %v", p.header)
+	}
+	// A present file is still cached as a static file.
+	if p := b.get("/static/css/app.css"); p.status != http.StatusOK || !strings.HasPrefix(p.header.Get("Cache-Control"), "public") {
+		t.Errorf("/static/css/app.css: %d %q", p.status, p.header.Get("Cache-Control"))
+	}
+}
+
+// A page's path with a trailing slash redirects to the page with every
+// security header, and never to a prefix the client names.
+func TestTrailingSlashRedirectKeepsTheHeadersAndIgnoresForwardedPrefix(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	req, _ := http.NewRequest(http.MethodGet, s.appURL+"/account/?x=1", nil)
+	req.Header.Set("X-Forwarded-Prefix", "/evil.com")
+	p := s.browser().do(req)
+	if p.status != http.StatusMovedPermanently || p.location() != "/account?x=1" {
+		t.Fatalf("%d %q, want 301 to /account?x=1", p.status, p.location())
+	}
+	for _, h := range []string{"Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy"} {
+		if p.header.Get(h) == "" {
+			t.Errorf("no %s on the redirect", h)
+		}
+	}
+	if cc := p.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", cc)
+	}
+	for _, path := range []string{"//evil.com/", "/nowhere/", "/static/"} {
+		if p := s.browser().get(path); p.status != http.StatusNotFound {
+			t.Errorf("%s: %d %q, want 404", path, p.status, p.location())
+		}
+	}
+}
+
+// Over https every response tells the browser to come back over https only;
+// over http (the demo on localhost) no response does, or a browser would
+// refuse the demo's plain-http provider and app for a year.
+func TestHSTSOnlyOverHTTPS(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	log := slog.New(slog.DiscardHandler)
+	client := &http.Client{Timeout: time.Second}
+	provider := tokens.NewProvider(dead.URL, "", client, time.Now, log)
+	sealer, _ := tokens.NewSealer(testSecret)
+	for appURL, want := range map[string]string{"https://bank.example": "max-age=31536000", "http://app.test": ""} {
+		h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: appURL}, client, time.Hour, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/", "/static/css/app.css", "/nowhere", "/account/"} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			if got := rec.Header().Get("Strict-Transport-Security"); got != want {
+				t.Errorf("%s%s: Strict-Transport-Security %q, want %q", appURL, path, got, want)
+			}
+		}
 	}
 }

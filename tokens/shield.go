@@ -66,6 +66,9 @@ func (s *hashSet) has(sum [sha256.Size]byte, now time.Time) bool {
 	return ok && now.Unix() < e
 }
 
+// errDeadToken is a refresh token this instance saw refused or revoked.
+var errDeadToken = fmt.Errorf("%w: the provider refused this refresh token before, or it was revoked here", ErrNoSession)
+
 // Refused code exchanges: a burst of exchangeBurst, then one more per
 // exchangeRefill. A callback needs no provider visit to forge (GET /login
 // hands out a transaction, and any code will do), so without a bound a
@@ -75,9 +78,10 @@ const (
 	exchangeRefill = time.Second
 )
 
-// errLoginsThrottled is the callback's answer while the budget of refused
-// exchanges is spent: the provider is not asked.
-var errLoginsThrottled = fmt.Errorf("%w: too many refused logins on this instance just now", ErrProviderUnavailable)
+// ErrLoginsThrottled is FinishLogin's answer while the budget of refused
+// code exchanges is spent: the provider was not asked, the user may log in
+// again in a moment. It wraps ErrProviderUnavailable.
+var ErrLoginsThrottled = fmt.Errorf("%w: too many refused logins on this instance just now", ErrProviderUnavailable)
 
 // exchangeBudget is a token bucket of refused code exchanges. A successful
 // exchange costs nothing: only codes the provider refused draw on it.
@@ -119,7 +123,7 @@ func (b *exchangeBudget) spend(now time.Time) {
 // grant for good (invalid_grant and the like), not a transient failure.
 func refusedByProvider(err error) bool {
 	var te *tokenEndpointError
-	return errors.As(err, &te) && (errors.Is(te.kind, ErrNoSession) || errors.Is(te.kind, ErrBadCallback))
+	return errors.As(err, &te) && !errors.Is(te.kind, ErrProviderUnavailable)
 }
 
 // compactJWS checks that raw is a JWS in the compact serialization with

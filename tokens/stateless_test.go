@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -81,11 +81,14 @@ func (s *liveStack) tryLogin() error {
 	if err != nil {
 		return err
 	}
-	u, _ := url.Parse(authorize)
-	form := u.Query()
+	jar, _ := cookiejar.New(nil)
+	noFollow := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form, err := idp.LoginForm(noFollow, authorize)
+	if err != nil {
+		return err
+	}
 	form.Set("loginId", "richard@example.com")
 	form.Set("password", "password")
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.PostForm(s.issuer+"/oauth2/authorize", form)
 	if err != nil {
 		return err

@@ -150,3 +150,26 @@ func TestHSTSOnlyOverHTTPS(t *testing.T) {
 		}
 	}
 }
+
+// Anyone can send bad bearer tokens: they are warned about once per
+// interval, with a count, not once each.
+func TestRefusedBearerTokensDoNotFillTheLog(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	b := s.browser()
+	for range 100 {
+		req, _ := http.NewRequest(http.MethodGet, s.appURL+"/api/me", nil)
+		req.Header.Set("Authorization", "Bearer not.a.token")
+		if p := b.do(req); p.status != http.StatusUnauthorized {
+			t.Fatalf("%d, want 401", p.status)
+		}
+	}
+	warnings := 0
+	for _, line := range strings.Split(s.logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "bearer token refused") {
+			warnings++
+		}
+	}
+	if warnings != 1 {
+		t.Fatalf("100 bad bearer tokens wrote %d warnings, want 1", warnings)
+	}
+}

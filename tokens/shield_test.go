@@ -2,11 +2,13 @@ package tokens
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -229,5 +231,34 @@ func TestReloginRevokesThePreviousRefreshToken(t *testing.T) {
 		if code := s.redeemAtProvider(t, token); code != "invalid_grant" {
 			t.Errorf("the %s login's refresh token after logout: %q, want invalid_grant", name, code)
 		}
+	}
+}
+
+// The memories stay bounded under a flood of distinct values, and keep
+// what they hold until it expires.
+func TestShieldMemoryIsBounded(t *testing.T) {
+	now := time.Now()
+	s := newHashSet()
+	first := sha256.Sum256([]byte("first"))
+	s.add(first, now.Add(time.Hour), now)
+	for i := range 3 * maxSpentEntries {
+		s.add(sha256.Sum256([]byte(strconv.Itoa(i))), now.Add(time.Hour), now)
+		if len(s.entries) > maxSpentEntries {
+			t.Fatalf("%d entries, more than %d", len(s.entries), maxSpentEntries)
+		}
+	}
+	// Expired entries go first when it is full.
+	s = newHashSet()
+	for i := range maxSpentEntries - 1 {
+		s.add(sha256.Sum256([]byte(strconv.Itoa(i))), now.Add(time.Second), now)
+	}
+	s.add(first, now.Add(time.Hour), now)
+	later := now.Add(time.Minute)
+	s.add(sha256.Sum256([]byte("new")), later.Add(time.Hour), later)
+	if !s.has(first, later) || len(s.entries) != 2 {
+		t.Fatalf("after the sweep: first kept %v, %d entries, want 2", s.has(first, later), len(s.entries))
+	}
+	if s.add(first, later.Add(time.Hour), later) {
+		t.Fatal("a live entry was added twice")
 	}
 }

@@ -116,18 +116,26 @@ func TestBrowserAttackerPage(t *testing.T) {
 
 func TestAttackerAddrMustBeAnotherSite(t *testing.T) {
 	cases := []struct {
-		addr, problem string
+		addr, appURL, problem string
 	}{
-		{"127.0.0.1:8081", ""},
-		{"", ""},
-		{"localhost:8081", "same site"},
-		{"8081", "want host:port"},
+		{"127.0.0.1:8081", "", ""},
+		{"", "", ""},
+		{"localhost:8081", "", "same site"},
+		{"8081", "", "want host:port"},
+		{"0.0.0.0:8081", "", "every interface"},
+		{"[::]:8081", "", "every interface"},
+		{"app.localhost:8081", "", "same site"},
+		{"evil.bank.example:8081", "http://www.bank.example", "same site"},
+		{"127.0.0.1:8081", "https://bank.example", "leave ATTACKER_ADDR empty when APP_URL is https"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.addr, func(t *testing.T) {
+		t.Run(tc.addr+" "+tc.appURL, func(t *testing.T) {
 			env := map[string]string{"ATTACKER_ADDR": tc.addr}
 			for k, v := range demoEnv {
 				env[k] = v
+			}
+			if tc.appURL != "" {
+				env["APP_URL"] = tc.appURL
 			}
 			cfg, err := loadConfig(nil, getenvFrom(env), io.Discard)
 			switch {

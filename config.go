@@ -193,10 +193,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		switch {
 		case err != nil || host == "" || port == "":
 			bad("ATTACKER_ADDR", "%q: want host:port, such as 127.0.0.1:8090", cfg.AttackerAddr)
-		case appURL != nil && strings.EqualFold(host, appURL.Hostname()):
-			// Browsers keep cookies apart by site (host), not by port: on the
-			// app's own host the attacker page would be the same site.
-			bad("ATTACKER_ADDR", "%q is on APP_URL's host, so to a browser it is the same site: use another loopback name (127.0.0.1 when the app is localhost)", cfg.AttackerAddr)
+		case overHTTPS:
+			// The page is a lesson for the demo on this machine, never part of a deployment.
+			bad("ATTACKER_ADDR", "the attacker page is for the local demo: leave ATTACKER_ADDR empty when APP_URL is https")
+		case unspecifiedIP(host):
+			bad("ATTACKER_ADDR", "%q listens on every interface, which would serve the attacker page to the network: use a loopback address such as 127.0.0.1:8090", cfg.AttackerAddr)
+		case appURL != nil && sameSite(host, appURL.Hostname()):
+			// Browsers keep cookies apart by site, not by port: on the app's
+			// own host, or a host of its site, the attacker page would be the
+			// same site and its lesson wrong.
+			bad("ATTACKER_ADDR", "%q is the same site as APP_URL's host to a browser: use another loopback name (127.0.0.1 when the app is localhost)", cfg.AttackerAddr)
 		}
 	}
 
@@ -250,6 +256,38 @@ func portOf(u *url.URL) string {
 		return "443"
 	}
 	return "80"
+}
+
+// unspecifiedIP reports whether host is 0.0.0.0 or ::, which listen on
+// every interface.
+func unspecifiedIP(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// sameSite reports whether a browser may take hosts a and b for one site:
+// the same address, the same name, one a subdomain of the other, or two
+// names sharing their last two labels. That last rule stands in for the
+// registrable domain (the public suffix list would be a dependency for a
+// check of the demo's settings): it errs towards refusing (a.co.uk and
+// b.co.uk are two sites, yet refused).
+func sameSite(a, b string) bool {
+	a, b = strings.ToLower(strings.TrimSuffix(a, ".")), strings.ToLower(strings.TrimSuffix(b, "."))
+	ipA, ipB := net.ParseIP(a), net.ParseIP(b)
+	if ipA != nil || ipB != nil {
+		return ipA != nil && ipB != nil && ipA.Equal(ipB)
+	}
+	if a == b || strings.HasSuffix(a, "."+b) || strings.HasSuffix(b, "."+a) {
+		return true
+	}
+	lastTwo := func(h string) string {
+		labels := strings.Split(h, ".")
+		if len(labels) < 2 {
+			return ""
+		}
+		return strings.Join(labels[len(labels)-2:], ".")
+	}
+	return lastTwo(a) != "" && lastTwo(a) == lastTwo(b)
 }
 
 // isUUID reports whether s is a UUID in its 8-4-4-4-12 hex form.

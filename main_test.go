@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/changebank/changebank/idp"
 )
 
 // demoEnv is the shipped .env's settings, as tests pass them to run.
@@ -234,7 +236,10 @@ func logInOverHTTP(t *testing.T, d demo) (string, string) {
 	if !strings.HasPrefix(authorize.String(), d.issuer+"/oauth2/authorize") {
 		t.Fatalf("/login sent us to %q", authorize)
 	}
-	form := authorize.Query()
+	form, err := idp.LoginForm(noFollow, authorize.String())
+	if err != nil {
+		t.Fatal(err)
+	}
 	form.Set("loginId", "richard@example.com")
 	form.Set("password", "password")
 	follow := &http.Client{Jar: jar}

@@ -145,7 +145,10 @@ func (v *visitor) login(t testing.TB) {
 	if err != nil || !strings.HasPrefix(authorize.String(), v.c.idpURL) {
 		t.Fatalf("/login sent us to %q", resp.Header.Get("Location"))
 	}
-	form := authorize.Query()
+	form, err := idp.LoginForm(noFollow, authorize.String())
+	if err != nil {
+		t.Fatal(err)
+	}
 	form.Set("loginId", "richard@example.com")
 	form.Set("password", "password")
 	resp, err = v.client.PostForm(v.c.idpURL+"/oauth2/authorize", form)

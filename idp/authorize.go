@@ -1,8 +1,11 @@
 package idp
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
+	"encoding/base64"
 	"html/template"
 	"maps"
 	"net/http"
@@ -45,6 +48,50 @@ type loginView struct {
 	Email   string
 	Error   string
 	Params  map[string]string // the authorize request, carried through the form
+	CSRF    string            // the form's token: see csrfToken
+}
+
+// csrfCookie holds a random value per browser that the login form's token
+// is bound to. Only the authorize path sees it, so it never reaches an app
+// on the same host.
+const csrfCookie = "standin.csrf"
+
+// csrfToken binds a login form to the browser that asked for it (the value
+// of its csrfCookie) and to the authorize request it carries: a page on
+// another site can neither read the token nor set the cookie, so it cannot
+// post the form with its own credentials into the victim's browser (login
+// CSRF), even from a browser that sends no Origin.
+func (s *Server) csrfToken(browser string, p map[string]string) string {
+	mac := hmac.New(sha256.New, s.csrfKey)
+	mac.Write([]byte(browser))
+	for _, k := range authorizeParams {
+		mac.Write([]byte{0})
+		mac.Write([]byte(p[k]))
+	}
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// formCookie returns the browser's csrfCookie value, setting a new one on
+// w when the request has none.
+func (s *Server) formCookie(w http.ResponseWriter, r *http.Request) string {
+	if ck, err := r.Cookie(csrfCookie); err == nil && len(ck.Value) >= 32 {
+		return ck.Value
+	}
+	v := randomToken()
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: "/oauth2/authorize", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return v
+}
+
+// crossSite reports whether a POST comes from a page of another origin:
+// browsers say so in Sec-Fetch-Site, and in Origin.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	return origin != "" && origin != baseURL(r)
 }
 
 // demoUser is a kickstart user the login page suggests: the stand-in only
@@ -117,10 +164,26 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if sso == nil {
+			view.CSRF = s.csrfToken(s.formCookie(w, r), p)
 			s.render(w, http.StatusOK, view)
 			return
 		}
 	} else {
+		browser := ""
+		if ck, err := r.Cookie(csrfCookie); err == nil {
+			browser = ck.Value
+		}
+		want := s.csrfToken(browser, p)
+		if crossSite(r) || browser == "" || !hmac.Equal([]byte(r.PostForm.Get("csrf_token")), []byte(want)) {
+			s.log.Warn("idp: login form refused: sent from another site, or without this browser's form token")
+			// No new cookie here: one this browser holds but did not send
+			// (SameSite) would be replaced under its open login tabs.
+			view.Error = "This login form was sent from another site, or it expired. Go back to the app and log in again."
+			view.Params, view.Demo = nil, nil
+			s.render(w, http.StatusForbidden, view)
+			return
+		}
+		view.CSRF = want
 		view.Email = r.PostForm.Get("loginId")
 		u := s.users[strings.ToLower(view.Email)]
 		if u == nil || subtle.ConstantTimeCompare([]byte(u.Password), []byte(r.PostForm.Get("password"))) != 1 {
@@ -144,6 +207,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, registered := user.Registrations[app.ID]; app.RequireRegistration && !registered {
+		if view.CSRF == "" {
+			view.CSRF = s.csrfToken(s.formCookie(w, r), p)
+		}
 		view.Error = "You are not registered for " + app.Name + "."
 		s.render(w, http.StatusOK, view)
 		return
@@ -179,9 +245,14 @@ func (s *Server) userByID(id string) *User {
 	return nil
 }
 
+// render writes the login page. No other site may frame it, as
+// FusionAuth's hosted pages cannot be: a framed login form invites
+// clickjacking, and a framed page posts with the frame's own cookies.
 func (s *Server) render(w http.ResponseWriter, status int, v loginView) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
+	w.Header().Set("X-Frame-Options", "DENY")
 	w.WriteHeader(status)
 	if err := loginPage.Execute(w, v); err != nil {
 		s.log.Error("idp: rendering the login page", "err", err)

@@ -91,9 +91,14 @@ func authRequest(redirect string) url.Values {
 // login posts the login form and returns the response (a redirect on success).
 func (si *standIn) login(params url.Values, email, password string) *http.Response {
 	si.t.Helper()
-	form := url.Values{}
-	for k, v := range params {
-		form[k] = v
+	// The form as the stand-in renders it, with its token; a request it
+	// renders no form for (a bad client or redirect) goes as it is.
+	form, err := LoginForm(si.client, si.url+"/oauth2/authorize?"+params.Encode())
+	if err != nil {
+		form = url.Values{}
+		for k, v := range params {
+			form[k] = v
+		}
 	}
 	form.Set("loginId", email)
 	form.Set("password", password)
@@ -935,5 +940,70 @@ func TestLoginPageShowsTheDemoAccounts(t *testing.T) {
 	}
 	if strings.Contains(page, `id="demo-hint" hidden`) {
 		t.Error("the hint is hidden")
+	}
+}
+
+// The login form carries a token bound to this browser and to the
+// authorize request; a post without it, with another request's, or from
+// another site is refused and logs nobody in. No other site may frame it.
+func TestLoginFormRefusesCrossSitePosts(t *testing.T) {
+	si := newStandIn(t, "testdata/reusable.json", "Reusable")
+	params := authRequest(testRedirect)
+	form, err := LoginForm(si.client, si.url+"/oauth2/authorize?"+params.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	form.Set("loginId", "dana@example.com")
+	form.Set("password", "pw")
+	post := func(edit func(url.Values, *http.Request)) *http.Response {
+		f := url.Values{}
+		for k, v := range form {
+			f[k] = v
+		}
+		req, _ := http.NewRequest(http.MethodPost, si.url+"/oauth2/authorize", nil)
+		edit(f, req)
+		req.Body = io.NopCloser(strings.NewReader(f.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := si.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for name, edit := range map[string]func(url.Values, *http.Request){
+		"no token":                       func(f url.Values, _ *http.Request) { f.Del("csrf_token") },
+		"another request's token":        func(f url.Values, _ *http.Request) { f.Set("state", "another") },
+		"Origin of another site":         func(_ url.Values, r *http.Request) { r.Header.Set("Origin", "http://evil.test") },
+		"Sec-Fetch-Site: cross-site":     func(_ url.Values, r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") },
+		"Sec-Fetch-Site: same-site":      func(_ url.Values, r *http.Request) { r.Header.Set("Sec-Fetch-Site", "same-site") },
+		"no browser cookie (cross-site)": func(_ url.Values, r *http.Request) { r.Header.Set("Cookie", "standin.csrf=") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := post(edit)
+			if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" {
+				t.Fatalf("%d %q, want 403 and no redirect", resp.StatusCode, resp.Header.Get("Location"))
+			}
+		})
+	}
+	if n := len(si.s.sessions); n != 0 {
+		t.Fatalf("refused posts opened %d SSO sessions", n)
+	}
+	// The genuine form, from the stand-in's own page, logs in.
+	resp := post(func(_ url.Values, r *http.Request) {
+		r.Header.Set("Origin", si.url)
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+	})
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), testRedirect+"?code=") {
+		t.Fatalf("the genuine form: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The login page cannot be framed by another site.
+	page, err := http.Get(si.url + "/oauth2/authorize?" + params.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page.Body.Close()
+	if page.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(page.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Fatalf("framing headers: %q %q", page.Header.Get("X-Frame-Options"), page.Header.Get("Content-Security-Policy"))
 	}
 }

@@ -127,6 +127,8 @@ type Server struct {
 	// are swept at least every sweepEvery, and at the cap the oldest go.
 	limit     int
 	lastSweep time.Time
+
+	csrfKey []byte // signs the login form's tokens (csrfToken)
 }
 
 // Bounds on what the stand-in keeps in memory.
@@ -155,7 +157,10 @@ func New(ks *Kickstart, o Options) (*Server, error) {
 		ks: ks, issuer: strings.TrimSuffix(or(o.Issuer, ks.Issuer), "/"), extra: o.ExtraRedirectURLs, logoutOverride: o.LogoutURL,
 		grace: o.RefreshGracePeriod, now: o.Now, log: o.Log, witness: o.Witness, users: map[string]*User{}, tenantID: newUUID(),
 		codes: map[string]*grant{}, refresh: map[string]*refreshToken{}, sessions: map[string]*ssoSession{},
-		calls: map[string]int{}, limit: defaultLimit,
+		calls: map[string]int{}, limit: defaultLimit, csrfKey: make([]byte, 32),
+	}
+	if _, err := rand.Read(s.csrfKey); err != nil {
+		return nil, fmt.Errorf("idp: making the form key: %w", err)
 	}
 	for _, u := range ks.Users {
 		s.users[strings.ToLower(u.Email)] = u

@@ -170,6 +170,9 @@ func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Hand
 			log.Info("callback refused", "err", err)
 			views.failRetry(c, http.StatusBadRequest,
 				"This login link is no longer valid: it was used already, it expired, or it was started in another browser.", "/login")
+		case errors.Is(err, tokens.ErrLoginsThrottled):
+			log.Warn("callback refused", "err", err)
+			views.failRetry(c, http.StatusServiceUnavailable, "Too many logins failed on this server just now. Please log in again in a few seconds.", "/login")
 		case errors.Is(err, tokens.ErrProviderUnavailable):
 			log.Warn("callback: provider unavailable", "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable, "The identity provider is unreachable right now. Please log in again in a moment.", "/login")

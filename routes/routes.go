@@ -69,8 +69,11 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(requestLog(log), recovery(log, views), securityHeaders(issuer.Scheme+"://"+issuer.Host))
-	r.NoRoute(notFound(views))
+	// Gin's own trailing-slash redirect answers before any middleware (no
+	// security headers) and honours a client's X-Forwarded-Prefix in its
+	// Location: notFound redirects instead, inside the middleware.
+	r.RedirectTrailingSlash = false
+	r.Use(requestLog(log), recovery(log, views), securityHeaders(issuer.Scheme+"://"+issuer.Host, origin.Scheme == "https"))
 	r.NoMethod(methodNotAllowed(views))
 
 	page := sessionRequired(log, sessions, views)
@@ -93,6 +96,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
 	r.StaticFS("/static", http.FS(filesOnly{static}))
+	r.NoRoute(notFound(views, r)) // after the routes: it redirects to them
 	return headAsGet(r), nil
 }
 
@@ -174,7 +178,12 @@ func recovery(log *slog.Logger, views *views) gin.HandlerFunc {
 // securityHeaders sets the headers every response carries. Nothing here
 // runs inline script, so the CSP forbids it; forms may only post here, and
 // a form's redirect may only go to the provider (logout goes there).
-func securityHeaders(providerOrigin string) gin.HandlerFunc {
+//
+// Over https, Strict-Transport-Security tells browsers to come back over
+// https only, for a year: the session cookies are Secure there, and a first
+// plain-http visit would otherwise be open to a downgrade. It names no
+// subdomains, which may be other apps this one cannot speak for.
+func securityHeaders(providerOrigin string, https bool) gin.HandlerFunc {
 	csp := strings.Join([]string{
 		"default-src 'self'",
 		"script-src 'self'",
@@ -190,6 +199,9 @@ func securityHeaders(providerOrigin string) gin.HandlerFunc {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin") // a URL with a code or state never leaves in a Referer
 		h.Set("X-Frame-Options", "DENY")
+		if https {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		if strings.HasPrefix(c.Request.URL.Path, "/static/") {
 			h.Set("Cache-Control", "public, max-age=3600")
 		} else {
@@ -201,9 +213,34 @@ func securityHeaders(providerOrigin string) gin.HandlerFunc {
 	}
 }
 
-func notFound(views *views) gin.HandlerFunc {
+// notFound answers a path no route serves. A missing static file gets a
+// plain 404 that no cache keeps and that shows no session (a page with the
+// Log out button and CSRF token, cached as a static file, would outlive the
+// logout). A page's path with a trailing slash is sent to the page, always
+// to a path of this app, whatever X-Forwarded-Prefix says.
+func notFound(views *views, r *gin.Engine) gin.HandlerFunc {
+	pages := map[string]bool{}
+	for _, rt := range r.Routes() {
+		if rt.Method == http.MethodGet && !strings.HasSuffix(rt.Path, "/") && !strings.Contains(rt.Path, "*") {
+			pages[rt.Path] = true
+		}
+	}
 	return func(c *gin.Context) {
-		if strings.HasPrefix(c.Request.URL.Path, "/api/") {
+		path := c.Request.URL.Path
+		if strings.HasPrefix(path, "/static/") {
+			c.Header("Cache-Control", "no-store")
+			c.String(http.StatusNotFound, "404 page not found")
+			return
+		}
+		if trimmed := strings.TrimRight(path, "/"); c.Request.Method == http.MethodGet && trimmed != path && pages[trimmed] {
+			target := trimmed
+			if q := c.Request.URL.RawQuery; q != "" {
+				target += "?" + q
+			}
+			c.Redirect(http.StatusMovedPermanently, target)
+			return
+		}
+		if strings.HasPrefix(path, "/api/") {
 			c.JSON(http.StatusNotFound, gin.H{"error": "not_found"})
 			return
 		}

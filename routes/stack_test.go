@@ -368,8 +368,10 @@ func (b *browser) startLogin(returnTo string) string {
 // returns the provider's redirect to the callback.
 func (b *browser) submitLogin(authorizeURL, email, password string) response {
 	b.t.Helper()
-	u, _ := url.Parse(authorizeURL)
-	form := u.Query()
+	form, err := idp.LoginForm(b.client, authorizeURL)
+	if err != nil {
+		b.t.Fatal(err)
+	}
 	form.Set("loginId", email)
 	form.Set("password", password)
 	req, _ := http.NewRequest(http.MethodPost, b.s.idpURL+"/oauth2/authorize", strings.NewReader(form.Encode()))

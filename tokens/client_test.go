@@ -362,7 +362,8 @@ func TestTokenEndpointRefusalsAreToldApart(t *testing.T) {
 				t.Fatalf("login error text: %q", msg)
 			}
 
-			s := &Session{RefreshToken: "the-refresh-token", User: UserInfo{Subject: "user-1"}, Expires: now.Add(time.Hour)}
+			// One token per case: a refused one is never sent again (shield.go).
+			s := &Session{RefreshToken: "the-refresh-token-" + tc.name, User: UserInfo{Subject: "user-1"}, Expires: now.Add(time.Hour)}
 			err = m.Refresh(context.Background(), httptest.NewRecorder(), s)
 			if !errors.Is(err, tc.refresh) || !errors.As(err, &re) {
 				t.Fatalf("refresh: %v, want %v with the RetrieveError", err, tc.refresh)

@@ -139,8 +139,23 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 		return "", fmt.Errorf("%w: no code", ErrBadCallback)
 	}
 
+	// The transaction cookie's "one use" is only a Set-Cookie an attacker
+	// can ignore: this instance exchanges each transaction's code once.
+	if !m.spentLogins.add(sha256.Sum256([]byte(txn.State)), time.Unix(txn.Created, 0).Add(LoginTTL), now) {
+		return "", fmt.Errorf("%w: this login's code was exchanged already", ErrBadCallback)
+	}
+	// Anyone can start a transaction and forge its callback: refused
+	// exchanges draw on a small budget, and while it is spent the provider
+	// is not asked.
+	if !m.exchanges.allow(now) {
+		m.log.Warn("callback not exchanged: too many refused codes on this instance just now")
+		return "", ErrLoginsThrottled
+	}
 	tok, err := m.client.exchange(ctx, code, txn.Verifier)
 	if err != nil {
+		if refusedByProvider(err) {
+			m.exchanges.spend(m.now())
+		}
 		return "", err
 	}
 	res, err := m.validateTokens(ctx, tok, txn.Nonce, "")
@@ -158,6 +173,13 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	m.cookies.expire(w, LogoutCookie)
 	m.log.Info("login", "sub", s.User.Subject)
+	// Logging in again in this browser replaces the previous login's
+	// cookies: revoke its refresh token, which nothing here could use or
+	// revoke any more (logout revokes only the newest).
+	var prev refreshCookie
+	if m.cookies.open(r, RefreshCookie, &prev) == nil && prev.Token != "" && prev.Token != s.RefreshToken {
+		m.revokeOnce(ctx, prev)
+	}
 	return txn.ReturnTo, nil
 }
 

@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
 	"strconv"
@@ -26,11 +27,7 @@ func (m *Manager) Logout(ctx context.Context, w http.ResponseWriter, r *http.Req
 	m.cookies.set(w, LogoutCookie, strconv.FormatInt(now.Unix(), 10), now.Add(m.refreshTTL), now)
 
 	if hadRefresh {
-		if err := m.client.revoke(ctx, rc.Token); err != nil {
-			m.log.Warn("refresh token not revoked", "sub", rc.Subject, "err", err)
-		} else {
-			m.log.Info("refresh token revoked", "sub", rc.Subject)
-		}
+		m.revokeOnce(ctx, rc)
 	}
 }
 
@@ -60,4 +57,25 @@ func (m *Manager) ConfirmLogout(w http.ResponseWriter, r *http.Request, state st
 	}
 	m.notify(w, Notice{Code: NoticeLoggedOutBoth, At: n.At})
 	return true
+}
+
+// revokeOnce revokes rc's refresh token, best effort, unless this instance
+// revoked it already or saw the provider refuse it, or the cookie is past
+// its end: an old refresh cookie sent again and again (GET /logout needs no
+// CSRF token) costs the provider one revocation, not one per request. The
+// token is marked before the call, so of requests that race with it one
+// calls. A revocation that failed is not tried again here: the user's own
+// cookies are gone by then, and the token ends at the provider anyway.
+func (m *Manager) revokeOnce(ctx context.Context, rc refreshCookie) {
+	now := m.now()
+	end := time.Unix(rc.Expires, 0)
+	if !now.Before(end) || !m.deadTokens.add(sha256.Sum256([]byte(rc.Token)), end, now) {
+		m.log.Debug("refresh token not revoked: revoked or refused before, or past its end", "sub", rc.Subject)
+		return
+	}
+	if err := m.client.revoke(ctx, rc.Token); err != nil {
+		m.log.Warn("refresh token not revoked", "sub", rc.Subject, "err", err)
+	} else {
+		m.log.Info("refresh token revoked", "sub", rc.Subject)
+	}
 }

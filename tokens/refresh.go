@@ -50,6 +50,12 @@ type refresher struct {
 
 	mu     sync.Mutex
 	recent map[[sha256.Size]byte]graceEntry
+
+	// dead holds the hashes of refresh tokens the provider refused (or
+	// this instance revoked): they are never sent again, so a spent token
+	// replayed on every request costs the provider one call, not one per
+	// request. Nil: no such memory.
+	dead *hashSet
 }
 
 type graceEntry struct {
@@ -66,10 +72,16 @@ func newRefresher(now func() time.Time, grace, wait time.Duration) *refresher {
 // Entries are keyed by a hash, so memory never holds a usable old token.
 // A caller waits at most f.wait, or until its ctx ends, then gets
 // ErrProviderUnavailable while the call goes on for the next request.
-func (f *refresher) do(ctx context.Context, refreshToken string, redeem func(context.Context) (*refreshed, error)) (*refreshed, error) {
+// A token the provider refuses for good is remembered as dead until until
+// (the refresh cookie's end) and refused here from then on (ErrNoSession);
+// a transient failure is not remembered.
+func (f *refresher) do(ctx context.Context, refreshToken string, until time.Time, redeem func(context.Context) (*refreshed, error)) (*refreshed, error) {
 	key := sha256.Sum256([]byte(refreshToken))
 	if res := f.remembered(key); res != nil {
 		return res, nil
+	}
+	if f.dead != nil && f.dead.has(key, f.now()) {
+		return nil, errDeadToken
 	}
 	ch := f.group.DoChan(string(key[:]), func() (any, error) {
 		if res := f.remembered(key); res != nil {
@@ -81,6 +93,9 @@ func (f *refresher) do(ctx context.Context, refreshToken string, redeem func(con
 		defer cancel()
 		res, err := redeem(callCtx)
 		if err != nil {
+			if f.dead != nil && refusedByProvider(err) {
+				f.dead.add(key, until, f.now())
+			}
 			return nil, err
 		}
 		f.remember(key, res)

@@ -25,7 +25,7 @@ func TestRefresherRedeemsOncePerToken(t *testing.T) {
 	results := make(chan string, 20)
 	for range 20 {
 		wg.Go(func() {
-			res, err := f.do(context.Background(), "rt-1", redeem)
+			res, err := f.do(context.Background(), "rt-1", time.Time{}, redeem)
 			if err != nil {
 				t.Error(err)
 				return
@@ -47,13 +47,13 @@ func TestRefresherRedeemsOncePerToken(t *testing.T) {
 	}
 
 	// A late request with the old token, inside the grace window: same result, no call.
-	res, err := f.do(context.Background(), "rt-1", redeem)
+	res, err := f.do(context.Background(), "rt-1", time.Time{}, redeem)
 	if err != nil || res.refreshToken != "rt-2" || calls.Load() != 1 {
 		t.Fatalf("late request: %+v, %v, calls %d", res, err, calls.Load())
 	}
 	// After the window the old token is redeemed again (and, if spent, refused by the provider).
 	now = now.Add(RefreshGrace + time.Second)
-	if _, err := f.do(context.Background(), "rt-1", redeem); err != nil || calls.Load() != 2 {
+	if _, err := f.do(context.Background(), "rt-1", time.Time{}, redeem); err != nil || calls.Load() != 2 {
 		t.Fatalf("after the grace window: %v, calls %d", err, calls.Load())
 	}
 }
@@ -63,7 +63,7 @@ func TestRefresherDoesNotRememberFailures(t *testing.T) {
 	calls := 0
 	fail := func(context.Context) (*refreshed, error) { calls++; return nil, ErrProviderUnavailable }
 	for range 2 {
-		if _, err := f.do(context.Background(), "rt", fail); !errors.Is(err, ErrProviderUnavailable) {
+		if _, err := f.do(context.Background(), "rt", time.Time{}, fail); !errors.Is(err, ErrProviderUnavailable) {
 			t.Fatal(err)
 		}
 	}

@@ -87,16 +87,25 @@ type Manager struct {
 	// same value arrives on every request of a session, and opening and
 	// decoding it cost more than the rest of the cookie work together.
 	users *boundedCache[UserInfo]
+	// Per-instance memory that keeps attacker input from costing the
+	// provider more than one call (see shield.go): the login transactions
+	// exchanged, the refresh tokens refused or revoked, by hash.
+	spentLogins *hashSet
+	deadTokens  *hashSet
+	exchanges   *exchangeBudget
 }
 
 // NewManager returns a Manager that keeps sessions in cookies, gets tokens
 // through client and checks them with verifier. refreshTTL is the refresh
 // token's life at the provider: the session cookies live as long.
 func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refreshTTL time.Duration, now func() time.Time, log *slog.Logger) *Manager {
-	return &Manager{
+	m := &Manager{
 		cookies: cookies, client: client, verifier: verifier, refreshTTL: refreshTTL, now: now, log: log,
 		refresh: newRefresher(now, RefreshGrace, client.http.Timeout), users: newBoundedCache[UserInfo](),
+		spentLogins: newHashSet(), deadTokens: newHashSet(), exchanges: newExchangeBudget(now()),
 	}
+	m.refresh.dead = m.deadTokens
+	return m
 }
 
 // Load returns the request's session, refreshing its tokens when the access
@@ -197,7 +206,7 @@ func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session
 // and writes its cookies.
 func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Session) error {
 	old, user := s.RefreshToken, s.User
-	res, err := m.refresh.do(ctx, old, func(ctx context.Context) (*refreshed, error) {
+	res, err := m.refresh.do(ctx, old, s.Expires, func(ctx context.Context) (*refreshed, error) {
 		return m.redeem(ctx, old, user)
 	})
 	if err != nil {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +20,7 @@ type liveStack struct {
 	issuer   string
 	m        *Manager
 	verifier *Verifier
+	calls    *countingProxy
 	manualClock
 	mu      sync.Mutex // guards cookies
 	cookies []*http.Cookie
@@ -48,7 +49,9 @@ func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 	t.Cleanup(srv.Close)
 
 	client := &http.Client{Timeout: wait}
-	p := NewProvider(s.issuer, "", &http.Client{Timeout: 2 * time.Second}, s.clock, discard)
+	// The app reaches the stand-in through a proxy that counts its calls.
+	s.calls = newCountingProxy(t, s.issuer)
+	p := NewProvider(s.issuer, s.calls.URL, &http.Client{Timeout: 2 * time.Second}, s.clock, discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go p.Start(ctx)
@@ -56,7 +59,7 @@ func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 		t.Fatal(err)
 	}
 	s.verifier = NewVerifier(p, p.Issuer(), testClient, s.clock)
-	oidc := NewClient(p, ClientConfig{ID: testClient, Secret: ks.Applications[testClient].ClientSecret, AppURL: appURL}, client)
+	oidc := NewClient(p, ClientConfig{ID: testClient, Secret: ks.Applications[testClient].ClientSecret, AppURL: appURL, APIKey: ks.APIKeys[0]}, client)
 	s.m = NewManager(NewCookieStore(appURL, mustSealer(t, secretA)), oidc, s.verifier, time.Hour, s.clock, discard)
 	s.login(t)
 	return s
@@ -65,30 +68,51 @@ func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 // login runs the authorization code flow as a browser would.
 func (s *liveStack) login(t *testing.T) {
 	t.Helper()
+	if err := s.tryLogin(); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+}
+
+// tryLogin is login, returning FinishLogin's error. The browser's cookies
+// go along on the callback, as they would in a browser.
+func (s *liveStack) tryLogin() error {
 	rec := httptest.NewRecorder()
 	authorize, err := s.m.BeginLogin(rec, httptest.NewRequest(http.MethodGet, "/login", nil), "/account")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	u, _ := url.Parse(authorize)
-	form := u.Query()
+	jar, _ := cookiejar.New(nil)
+	noFollow := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form, err := idp.LoginForm(noFollow, authorize)
+	if err != nil {
+		return err
+	}
 	form.Set("loginId", "richard@example.com")
 	form.Set("password", "password")
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.PostForm(s.issuer+"/oauth2/authorize", form)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	resp.Body.Close()
 	callback := httptest.NewRequest(http.MethodGet, resp.Header.Get("Location"), nil)
+	s.mu.Lock()
+	for _, c := range s.cookies {
+		callback.AddCookie(c)
+	}
+	s.mu.Unlock()
 	for _, c := range rec.Result().Cookies() {
 		callback.AddCookie(c)
 	}
 	rec = httptest.NewRecorder()
 	if _, err := s.m.FinishLogin(context.Background(), rec, callback); err != nil {
-		t.Fatalf("login: %v", err)
+		return err
 	}
-	s.cookies = rec.Result().Cookies()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range rec.Result().Cookies() {
+		s.cookies = keepCookie(s.cookies, c)
+	}
+	return nil
 }
 
 // load is one request with the browser's cookies; the cookies it sets are kept.

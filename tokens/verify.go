@@ -220,8 +220,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *
 	if len(raw) > maxTokenLen {
 		return nil, "", rec.fail(CheckShape, fmt.Errorf("%w: %d bytes, more than %d", errInvalidToken, len(raw), maxTokenLen))
 	}
-	if strings.Count(raw, ".") != 2 {
-		return nil, "", rec.fail(CheckShape, fmt.Errorf("%w: not a compact JWS", errInvalidToken))
+	if err := compactJWS(raw); err != nil {
+		return nil, "", rec.fail(CheckShape, fmt.Errorf("%w: %w", errInvalidToken, err))
 	}
 	// The key, and with it the algorithm, come only from the provider's
 	// JWKS, looked up by kid; jku, x5u and an embedded jwk are never

@@ -39,6 +39,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/changebank/changebank/idp"
 )
 
 // The demo application and user of the project's kickstart.
@@ -222,8 +224,12 @@ func login(appURL string) (*cookiejar.Jar, string, error) {
 	if resp.StatusCode != http.StatusFound || err != nil {
 		return nil, "", fmt.Errorf("/login answered %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	// The stand-in's login form posts the authorize parameters back with the credentials.
-	form := authorize.Query()
+	// The stand-in's login form posts the authorize parameters back with
+	// the credentials and its token.
+	form, err := idp.LoginForm(client, authorize.String())
+	if err != nil {
+		return nil, "", err
+	}
 	form.Set("loginId", email)
 	form.Set("password", password)
 	post := *authorize

@@ -225,7 +225,7 @@ func decodeJWT(raw string) string {
 // expireAccess drops the access cookie: the next request refreshes silently.
 func expireAccess(sessions *tokens.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		sessions.ExpireAccess(c.Writer)
+		sessions.ExpireAccess(c.Writer, c.Request)
 		sessions.Notify(c.Writer, tokens.NoticeAccessDropped)
 		c.Redirect(http.StatusSeeOther, "/session")
 	}

@@ -153,8 +153,8 @@ func TestBrokenChunksBreakTheSession(t *testing.T) {
 }
 
 // TestASessionThatShrinksExpiresItsStaleChunks: when a refresh brings a
-// smaller token, the chunks the old one needed are deleted, and logout
-// deletes every chunk.
+// smaller token, the chunks the old one needed are deleted; logout and the
+// inspector's "Expire the access token now" delete every chunk.
 func TestASessionThatShrinksExpiresItsStaleChunks(t *testing.T) {
 	m, now := chunkFixture(t, "http://app.test")
 	rec := httptest.NewRecorder()
@@ -191,16 +191,21 @@ func TestASessionThatShrinksExpiresItsStaleChunks(t *testing.T) {
 		t.Error("the access cookie itself was expired")
 	}
 
-	rec = httptest.NewRecorder()
-	m.Logout(t.Context(), rec, r)
-	gone = expired(rec)
-	for i := range carried[AccessCookie] {
-		name := AccessCookie
-		if i > 0 {
-			name = chunkName(AccessCookie, i)
-		}
-		if !gone[name] {
-			t.Errorf("logout left %s", name)
+	for what, end := range map[string]func(*httptest.ResponseRecorder){
+		"logout":                  func(rec *httptest.ResponseRecorder) { m.Logout(t.Context(), rec, r) },
+		"expire the access token": func(rec *httptest.ResponseRecorder) { m.ExpireAccess(rec, r) },
+	} {
+		rec = httptest.NewRecorder()
+		end(rec)
+		gone = expired(rec)
+		for i := range carried[AccessCookie] {
+			name := AccessCookie
+			if i > 0 {
+				name = chunkName(AccessCookie, i)
+			}
+			if !gone[name] {
+				t.Errorf("%s left %s", what, name)
+			}
 		}
 	}
 }

@@ -371,8 +371,9 @@ func (m *Manager) clear(w http.ResponseWriter, r *http.Request) bool {
 	return any
 }
 
-// ExpireAccess drops the access cookie, so that the next request refreshes.
-// The session inspector's "expire now" button uses it.
-func (m *Manager) ExpireAccess(w http.ResponseWriter) {
-	m.cookies.expire(w, AccessCookie)
+// ExpireAccess drops the access cookie and the chunks r carried of it, so
+// that the next request refreshes. The session inspector's "expire now"
+// button uses it.
+func (m *Manager) ExpireAccess(w http.ResponseWriter, r *http.Request) {
+	m.cookies.expireChunked(w, AccessCookie, m.cookies.Chunks(r, AccessCookie))
 }

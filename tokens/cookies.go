@@ -80,12 +80,21 @@ func (c *CookieStore) sessionValues(r *http.Request) sessionValues {
 		return v
 	}
 	v.carried = map[string]int{}
-	for base, p := range map[string]*string{AccessCookie: &v.access, RefreshCookie: &v.refresh, UserInfoCookie: &v.userInfo} {
-		if n := chunkCount(*p); n > 0 {
-			v.carried[base], *p = n, c.assemble(r, base, *p)
-		}
-	}
+	v.access = c.assembleCounting(r, v.carried, AccessCookie, v.access)
+	v.refresh = c.assembleCounting(r, v.carried, RefreshCookie, v.refresh)
+	v.userInfo = c.assembleCounting(r, v.carried, UserInfoCookie, v.userInfo)
 	return v
+}
+
+// assembleCounting is assemble, noting in carried the chunks a head announced.
+// (Not a loop over pointers to v's fields: those would move v to the heap
+// on every request, chunked or not.)
+func (c *CookieStore) assembleCounting(r *http.Request, carried map[string]int, base, head string) string {
+	if n := chunkCount(head); n > 0 {
+		carried[base] = n
+		return c.assemble(r, base, head)
+	}
+	return head
 }
 
 // readCookies sets *into[i] to the value of the cookie names[i], reading the

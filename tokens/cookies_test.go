@@ -50,3 +50,20 @@ func TestSessionValuesReadsCookiesAsNetHTTPDoes(t *testing.T) {
 		}
 	}
 }
+
+// TestUnchunkedSessionsAreReadWithoutAllocating: chunking costs a session
+// that has no chunks nothing: its cookies are still read in one pass with
+// no allocation, as on every request before chunks existed.
+func TestUnchunkedSessionsAreReadWithoutAllocating(t *testing.T) {
+	c := NewCookieStore("http://app.test", nil)
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Cookie", "fusionauth.sso=x; cb_access_token=a.b.c; cb_refresh_token=r; cb_userinfo=u; cb_logged_out=17")
+	for name, read := range map[string]func(){
+		"sessionValues": func() { _ = c.sessionValues(r) },
+		"Get":           func() { _ = c.Get(r, AccessCookie) },
+	} {
+		if n := testing.AllocsPerRun(100, read); n != 0 {
+			t.Errorf("%s allocates %v times per request", name, n)
+		}
+	}
+}

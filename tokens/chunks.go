@@ -87,12 +87,13 @@ func (c *CookieStore) assemble(r *http.Request, base, head string) string {
 		}
 		size += len(p)
 	}
-	b := make([]byte, 0, size)
-	b = append(b, head[2:]...)
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteString(head[2:])
 	for _, p := range parts {
-		b = append(b, p...)
+		b.WriteString(p)
 	}
-	return string(b)
+	return b.String()
 }
 
 // A cookieWrite is one cookie value about to be written, cut into the

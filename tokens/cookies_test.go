@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -65,5 +66,26 @@ func TestUnchunkedSessionsAreReadWithoutAllocating(t *testing.T) {
 		if n := testing.AllocsPerRun(100, read); n != 0 {
 			t.Errorf("%s allocates %v times per request", name, n)
 		}
+	}
+}
+
+// BenchmarkSessionValues reads the session cookies of a normal session and
+// of one whose 16 KB access token came in chunks.
+func BenchmarkSessionValues(b *testing.B) {
+	c := NewCookieStore("http://app.test", nil)
+	normal := "fusionauth.sso=" + strings.Repeat("s", 40) + "; cb_access_token=" + strings.Repeat("a", 1100) +
+		"; cb_refresh_token=" + strings.Repeat("r", 270) + "; cb_userinfo=" + strings.Repeat("u", 480) + "; cb_logged_out=17"
+	chunked := strings.Replace(normal, "cb_access_token="+strings.Repeat("a", 1100), "cb_access_token=5~"+strings.Repeat("a", 3900)+
+		"; cb_access_token.1="+strings.Repeat("b", 3900)+"; cb_access_token.2="+strings.Repeat("c", 3900)+
+		"; cb_access_token.3="+strings.Repeat("d", 3900)+"; cb_access_token.4="+strings.Repeat("e", 900), 1)
+	for name, header := range map[string]string{"normal": normal, "chunked-16KB": chunked} {
+		b.Run(name, func(b *testing.B) {
+			r, _ := http.NewRequest(http.MethodGet, "/", nil)
+			r.Header.Set("Cookie", header)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = c.sessionValues(r)
+			}
+		})
 	}
 }

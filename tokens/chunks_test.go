@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -267,6 +268,62 @@ func TestTheLoginCookieFitsForEveryReturnPath(t *testing.T) {
 			}
 			if !strings.HasPrefix(p, txn.ReturnTo) && txn.ReturnTo != "/account" {
 				t.Fatalf("the return path became %q", txn.ReturnTo)
+			}
+		})
+	}
+}
+
+// TestARefreshedTokenThatGrowsIsKeptOrRefusedAsTooLarge: a refresh whose
+// token outgrows one cookie keeps the session in chunks; one that outgrows
+// the session's limit ends it as too large, not as refused by the provider.
+func TestARefreshedTokenThatGrowsIsKeptOrRefusedAsTooLarge(t *testing.T) {
+	signer := newTestSigner(t, "k1")
+	f := newFakeProvider(t, nil, signer.pub)
+	m, _ := f.manager(t, discard)
+	now := time.Now()
+	for _, tc := range []struct {
+		name     string
+		size     int // bytes of the new token, about
+		tooLarge bool
+	}{
+		{"past one cookie", 6 << 10, false},
+		{"16 KB", 16 << 10, false},
+		{"past the limit once stored", MaxSessionBytes - 200, true},
+		{"past the limit alone", 30 << 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Roles of 40 characters, 43 bytes each in JSON, 4 bytes of
+			// token for 3 of claims, beside ~600 bytes of the rest.
+			roles := make([]string, (tc.size-600)*3/4/43)
+			for i := range roles {
+				roles[i] = fmt.Sprintf("changebank-branch-%04d-ledger-reader-role", i)[:40]
+			}
+			token := signer.sign(t, with(f.claimsFor(now), "roles", roles), nil)
+			if d := len(token) - tc.size; d < -100 || d > 100 {
+				t.Fatalf("a %d-byte token, want about %d", len(token), tc.size)
+			}
+			f.answer(http.StatusOK, map[string]any{"access_token": token, "token_type": "Bearer", "expires_in": 120, "refresh_token": "rt-2"})
+			// A refresh token of its own: the grace window would hand back the last result.
+			s := &Session{RefreshToken: "rt-" + tc.name, User: UserInfo{Subject: "user-1", LoginAt: now.Unix()}, Expires: now.Add(time.Hour)}
+			rec := httptest.NewRecorder()
+			err := m.Refresh(context.Background(), rec, s)
+			if !tc.tooLarge {
+				if err != nil {
+					t.Fatalf("a %d-byte token: %v", len(token), err)
+				}
+				_, r := written(t, rec, false)
+				if m.cookies.sessionValues(r).access != token {
+					t.Fatal("the refreshed token does not come back whole")
+				}
+				return
+			}
+			if !errors.Is(err, ErrSessionTooLarge) || EndReason(err) != NoticeEndedTooLarge {
+				t.Fatalf("err = %v (notice %s), want too large", err, EndReason(err))
+			}
+			for _, ck := range rec.Result().Cookies() {
+				if ck.MaxAge >= 0 {
+					t.Errorf("%s was set for a session too large to keep", ck.Name)
+				}
 			}
 		})
 	}

@@ -186,7 +186,7 @@ func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce, 
 	if n := len(tok.AccessToken); n > MaxSessionBytes {
 		// Larger than any session this app keeps: say so, rather than
 		// that it failed a check.
-		return nil, fmt.Errorf("%w: the access token alone is %d bytes, more than the %d a session may take", ErrSessionTooLarge, n, MaxSessionBytes)
+		return nil, ended(NoticeEndedTooLarge, fmt.Errorf("%w: the access token alone is %d bytes, more than the %d a session may take", ErrSessionTooLarge, n, MaxSessionBytes))
 	}
 	access, err := m.verifier.AccessToken(ctx, tok.AccessToken)
 	if err != nil {

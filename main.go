@@ -184,7 +184,7 @@ func newServer(h http.Handler) *http.Server {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      20 * time.Second, // above the token call's bound, so a slow refresh still answers
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    32 << 10,
+		MaxHeaderBytes:    64 << 10, // a session of up to tokens.MaxSessionBytes, with room for the other headers
 	}
 }
 

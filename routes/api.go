@@ -54,6 +54,11 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager, verifier *tokens.Ver
 		} else {
 			var s *tokens.Session
 			s, err = sessions.Load(c.Request.Context(), c.Writer, c.Request)
+			if errors.Is(err, tokens.ErrSessionTooLarge) {
+				c.Header("WWW-Authenticate", realm)
+				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "unauthorized", "error_description": "the account's tokens are too large to keep in cookies: trim their claims at the identity provider"})
+				return
+			}
 			if errors.Is(err, tokens.ErrNoSession) {
 				c.Header("WWW-Authenticate", realm)
 				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "unauthorized", "error_description": "log in, or send a bearer token"})

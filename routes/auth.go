@@ -2,6 +2,7 @@ package routes
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -30,6 +31,10 @@ func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views) g
 		case err == nil:
 			c.Set(sessionKey, s)
 			c.Next()
+		case errors.Is(err, tokens.ErrSessionTooLarge):
+			// Logging in again would bring the same token: say why, and stop.
+			log.Warn("session ended: tokens too large for cookies", "path", c.Request.URL.Path, "err", err)
+			views.fail(c, http.StatusBadRequest, tooLargeMessage)
 		case errors.Is(err, tokens.ErrProviderUnavailable):
 			log.Warn("session not checked: provider unavailable", "path", c.Request.URL.Path, "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable,
@@ -46,6 +51,13 @@ func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views) g
 		}
 	}
 }
+
+// tooLargeMessage is the page for a session whose tokens cannot be kept in
+// cookies. It offers no "try again": a new login brings the same token.
+var tooLargeMessage = fmt.Sprintf("Your account's access token is too large to keep in cookies: "+
+	"with it, this app's session would pass the %d bytes a browser can carry to it on every request, so you are not logged in. "+
+	"Nothing is wrong with your password. Whoever runs the identity provider can fix it by trimming the token's claims "+
+	"for this application (fewer roles or groups, shorter names).", tokens.MaxSessionBytes)
 
 // maxFormBytes bounds a form body: ours are a few fields.
 const maxFormBytes = 64 << 10
@@ -161,6 +173,9 @@ func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Hand
 			}
 			log.Info("login refused by the provider", "error", pe.Code, "known", known, "err", err)
 			views.failRetry(c, http.StatusBadRequest, msg+" You can try again.", "/login")
+		case errors.Is(err, tokens.ErrSessionTooLarge):
+			log.Warn("callback: tokens too large for cookies", "err", err)
+			views.fail(c, http.StatusBadRequest, tooLargeMessage)
 		case errors.Is(err, tokens.ErrBadCallback) && hasSession(sessions, c):
 			// Back right after logging in replays the spent callback URL:
 			// the user is logged in already, so send them on.

@@ -31,6 +31,7 @@ var endings = map[tokens.NoticeCode]string{
 	tokens.NoticeEndedExpired:  "it reached its end: the refresh token's lifetime was over, or no refresh token was left",
 	tokens.NoticeEndedRefused:  "FusionAuth refused to refresh it: the refresh token was revoked, expired or already used",
 	tokens.NoticeEndedStale:    "cookies from before your last logout came back (a response still on its way at logout), and those are refused",
+	tokens.NoticeEndedTooLarge: "the tokens its refresh brought were too large to keep in cookies: the account's token carries too many claims (roles, groups)",
 }
 
 // notice takes the request's notice, once per request: the inspector

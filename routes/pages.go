@@ -27,8 +27,9 @@ func account(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 
 // Limits the inspector measures the Cookie header against.
 const (
-	browserCookieLimit = 4096 // bytes of name and value a browser keeps per cookie (RFC 6265 section 6.1 minimum, what browsers do)
-	nginxHeaderBuffer  = 8192 // nginx's default large_client_header_buffers size: a longer header line is refused
+	browserCookieLimit = tokens.MaxCookieLine   // bytes a browser keeps per cookie, attributes included (RFC 6265 section 6.1); the app cuts larger values into chunks
+	sessionLimit       = tokens.MaxSessionBytes // the app's hard limit on a session's cookies
+	nginxHeaderBuffer  = 8192                   // nginx's default large_client_header_buffers size: a longer header line is refused
 )
 
 // sentCookie is one cookie the browser sent with this request.
@@ -39,6 +40,9 @@ type sentCookie struct {
 	Purpose  string
 	Contents string // decoded on the server; never the raw value
 	Missing  bool   // a session cookie the browser did not send
+	Chunks   int    // for a session cookie cut into chunks: how many, this one the first
+	Whole    int    // and the bytes of name=value of all of them together
+	Session  bool   // one of the session's cookies or chunks
 }
 
 // setCookieLine is one Set-Cookie header of this response, value hidden.
@@ -55,6 +59,8 @@ type inspectorView struct {
 	Largest      sentCookie
 	HeaderLimit  int
 	CookieLimit  int
+	SessionBytes int // name=value of the session's cookies and chunks
+	SessionLimit int
 	SetCookies   []setCookieLine
 	Secure       bool
 	Refreshed    bool
@@ -74,7 +80,7 @@ func inspector(ck *tokens.CookieStore, csrf *tokens.CSRF, clock func() time.Time
 		now := clock()
 		views.notice(c) // its cookie's deletion is one of this response's Set-Cookie lines
 		v := inspectorView{
-			Secure: ck.Secure(), Refreshed: s.Refreshed, HeaderLimit: nginxHeaderBuffer, CookieLimit: browserCookieLimit,
+			Secure: ck.Secure(), Refreshed: s.Refreshed, HeaderLimit: nginxHeaderBuffer, CookieLimit: browserCookieLimit, SessionLimit: sessionLimit,
 			ExpiresAt: int64(s.Access.Expiry), ExpiresIn: max(0, int64(s.Access.Expiry.Time().Sub(now).Seconds())),
 			IssuedAt: s.Access.IssuedAt.Time(), AuthTime: s.Access.AuthTime.Time(), AuthType: s.Access.AuthType,
 			Sent: sentCookies(ck, c.Request), SetCookies: setCookieLines(c.Writer.Header().Values("Set-Cookie")),
@@ -91,6 +97,9 @@ func inspector(ck *tokens.CookieStore, csrf *tokens.CSRF, clock func() time.Time
 		for _, sc := range v.Sent {
 			if sc.Size > v.Largest.Size {
 				v.Largest = sc
+			}
+			if sc.Session {
+				v.SessionBytes += sc.Size
 			}
 		}
 		views.render(c, http.StatusOK, "session", page{Title: "Session inspector", User: &s.User, CSRF: csrf.Token(s.User), Data: v})
@@ -109,13 +118,31 @@ func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
 		}
 		return text
 	}
-	for _, rc := range r.Cookies() {
+	all := r.Cookies()
+	chunked := map[string]int{} // base → bytes of all its chunks
+	for _, rc := range all {
+		if base, _, ok := ck.ChunkOf(rc.Name); ok {
+			chunked[base] += len(rc.Name) + 1 + len(rc.Value)
+		}
+	}
+	for _, rc := range all {
 		sc := sentCookie{Name: rc.Name, Size: len(rc.Name) + 1 + len(rc.Value), Owner: "ChangeBank"}
 		seen[rc.Name] = true
-		switch {
+		for _, base := range []string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie} {
+			if rc.Name == ck.Name(base) {
+				sc.Session = true
+				if n := ck.Chunks(r, base); n > 1 {
+					sc.Chunks, sc.Whole = n, sc.Size+chunked[base]
+				}
+			}
+		}
+		switch base, i, isChunk := ck.ChunkOf(rc.Name); {
+		case isChunk:
+			sc.Session = true
+			sc.Purpose = fmt.Sprintf("Chunk %d of %s: its value goes on here, cut because one cookie holds at most %d bytes. The app puts the chunks back together in order and checks the whole value before using it; a chunk missing or from another value fails that check.", i, ck.Name(base), browserCookieLimit)
 		case rc.Name == ck.Name(tokens.AccessCookie):
 			sc.Purpose = "The access token, a JWT signed by FusionAuth, as issued: signed, not sealed, so anyone holding it can read it. Checked on every request against FusionAuth's keys."
-			sc.Contents = decodeJWT(rc.Value)
+			sc.Contents = decodeJWT(ck.Get(r, tokens.AccessCookie))
 		case rc.Name == ck.Name(tokens.RefreshCookie):
 			sc.Purpose = "The refresh token, sealed (AES-256-GCM under a key for this cookie alone), with the user it belongs to and its end. It gets new access tokens silently."
 			sc.Contents = reveal(tokens.RefreshCookie)
@@ -198,7 +225,7 @@ func decodeJWT(raw string) string {
 // expireAccess drops the access cookie: the next request refreshes silently.
 func expireAccess(sessions *tokens.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		sessions.ExpireAccess(c.Writer)
+		sessions.ExpireAccess(c.Writer, c.Request)
 		sessions.Notify(c.Writer, tokens.NoticeAccessDropped)
 		c.Redirect(http.StatusSeeOther, "/session")
 	}

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -50,26 +51,50 @@ func (c *CookieStore) Name(base string) string {
 	return base
 }
 
-// Get returns the named cookie's value, or "" when the request has none.
+// Get returns the named cookie's value, reassembled from its chunks when
+// it has some (see chunks.go), or "" when the request has none.
 func (c *CookieStore) Get(r *http.Request, base string) string {
 	var v string
 	readCookies(r, []string{c.Name(base)}, []*string{&v})
-	return v
+	return c.assemble(r, base, v)
 }
 
-// sessionValues are the raw values of the session cookies a request carries.
+// sessionValues are the values of the session cookies a request carries,
+// reassembled from their chunks.
 type sessionValues struct {
 	access, refresh, userInfo, loggedOut string
+	// carried is how many chunks each chunked cookie came in; nil when
+	// none was chunked, as in almost every session.
+	carried map[string]int
 }
 
 // sessionValues reads the session cookies in one pass over the Cookie
 // header, where one r.Cookie call per cookie would parse it once each.
+// Only a chunked cookie costs a second pass.
 func (c *CookieStore) sessionValues(r *http.Request) sessionValues {
 	var v sessionValues
 	readCookies(r,
 		[]string{c.Name(AccessCookie), c.Name(RefreshCookie), c.Name(UserInfoCookie), c.Name(LogoutCookie)},
 		[]*string{&v.access, &v.refresh, &v.userInfo, &v.loggedOut})
+	if chunkCount(v.access)|chunkCount(v.refresh)|chunkCount(v.userInfo) == 0 {
+		return v
+	}
+	v.carried = map[string]int{}
+	v.access = c.assembleCounting(r, v.carried, AccessCookie, v.access)
+	v.refresh = c.assembleCounting(r, v.carried, RefreshCookie, v.refresh)
+	v.userInfo = c.assembleCounting(r, v.carried, UserInfoCookie, v.userInfo)
 	return v
+}
+
+// assembleCounting is assemble, noting in carried the chunks a head announced.
+// (Not a loop over pointers to v's fields: those would move v to the heap
+// on every request, chunked or not.)
+func (c *CookieStore) assembleCounting(r *http.Request, carried map[string]int, base, head string) string {
+	if n := chunkCount(head); n > 0 {
+		carried[base] = n
+		return c.assemble(r, base, head)
+	}
+	return head
 }
 
 // readCookies sets *into[i] to the value of the cookie names[i], reading the
@@ -179,11 +204,15 @@ func (c *CookieStore) openValue(base, raw string, v any) error {
 	return json.Unmarshal(plain, v)
 }
 
-// seal encodes v as JSON and seals it for cookie base.
+// seal encodes v as JSON and seals it for cookie base. The JSON is never
+// put in a page, so & < > stay one byte each, not json.Marshal's six: a
+// return path full of & would otherwise outgrow its cookie.
 func (c *CookieStore) seal(base string, v any) (string, error) {
-	plain, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return "", fmt.Errorf("tokens: encoding %s: %w", base, err)
 	}
-	return c.sealer.Seal(base, plain)
+	return c.sealer.Seal(base, bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }

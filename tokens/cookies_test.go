@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -48,5 +49,43 @@ func TestSessionValuesReadsCookiesAsNetHTTPDoes(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestUnchunkedSessionsAreReadWithoutAllocating: chunking costs a session
+// that has no chunks nothing: its cookies are still read in one pass with
+// no allocation, as on every request before chunks existed.
+func TestUnchunkedSessionsAreReadWithoutAllocating(t *testing.T) {
+	c := NewCookieStore("http://app.test", nil)
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Cookie", "fusionauth.sso=x; cb_access_token=a.b.c; cb_refresh_token=r; cb_userinfo=u; cb_logged_out=17")
+	for name, read := range map[string]func(){
+		"sessionValues": func() { _ = c.sessionValues(r) },
+		"Get":           func() { _ = c.Get(r, AccessCookie) },
+	} {
+		if n := testing.AllocsPerRun(100, read); n != 0 {
+			t.Errorf("%s allocates %v times per request", name, n)
+		}
+	}
+}
+
+// BenchmarkSessionValues reads the session cookies of a normal session and
+// of one whose 16 KB access token came in chunks.
+func BenchmarkSessionValues(b *testing.B) {
+	c := NewCookieStore("http://app.test", nil)
+	normal := "fusionauth.sso=" + strings.Repeat("s", 40) + "; cb_access_token=" + strings.Repeat("a", 1100) +
+		"; cb_refresh_token=" + strings.Repeat("r", 270) + "; cb_userinfo=" + strings.Repeat("u", 480) + "; cb_logged_out=17"
+	chunked := strings.Replace(normal, "cb_access_token="+strings.Repeat("a", 1100), "cb_access_token=5~"+strings.Repeat("a", 3900)+
+		"; cb_access_token.1="+strings.Repeat("b", 3900)+"; cb_access_token.2="+strings.Repeat("c", 3900)+
+		"; cb_access_token.3="+strings.Repeat("d", 3900)+"; cb_access_token.4="+strings.Repeat("e", 900), 1)
+	for name, header := range map[string]string{"normal": normal, "chunked-16KB": chunked} {
+		b.Run(name, func(b *testing.B) {
+			r, _ := http.NewRequest(http.MethodGet, "/", nil)
+			r.Header.Set("Cookie", header)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = c.sessionValues(r)
+			}
+		})
 	}
 }

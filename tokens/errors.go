@@ -22,6 +22,10 @@ var (
 	// in this browser: replayed, expired, forged, from another browser, or
 	// with a code the provider refused.
 	ErrBadCallback = errors.New("tokens: callback does not match a login started here")
+	// ErrSessionTooLarge means the provider's tokens would make the session's
+	// cookies larger than MaxSessionBytes: the account's token carries too
+	// many claims (roles, groups) to keep in a browser. It wraps ErrNoSession.
+	ErrSessionTooLarge = fmt.Errorf("%w: the tokens are too large to keep in cookies", ErrNoSession)
 )
 
 // Reasons wrapped in ErrProviderUnavailable.

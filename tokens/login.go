@@ -61,12 +61,22 @@ func (m *Manager) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	}
 	m.dropOldLogins(w, r)
 	name := loginCookie(txn.State)
-	sealed, err := m.cookies.seal(name, txn)
-	if err != nil {
-		return "", fmt.Errorf("tokens: sealing the login transaction: %w", err)
+	// A browser drops a cookie whose line passes maxSetCookieLine, and the
+	// callback would find no login: keep the whole return path when it
+	// fits, else its path alone, else the account page.
+	path, _, _ := strings.Cut(returnTo, "?")
+	for _, txn.ReturnTo = range []string{returnTo, path, "/account"} {
+		sealed, err := m.cookies.seal(name, txn)
+		if err != nil {
+			return "", fmt.Errorf("tokens: sealing the login transaction: %w", err)
+		}
+		cw, err := m.cookies.prepare(name, sealed, now.Add(LoginTTL), now)
+		if err == nil && len(cw.lines) == 1 {
+			m.cookies.write(w, cw, 0)
+			return authURL, nil
+		}
 	}
-	m.cookies.set(w, name, sealed, now.Add(LoginTTL), now)
-	return authURL, nil
+	return "", fmt.Errorf("tokens: the login transaction does not fit in a cookie")
 }
 
 // dropOldLogins expires the oldest transaction cookies so that, with the
@@ -166,6 +176,7 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	s := &Session{
 		AccessToken: res.access, Access: res.claims, RefreshToken: res.refreshToken, User: res.user,
 		Expires: now.Add(m.refreshTTL),
+		carried: m.cookies.sessionValues(r).carried, // a previous session's chunks, now stale
 	}
 	if err := m.write(w, s, now); err != nil {
 		m.log.Error("login tokens cannot be stored", "err", err)

@@ -23,7 +23,7 @@ func (m *Manager) Logout(ctx context.Context, w http.ResponseWriter, r *http.Req
 	var rc refreshCookie
 	hadRefresh := m.cookies.open(r, RefreshCookie, &rc) == nil && rc.Token != ""
 	now := m.now()
-	m.expireAll(w)
+	m.expireAll(w, m.cookies.sessionValues(r).carried)
 	m.cookies.set(w, LogoutCookie, strconv.FormatInt(now.Unix(), 10), now.Add(m.refreshTTL), now)
 
 	if hadRefresh {

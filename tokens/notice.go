@@ -33,13 +33,15 @@ const (
 	NoticeEndedExpired   NoticeCode = "ended-expired"   // the session reached its end
 	NoticeEndedRefused   NoticeCode = "ended-refused"   // the provider refused the refresh token
 	NoticeEndedStale     NoticeCode = "ended-stale"     // cookies from before this browser's logout came back
+	NoticeEndedTooLarge  NoticeCode = "ended-too-large" // the refreshed tokens were too large to keep in cookies
 	NoticeLoggedOut      NoticeCode = "logged-out"      // the user pressed Log out: this app's cookies are gone
 	NoticeLoggedOutBoth  NoticeCode = "logged-out-both" // and the browser came back from the provider's logout
 	NoticeLogoutProvider NoticeCode = "logout-provider" // the provider called GET /logout
 )
 
 var noticeCodes = []NoticeCode{NoticeRefreshed, NoticeAccessDropped, NoticeEndedTampered, NoticeEndedMismatch,
-	NoticeEndedExpired, NoticeEndedRefused, NoticeEndedStale, NoticeLoggedOut, NoticeLoggedOutBoth, NoticeLogoutProvider}
+	NoticeEndedExpired, NoticeEndedRefused, NoticeEndedStale, NoticeEndedTooLarge, NoticeLoggedOut, NoticeLoggedOutBoth,
+	NoticeLogoutProvider}
 
 // A Notice is what the notice cookie said.
 type Notice struct {
@@ -100,6 +102,14 @@ func (e *endError) Unwrap() error { return e.err }
 
 // ended marks err, which wraps ErrNoSession, with the reason a user is told.
 func ended(why NoticeCode, err error) error { return &endError{why: why, err: err} }
+
+// endedUnlessSaid is ended(why, err), unless err already says why.
+func endedUnlessSaid(why NoticeCode, err error) error {
+	if e := (*endError)(nil); errors.As(err, &e) {
+		return err
+	}
+	return ended(why, err)
+}
 
 // EndReason returns the notice that explains why err ended a session:
 // a cookie that failed its check unless the error says otherwise.

@@ -198,6 +198,11 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 // validateTokens checks a token response: the access token always, the ID
 // token when present (with nonce when not ""). sub, when not "", must match.
 func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce, sub string) (*refreshed, error) {
+	if n := len(tok.AccessToken); n > MaxSessionBytes {
+		// Larger than any session this app keeps: say so, rather than
+		// that it failed a check.
+		return nil, ended(NoticeEndedTooLarge, fmt.Errorf("%w: the access token alone is %d bytes, more than the %d a session may take", ErrSessionTooLarge, n, MaxSessionBytes))
+	}
 	access, err := m.verifier.AccessToken(ctx, tok.AccessToken)
 	if err != nil {
 		return nil, m.tokenResponseError("access token", err)

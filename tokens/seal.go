@@ -179,9 +179,9 @@ func (k secretKeys) seal(cookie string, plaintext []byte) (string, error) {
 	return string(out), nil
 }
 
-// maxSealedLen bounds what Open will even try to parse: no cookie of ours is
-// near it, and a browser will not send a larger one.
-const maxSealedLen = 4096
+// maxSealedLen bounds what Open will even try to parse: no session of ours
+// is larger once its chunks are put back together.
+const maxSealedLen = MaxSessionBytes
 
 // b64 is base64url without padding, refusing non-zero trailing bits, as
 // RFC 7515/7516 compact serialisation requires.

@@ -29,7 +29,8 @@ type Session struct {
 	// Expires is when the refresh and userinfo cookies expire: the refresh token's end.
 	Expires time.Time
 
-	refreshSealed string // cb_refresh_token as the request sent it
+	refreshSealed string         // cb_refresh_token as the request sent it
+	carried       map[string]int // the chunks each chunked cookie came in (nil: none was)
 }
 
 // UserInfo is the sealed content of cb_userinfo: the validated ID-token
@@ -133,7 +134,7 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return nil, ended(why, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession))
 	}
 	access := v.access
-	s := &Session{AccessToken: access, User: user, Expires: time.Unix(user.Expires, 0), refreshSealed: v.refresh}
+	s := &Session{AccessToken: access, User: user, Expires: time.Unix(user.Expires, 0), refreshSealed: v.refresh, carried: v.carried}
 
 	var claims *Claims
 	if access != "" {
@@ -180,7 +181,7 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		s.Access = claims
 		return s, nil
 	case errors.Is(err, ErrNoSession):
-		return nil, ended(NoticeEndedRefused, err)
+		return nil, endedUnlessSaid(NoticeEndedRefused, err)
 	default:
 		return nil, err
 	}
@@ -194,10 +195,10 @@ func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session
 	if why := m.openRefresh(s, m.now()); why != "" {
 		err = ended(why, ErrNoSession)
 	} else if err = m.refreshInto(ctx, w, s); errors.Is(err, ErrNoSession) {
-		err = ended(NoticeEndedRefused, err)
+		err = endedUnlessSaid(NoticeEndedRefused, err)
 	}
 	if errors.Is(err, ErrNoSession) {
-		m.expireAll(w)
+		m.expireAll(w, s.carried)
 	}
 	return err
 }
@@ -215,6 +216,9 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 	s.AccessToken, s.Access, s.RefreshToken, s.User, s.Refreshed = res.access, res.claims, res.refreshToken, res.user, true
 	if err := m.write(w, s, m.now()); err != nil {
 		m.log.Error("refreshed tokens cannot be stored", "err", err)
+		if errors.Is(err, ErrSessionTooLarge) {
+			return ended(NoticeEndedTooLarge, err)
+		}
 		return fmt.Errorf("%w: %w", ErrNoSession, err)
 	}
 	return nil
@@ -299,37 +303,54 @@ func (m *Manager) openRefresh(s *Session, now time.Time) NoticeCode {
 	return ""
 }
 
-// maxCookieBytes bounds a cookie's name and value together: browsers keep
-// at most 4096 bytes of name, value and attributes, and silently drop a
-// larger cookie, which would send the user round the login loop forever.
-const maxCookieBytes = 4000
-
-// write sets the session's cookies on w, or none of them when one would be
-// too large for a browser to keep.
+// write sets the session's cookies on w, each cut into chunks when it is
+// too large for one cookie, and expires the chunks the request carried
+// beyond the new counts. It sets none of them, and returns an error
+// wrapping ErrSessionTooLarge, when together they would pass
+// MaxSessionBytes.
 func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error {
 	user := s.User
 	user.Expires = s.Expires.Unix()
-	values := map[string]string{AccessCookie: s.AccessToken}
-	var err error
-	if values[UserInfoCookie], err = m.cookies.seal(UserInfoCookie, user); err != nil {
+	sealedUser, err := m.cookies.seal(UserInfoCookie, user)
+	if err != nil {
+		return err
+	}
+	writes := make([]cookieWrite, 0, 3)
+	add := func(base, value string, expires time.Time) error {
+		cw, err := m.cookies.prepare(base, value, expires, now)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSessionTooLarge, err)
+		}
+		writes = append(writes, cw)
+		return nil
+	}
+	if err := add(AccessCookie, s.AccessToken, s.Access.Expiry.Time()); err != nil {
+		return err
+	}
+	if err := add(UserInfoCookie, sealedUser, s.Expires); err != nil {
 		return err
 	}
 	if s.RefreshToken != "" {
 		rc := refreshCookie{Token: s.RefreshToken, Subject: user.Subject, Expires: s.Expires.Unix()}
-		if values[RefreshCookie], err = m.cookies.seal(RefreshCookie, rc); err != nil {
+		sealed, err := m.cookies.seal(RefreshCookie, rc)
+		if err != nil {
+			return err
+		}
+		if err := add(RefreshCookie, sealed, s.Expires); err != nil {
 			return err
 		}
 	}
-	for base, v := range values {
-		if n := len(m.cookies.Name(base)) + len(v); n > maxCookieBytes {
-			return fmt.Errorf("tokens: %s would be %d bytes, more than a browser keeps (%d): trim the token's claims at the provider", base, n, maxCookieBytes)
-		}
+	total, sizes := 0, make([]any, 0, 2*len(writes))
+	for _, cw := range writes {
+		total += cw.size()
+		sizes = append(sizes, cw.base, cw.size())
 	}
-	m.cookies.set(w, AccessCookie, s.AccessToken, s.Access.Expiry.Time(), now)
-	for _, base := range []string{UserInfoCookie, RefreshCookie} {
-		if v, ok := values[base]; ok {
-			m.cookies.set(w, base, v, s.Expires, now)
-		}
+	if total > MaxSessionBytes {
+		return fmt.Errorf("%w: its cookies would be %d bytes (access token %d bytes; %v), more than the %d a session may take",
+			ErrSessionTooLarge, total, len(s.AccessToken), sizes, MaxSessionBytes)
+	}
+	for _, cw := range writes {
+		m.cookies.write(w, cw, s.carried[cw.base])
 	}
 	return nil
 }
@@ -337,28 +358,31 @@ func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error 
 // sessionCookies are the cookies that hold a session.
 var sessionCookies = []string{AccessCookie, RefreshCookie, UserInfoCookie}
 
-// expireAll expires every session cookie.
-func (m *Manager) expireAll(w http.ResponseWriter) {
+// expireAll expires every session cookie, and the chunks the request
+// carried (carried as in Session).
+func (m *Manager) expireAll(w http.ResponseWriter, carried map[string]int) {
 	for _, base := range sessionCookies {
-		m.cookies.expire(w, base)
+		m.cookies.expireChunked(w, base, carried[base])
 	}
 }
 
-// clear expires the session cookies the request carries and reports
-// whether it carried any.
+// clear expires the session cookies the request carries, chunks included,
+// and reports whether it carried any.
 func (m *Manager) clear(w http.ResponseWriter, r *http.Request) bool {
+	carried := m.cookies.sessionValues(r).carried
 	any := false
 	for _, base := range sessionCookies {
 		if _, err := r.Cookie(m.cookies.Name(base)); err == nil {
-			m.cookies.expire(w, base)
+			m.cookies.expireChunked(w, base, carried[base])
 			any = true
 		}
 	}
 	return any
 }
 
-// ExpireAccess drops the access cookie, so that the next request refreshes.
-// The session inspector's "expire now" button uses it.
-func (m *Manager) ExpireAccess(w http.ResponseWriter) {
-	m.cookies.expire(w, AccessCookie)
+// ExpireAccess drops the access cookie and the chunks r carried of it, so
+// that the next request refreshes. The session inspector's "expire now"
+// button uses it.
+func (m *Manager) ExpireAccess(w http.ResponseWriter, r *http.Request) {
+	m.cookies.expireChunked(w, AccessCookie, m.cookies.Chunks(r, AccessCookie))
 }

@@ -21,8 +21,9 @@ import (
 // leeway is the clock skew tolerated on exp, nbf and iat.
 const leeway = 30 * time.Second
 
-// maxTokenLen bounds the JWTs this app will parse.
-const maxTokenLen = 8192
+// maxTokenLen bounds the JWTs this app will parse: no larger one fits in a
+// session (validateTokens refuses it as too large before parsing).
+const maxTokenLen = MaxSessionBytes
 
 var (
 	// errInvalidToken is wrapped by every reason a token is refused for good:

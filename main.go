@@ -1,5 +1,6 @@
 // Command changebank is the ChangeBank demo: a Gin web app whose whole
-// login session lives in browser cookies, logged in through FusionAuth.
+// login session lives in browser cookies, logged in through an OpenID
+// provider: FusionAuth by default, any certified one by settings.
 //
 // main loads .env and calls run; run reads the configuration, starts the
 // embedded FusionAuth stand-in when asked (-embedded-idp), discovers the
@@ -75,7 +76,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	client := &http.Client{Timeout: tokens.TokenCallTimeout}
-	provider := tokens.NewProvider(cfg.Issuer, cfg.IssuerInternalURL, client, time.Now, log)
+	profile := tokens.Profile{
+		Issuer: cfg.Issuer, InternalURL: cfg.IssuerInternalURL, ClientID: cfg.ClientID,
+		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams,
+	}
+	provider := tokens.NewProvider(profile, client, time.Now, log)
 	sealer, err := tokens.NewSealer(cfg.Secrets...)
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
@@ -88,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	oidc := tokens.NewClient(provider, tokens.ClientConfig{
 		ID: cfg.ClientID, Secret: cfg.ClientSecret, AppURL: cfg.AppURL, APIKey: cfg.APIKey,
 	}, client)
-	verifier := tokens.NewVerifier(provider, provider.Issuer(), cfg.ClientID, time.Now)
+	verifier := tokens.NewVerifier(provider, profile, time.Now)
 	sessions := tokens.NewManager(cookies, oidc, verifier, cfg.RefreshTTL, time.Now, log)
 	var appOpts []routes.Option
 	attackerOrigin := ""

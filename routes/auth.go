@@ -213,7 +213,7 @@ func hasSession(sessions *tokens.Manager, c *gin.Context) bool {
 func logout(sessions *tokens.Manager) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sessions.Logout(c.Request.Context(), c.Writer, c.Request)
-		c.Redirect(http.StatusSeeOther, sessions.EndAtProvider(c.Writer))
+		c.Redirect(http.StatusSeeOther, sessions.EndAtProvider(c.Writer, c.Request))
 	}
 }
 

@@ -134,7 +134,7 @@ func TestHSTSOnlyOverHTTPS(t *testing.T) {
 	dead.Close()
 	log := slog.New(slog.DiscardHandler)
 	client := &http.Client{Timeout: time.Second}
-	provider := tokens.NewProvider(dead.URL, "", client, time.Now, log)
+	provider := tokens.NewProvider(tokens.Profile{Issuer: dead.URL}, client, time.Now, log)
 	sealer, _ := tokens.NewSealer(testSecret)
 	for appURL, want := range map[string]string{"https://bank.example": "max-age=31536000", "http://app.test": ""} {
 		h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: appURL}, client, time.Hour, time.Now)

@@ -17,9 +17,9 @@ func chunkFixture(t *testing.T, appURL string) (*Manager, time.Time) {
 	t.Helper()
 	now := time.Now()
 	clock := func() time.Time { return now }
-	p := NewProvider(testIssuer, "", http.DefaultClient, time.Now, discard)
+	p := NewProvider(Profile{Issuer: testIssuer}, http.DefaultClient, time.Now, discard)
 	m := NewManager(NewCookieStore(appURL, mustSealer(t, secretA)), NewClient(p, ClientConfig{ID: testClient, AppURL: appURL}, nil),
-		NewVerifier(p, testIssuer, testClient, clock), time.Hour, clock, discard)
+		NewVerifier(p, Profile{Issuer: testIssuer, ClientID: testClient}, clock), time.Hour, clock, discard)
 	return m, now
 }
 

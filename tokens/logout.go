@@ -39,11 +39,17 @@ func (m *Manager) Logout(ctx context.Context, w http.ResponseWriter, r *http.Req
 // refuses the logout, leaves it alive), so the URL carries a one-time
 // state, kept in the sealed notice cookie of this browser alone; the
 // provider hands it back on the post_logout_redirect_uri, and
-// ConfirmLogout then upgrades the notice.
-func (m *Manager) EndAtProvider(w http.ResponseWriter) string {
+// ConfirmLogout then upgrades the notice. The ID token kept in cb_id_token
+// (Path=/logout, so it rides on this request only) goes as id_token_hint,
+// which some providers need to end their session without asking.
+func (m *Manager) EndAtProvider(w http.ResponseWriter, r *http.Request) string {
+	var idt idTokenCookie
+	if m.cookies.open(r, IDTokenCookie, &idt) != nil {
+		idt = idTokenCookie{}
+	}
 	state := rand.Text()
 	m.notify(w, Notice{Code: NoticeLoggedOut, At: m.now().Unix(), State: state})
-	return m.client.logoutURL(state)
+	return m.client.logoutURL(idt.Token, state)
 }
 
 // ConfirmLogout reports whether state is the one EndAtProvider sent this

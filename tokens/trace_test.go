@@ -30,10 +30,10 @@ func newTraceFixture(t *testing.T) *traceFixture {
 	signer := newTestSigner(t, "k1")
 	clock := func() time.Time { return now }
 	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, clock)
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, clock)
 	return &traceFixture{
 		// The client is never called: a trace stops where it would refresh.
-		m:       NewManager(cookies, NewClient(NewProvider(testIssuer, "", nil, clock, discard), ClientConfig{ID: testClient}, nil), v, time.Hour, clock, discard),
+		m:       NewManager(cookies, NewClient(NewProvider(Profile{Issuer: testIssuer}, nil, clock, discard), ClientConfig{ID: testClient}, nil), v, time.Hour, clock, discard),
 		cookies: cookies, signer: signer, now: now,
 		user: UserInfo{Subject: "user-1", LoginID: "l1", LoginAt: now.Add(-time.Minute).Unix(), Expires: now.Add(time.Hour).Unix()},
 	}
@@ -233,5 +233,24 @@ func TestAttacksAreDecidedByTheRightCheck(t *testing.T) {
 	}
 	if _, err := f.m.Attack(context.Background(), r, "drop-table"); err != ErrNoAttack {
 		t.Fatalf("unknown attack: %v", err)
+	}
+}
+
+// TestTraceShowsTheAccessTokensHashBinding: with the access token's hash in
+// cb_userinfo, the trace says the token is the session's own, and a genuine
+// token of the same user swapped in is refused by the kind check.
+func TestTraceShowsTheAccessTokensHashBinding(t *testing.T) {
+	f := newTraceFixture(t)
+	own := f.signer.sign(t, goodClaims(f.now), nil)
+	sum := sha256.Sum256([]byte(own))
+	f.user.AccessHash = sum[:]
+	tr := f.m.Trace(context.Background(), f.request(t, func(j map[string]string) { j[AccessCookie] = own }))
+	if tr.Outcome != Accepted || !strings.Contains(tr.Step(CheckKind).Value, "issued to this session") {
+		t.Fatalf("own token: %q, kind %q", tr.Outcome, tr.Step(CheckKind).Value)
+	}
+	swapped := f.signer.sign(t, with(goodClaims(f.now), "jti", "another"), nil)
+	tr = f.m.Trace(context.Background(), f.request(t, func(j map[string]string) { j[AccessCookie] = swapped }))
+	if tr.Outcome != Refused || tr.Decided != CheckKind || !strings.Contains(tr.Step(CheckKind).Value, "not the access token issued") {
+		t.Fatalf("swapped token: %q decided %q, kind %q", tr.Outcome, tr.Decided, tr.Step(CheckKind).Value)
 	}
 }

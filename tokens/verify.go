@@ -134,15 +134,8 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error)
 	}
 	sum := sha256.Sum256([]byte(raw))
 	if e, ok := v.cache.get(sum); ok {
-		// The signature was checked with this very key; the claims' times
-		// and the kind rules are checked again, as on a first sight.
-		if key, err := v.keys.LookupKey(ctx, e.kid); err == nil && key == e.key {
-			c := e.claims
-			err := v.validate(&c, nil)
-			if err != nil && !errors.Is(err, errExpired) {
-				return nil, err
-			}
-			return v.accessRules(&c, e.typ, err, nil)
+		if c, err := v.recheck(ctx, &e); !errors.Is(err, errStaleKey) {
+			return c, err
 		}
 		v.cache.drop(sum)
 	}
@@ -157,6 +150,42 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error)
 		v.cache.put(sum, used, int64(c.Expiry), v.now().Unix())
 	}
 	return c, err
+}
+
+// errStaleKey means a remembered token's key has left the JWKS, or changed.
+var errStaleKey = errors.New("tokens: the key a remembered token was checked with is gone")
+
+// recheck makes again, on a token verified before, every check whose
+// answer can have changed since: the signature was checked with this very
+// key, so the key must still be the JWKS's under its kid (errStaleKey
+// otherwise: verify it again, in full); the claims' times and the kind
+// rules are checked again, as on a first sight. The claims returned are
+// e's own, so e must not change afterwards.
+func (v *Verifier) recheck(ctx context.Context, e *verifiedToken) (*Claims, error) {
+	if key, err := v.keys.LookupKey(ctx, e.kid); err != nil || key != e.key {
+		return nil, errStaleKey
+	}
+	err := v.validate(&e.claims, nil)
+	if err != nil && !errors.Is(err, errExpired) {
+		return nil, err
+	}
+	return v.accessRules(&e.claims, e.typ, err, nil)
+}
+
+// verified returns what verifying raw established, when it passed every
+// check and is still remembered.
+func (v *Verifier) verified(raw string) (verifiedToken, bool) {
+	if len(raw) > maxTokenLen {
+		return verifiedToken{}, false
+	}
+	return v.cache.get(sha256.Sum256([]byte(raw)))
+}
+
+// forget drops what verifying raw established.
+func (v *Verifier) forget(raw string) {
+	if len(raw) <= maxTokenLen {
+		v.cache.drop(sha256.Sum256([]byte(raw)))
+	}
 }
 
 // accessToken is AccessToken without the cache, recording each check on

@@ -9,8 +9,9 @@ import (
 )
 
 // maxCachedSessions bounds the session cache. An entry holds the three
-// cookie values it is keyed on (some 2 KB) and the claims: at most about
-// 14 MB, however many distinct sessions arrive; a flood of them only evicts.
+// cookie values it is keyed on (some 2 KB) and the claims: under 10 MB
+// (7 MB in TestSessionCacheStaysBounded), however many distinct sessions
+// arrive; a flood of them only evicts.
 const maxCachedSessions = 4096
 
 // sessionKey is the whole value of each cookie a session's validation

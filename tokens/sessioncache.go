@@ -102,6 +102,11 @@ func (c *sessionCache) len() int {
 // binding of the token's subject to cb_userinfo's, and the margin before the
 // token's expiry that makes a full load refresh. When any of them fails it
 // returns false, and the full load, which records why, decides.
+//
+// A check of the full load that depends on the three values alone (a
+// signature, a binding between the cookies) holds for the key as it did
+// when cached. A check that depends on anything else (the clock, the key
+// set, a memory of refused tokens) must be made here too.
 func (m *Manager) cachedSession(ctx context.Context, v sessionValues, now time.Time) (*Session, bool) {
 	e, ok := m.sessions.get(v)
 	if !ok {

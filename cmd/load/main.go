@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	duration := fs.Duration("d", 5*time.Second, "how long to load each route in each round")
 	conns := fs.Int("c", 32, "concurrent connections")
 	warmup := fs.Duration("warmup", time.Second, "load before measuring each route")
-	rounds := fs.Int("rounds", 3, "rounds over every route; the figures are the rounds' medians")
+	rounds := fs.Int("rounds", 5, "rounds over every route; the figures are the rounds' medians")
 	logLevel := fs.String("log-level", "warn", "the app's LOG_LEVEL: warn logs no request line, info one per request, as deployed")
 	_, tasksetErr := exec.LookPath("taskset")
 	pin := fs.Bool("pin", tasksetErr == nil && runtime.NumCPU() > 1, "run the app on CPU 0 and the load generator on the others (needs taskset)")

@@ -113,23 +113,39 @@ func me(now func() time.Time) gin.HandlerFunc {
 	}
 }
 
-// meBody is /api/me's answer. A claim the token lacks is left out rather
-// than shown as a zero (auth_time 0 would read as 1970).
-func meBody(u apiUser, now time.Time) gin.H {
+// meAnswer is /api/me's body. A struct, not a map: encoding/json writes a
+// struct from a plan made once, where a map was sorted and reflected on
+// every call. The fields are in the order of their names, as the map's
+// keys were written, so the bytes are the same.
+type meAnswer struct {
+	AccessTokenExpiresAt string   `json:"access_token_expires_at"`
+	AccessTokenExpiresIn int      `json:"access_token_expires_in"`
+	AuthTime             string   `json:"auth_time,omitempty"` // left out when the token has none: 0 would read as 1970
+	AuthenticatedBy      string   `json:"authenticated_by"`
+	Email                *string  `json:"email,omitempty"` // the three profile fields: cookie sessions only
+	EmailVerified        *bool    `json:"email_verified,omitempty"`
+	Name                 *string  `json:"name,omitempty"`
+	Roles                []string `json:"roles"`
+	Scope                string   `json:"scope"`
+	Subject              string   `json:"sub"`
+}
+
+// meBody is /api/me's answer.
+func meBody(u apiUser, now time.Time) *meAnswer {
 	exp := u.claims.Expiry.Time()
-	body := gin.H{
-		"sub":                     u.claims.Subject,
-		"roles":                   u.claims.Roles,
-		"scope":                   u.claims.Scopes(),
-		"authenticated_by":        u.source,
-		"access_token_expires_at": exp.UTC().Format(time.RFC3339),
-		"access_token_expires_in": max(0, int(exp.Sub(now).Seconds())),
+	body := &meAnswer{
+		Subject:              u.claims.Subject,
+		Roles:                u.claims.Roles,
+		Scope:                u.claims.Scopes(),
+		AuthenticatedBy:      u.source,
+		AccessTokenExpiresAt: exp.UTC().Format(time.RFC3339),
+		AccessTokenExpiresIn: max(0, int(exp.Sub(now).Seconds())),
 	}
 	if u.claims.AuthTime != 0 {
-		body["auth_time"] = u.claims.AuthTime.Time().UTC().Format(time.RFC3339)
+		body.AuthTime = u.claims.AuthTime.Time().UTC().Format(time.RFC3339)
 	}
 	if u.user != nil {
-		body["name"], body["email"], body["email_verified"] = u.user.Name, u.user.Email, u.user.EmailVerified
+		body.Name, body.Email, body.EmailVerified = &u.user.Name, &u.user.Email, &u.user.EmailVerified
 	}
 	return body
 }

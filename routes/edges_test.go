@@ -271,3 +271,27 @@ func TestMeReportsScopesFromScopeOrScp(t *testing.T) {
 		}
 	}
 }
+
+// /api/me's body, byte for byte, for a cookie session and a Bearer token
+// without auth_time: what API clients parse, with the keys in the order
+// they have always had.
+func TestMeBodyBytes(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	claims := &tokens.Claims{Subject: "s-1", Expiry: tokens.UnixTime(now.Add(time.Minute).Unix()), Scope: "openid offline_access",
+		Roles: []string{"customer"}, AuthTime: tokens.UnixTime(now.Add(-time.Hour).Unix())}
+	user := &tokens.UserInfo{Name: `Richard "<Rich>" Hendricks`, Email: "richard@example.com"}
+	for _, tc := range []struct {
+		u    apiUser
+		want string
+	}{
+		{apiUser{source: "cookie", claims: claims, user: user},
+			`{"access_token_expires_at":"2027-01-15T08:01:00Z","access_token_expires_in":60,"auth_time":"2027-01-15T07:00:00Z","authenticated_by":"cookie","email":"richard@example.com","email_verified":false,"name":"Richard \"\u003cRich\u003e\" Hendricks","roles":["customer"],"scope":"openid offline_access","sub":"s-1"}`},
+		{apiUser{source: "bearer", claims: &tokens.Claims{Subject: "s-2", Expiry: claims.Expiry}},
+			`{"access_token_expires_at":"2027-01-15T08:01:00Z","access_token_expires_in":60,"authenticated_by":"bearer","roles":null,"scope":"","sub":"s-2"}`},
+	} {
+		raw, err := json.Marshal(meBody(tc.u, now))
+		if err != nil || string(raw) != tc.want {
+			t.Errorf("%s:\n got %s (%v)\nwant %s", tc.u.source, raw, err, tc.want)
+		}
+	}
+}

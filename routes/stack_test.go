@@ -84,14 +84,18 @@ type stack struct {
 type stackOptions struct {
 	refreshPolicy string // overrides the kickstart's; "" keeps it (OneTimeUse)
 	noAPIKey      bool
-	infoLogs      bool // log at info, as the app does by default (benchmarks); tests log debug too
+	infoLogs      bool // log at info, as the app does by default; tests log debug too
+	quietLogs     bool // log at warn: no line per request, as cmd/load measures (the hot-path benchmark)
 }
 
 func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	logs := &syncBuffer{}
 	level := slog.LevelDebug
-	if o.infoLogs {
+	switch {
+	case o.quietLogs:
+		level = slog.LevelWarn
+	case o.infoLogs:
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level}))

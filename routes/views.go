@@ -2,7 +2,6 @@ package routes
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"html/template"
@@ -110,11 +109,13 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 // is exactly what Execute would write; pages with data, a notice or a trace
 // are never cached.
 //
-// Like the token caches, it is keyed by a hash of its inputs: the inputs
-// hold the CSRF token, which memory keeps only inside the pages themselves.
+// The map is keyed on the input itself, as the session cache is on the
+// cookie values: the runtime's hash over it costs a fraction of the SHA-256
+// it replaced, and the input holds nothing the page does not (the CSRF
+// token is in the page's forms).
 type renderedPages struct {
 	mu    sync.RWMutex
-	pages map[[sha256.Size]byte][]byte // never modified once stored: c.Data writes them out as they are
+	pages map[string][]byte // never modified once stored: c.Data writes them out as they are
 }
 
 // maxRenderedPages bounds the cache: a page is a few kilobytes, so at most a
@@ -124,7 +125,7 @@ const maxRenderedPages = 1000
 func (r *renderedPages) get(key []byte) ([]byte, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	html, ok := r.pages[sha256.Sum256(key)]
+	html, ok := r.pages[string(key)] // no copy of key: the compiler looks it up in place
 	return html, ok
 }
 
@@ -132,7 +133,7 @@ func (r *renderedPages) put(key, html []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.pages == nil {
-		r.pages = make(map[[sha256.Size]byte][]byte)
+		r.pages = make(map[string][]byte)
 	}
 	for k := range r.pages {
 		if len(r.pages) < maxRenderedPages {
@@ -140,7 +141,7 @@ func (r *renderedPages) put(key, html []byte) {
 		}
 		delete(r.pages, k)
 	}
-	r.pages[sha256.Sum256(key)] = bytes.Clone(html)
+	r.pages[string(key)] = bytes.Clone(html)
 }
 
 // pageKey appends to b what page name renders from p, each part prefixed

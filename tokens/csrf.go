@@ -16,7 +16,18 @@ import (
 // every login, and nothing to store.
 type CSRF struct {
 	macs []*sync.Pool // HMAC-SHA256 states keyed by one app secret each, newest first
+
+	// made remembers the tokens Token made: every page of a session shows
+	// the same one, and a map lookup costs a fraction of the MAC.
+	mu   sync.RWMutex
+	made map[csrfInput]string
 }
+
+// csrfInput is what a CSRF token is made from.
+type csrfInput struct{ subject, loginID string }
+
+// maxCSRFTokens bounds CSRF.made; past it the map starts again empty.
+const maxCSRFTokens = 4096
 
 // NewCSRF returns a CSRF for the app secrets, newest first: tokens are made
 // under the newest and accepted under any, so rotating a secret does not
@@ -25,7 +36,7 @@ func NewCSRF(secrets ...[]byte) (*CSRF, error) {
 	if err := checkSecrets(secrets); err != nil {
 		return nil, err
 	}
-	c := &CSRF{}
+	c := &CSRF{made: make(map[csrfInput]string)}
 	for _, secret := range secrets {
 		key, err := hkdf.Key(sha256.New, secret, nil, "changebank csrf v1", 32)
 		if err != nil {
@@ -40,7 +51,21 @@ func NewCSRF(secrets ...[]byte) (*CSRF, error) {
 
 // Token returns the anti-CSRF token for the forms of u's session.
 func (c *CSRF) Token(u UserInfo) string {
-	return csrfMAC(c.macs[0], u)
+	in := csrfInput{u.Subject, u.LoginID}
+	c.mu.RLock()
+	token, ok := c.made[in]
+	c.mu.RUnlock()
+	if ok {
+		return token
+	}
+	token = csrfMAC(c.macs[0], u)
+	c.mu.Lock()
+	if len(c.made) >= maxCSRFTokens {
+		clear(c.made)
+	}
+	c.made[in] = token
+	c.mu.Unlock()
+	return token
 }
 
 // Check reports whether token is the CSRF token of u's session under any

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -38,5 +39,33 @@ func TestCSRFTokensAreStableAcrossReuseAndRotation(t *testing.T) {
 	rotated, _ := NewCSRF(secretB, secretA)
 	if tok := c.Token(users[0]); !rotated.Check(users[0], tok) || rotated.Check(users[1], tok) {
 		t.Fatal("after rotation a token must pass for its own session only")
+	}
+}
+
+// Every page of a session shows its CSRF token: the second time, it is
+// made without a MAC or an allocation, and distinct sessions past the
+// bound neither grow memory nor get another's token.
+func TestCSRFTokenIsRememberedWithinBounds(t *testing.T) {
+	c, err := NewCSRF(secretA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := UserInfo{Subject: "u1", LoginID: "l1"}
+	first := c.Token(u)
+	if n := testing.AllocsPerRun(100, func() { _ = c.Token(u) }); n != 0 {
+		t.Fatalf("a session's token again: %v allocations, want 0", n)
+	}
+	fresh, _ := NewCSRF(secretA)
+	for i := range maxCSRFTokens + 10 {
+		v := UserInfo{Subject: "u" + strconv.Itoa(i), LoginID: "l"}
+		if got, want := c.Token(v), csrfMAC(fresh.macs[0], v); got != want {
+			t.Fatalf("session %d: %s, want %s", i, got, want)
+		}
+	}
+	if len(c.made) > maxCSRFTokens {
+		t.Fatalf("%d tokens remembered, bound %d", len(c.made), maxCSRFTokens)
+	}
+	if c.Token(u) != first {
+		t.Fatal("a session's token changed after the bound was reached")
 	}
 }

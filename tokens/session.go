@@ -100,6 +100,9 @@ type Manager struct {
 	spentLogins *hashSet
 	deadTokens  *hashSet
 	exchanges   *exchangeBudget
+	// sessions remembers whole sessions that passed every check, keyed on
+	// their cookie values: see sessionCache.
+	sessions *sessionCache
 }
 
 // NewManager returns a Manager that keeps sessions in cookies, gets tokens
@@ -110,6 +113,7 @@ func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refres
 		cookies: cookies, client: client, verifier: verifier, refreshTTL: refreshTTL, now: now, log: log,
 		refresh: newRefresher(now, RefreshGrace, client.http.Timeout), users: newBoundedCache[UserInfo](),
 		spentLogins: newHashSet(), deadTokens: newHashSet(), exchanges: newExchangeBudget(now()),
+		sessions: newSessionCache(),
 	}
 	m.refresh.dead = m.deadTokens
 	return m
@@ -134,6 +138,11 @@ func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *recorder) (*Session, error) {
 	now := rec.now(m.now)
 	v := m.cookies.sessionValues(r)
+	if rec == nil { // a trace always watches the whole load
+		if s, ok := m.cachedSession(ctx, v, now); ok {
+			return s, nil
+		}
+	}
 	user, why := m.user(v, now, rec)
 	if why != "" {
 		// Without it there is nothing to show, nor a login to bind to.
@@ -163,6 +172,9 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		rec.pass(CheckBinding)
 		if err == nil && claims.Expiry.Time().Sub(now) > refreshMargin {
 			s.Access = claims
+			if rec == nil {
+				m.rememberSession(v, s, now)
+			}
 			return s, nil
 		}
 	} else {
@@ -249,22 +261,31 @@ func (m *Manager) user(v sessionValues, now time.Time, rec *recorder) (UserInfo,
 		return UserInfo{}, NoticeEndedTampered
 	}
 	rec.pass(CheckUserInfo)
+	if why := m.userChecks(user, v.loggedOut, now, rec); why != "" {
+		return UserInfo{}, why
+	}
+	return user, ""
+}
+
+// userChecks checks an opened cb_userinfo against the clock and the
+// browser's logout marker (loggedOut, the cookie's raw value).
+func (m *Manager) userChecks(user UserInfo, loggedOut string, now time.Time, rec *recorder) NoticeCode {
 	if now.Unix() >= user.Expires {
 		rec.fail(CheckSessionEnd, nil)
-		return UserInfo{}, NoticeEndedExpired
+		return NoticeEndedExpired
 	}
 	rec.pass(CheckSessionEnd)
 	// A response that was in flight at logout may have set fresh cookies.
 	// Without a marker there is nothing to parse (and a failed ParseInt
 	// allocates its error on every request of a browser never logged out).
-	if v.loggedOut != "" {
-		if out, err := strconv.ParseInt(v.loggedOut, 10, 64); err == nil && user.LoginAt <= out {
+	if loggedOut != "" {
+		if out, err := strconv.ParseInt(loggedOut, 10, 64); err == nil && user.LoginAt <= out {
 			rec.fail(CheckLogout, nil)
-			return UserInfo{}, NoticeEndedStale
+			return NoticeEndedStale
 		}
 	}
 	rec.pass(CheckLogout)
-	return user, ""
+	return ""
 }
 
 // openUser opens a sealed cb_userinfo value, or finds it opened before.

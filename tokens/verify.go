@@ -208,15 +208,8 @@ func (v *Verifier) accessToken(ctx context.Context, raw string, bound []byte, re
 		return v.accessRules(c, typ, err, rec, b)
 	}
 	if e, ok := v.cache.get(sum); ok {
-		// The signature was checked with this very key; the claims' times
-		// and the kind rules are checked again, as on a first sight.
-		if key, err := v.keys.LookupKey(ctx, e.kid); err == nil && key == e.key {
-			c := e.claims
-			err := v.validate(&c, nil, v.audience)
-			if err != nil && !errors.Is(err, errExpired) {
-				return nil, err
-			}
-			return v.accessRules(&c, e.typ, err, nil, b)
+		if c, err := v.recheck(ctx, &e, b); !errors.Is(err, errStaleKey) {
+			return c, err
 		}
 		v.cache.drop(sum)
 	}
@@ -250,6 +243,45 @@ func bindingOf(sum *[sha256.Size]byte, bound []byte) binding {
 		return boundOwn
 	default:
 		return boundOther
+	}
+}
+
+// errStaleKey means a remembered token's key has left the JWKS, or changed.
+var errStaleKey = errors.New("tokens: the key a remembered token was checked with is gone")
+
+// recheck makes again, on a token verified before, every check whose
+// answer can have changed since: the signature was checked with this very
+// key, so the key must still be the JWKS's under its kid (errStaleKey
+// otherwise: verify it again, in full); the claims' times and the kind
+// rules are checked again, as on a first sight. The claims returned are
+// e's own, so e must not change afterwards.
+func (v *Verifier) recheck(ctx context.Context, e *verifiedToken, b binding) (*Claims, error) {
+	if key, err := v.keys.LookupKey(ctx, e.kid); err != nil || key != e.key {
+		return nil, errStaleKey
+	}
+	err := v.validate(&e.claims, nil, v.audience)
+	if err != nil && !errors.Is(err, errExpired) {
+		return nil, err
+	}
+	return v.accessRules(&e.claims, e.typ, err, nil, b)
+}
+
+// verified returns what verifying raw established, when it passed every
+// check and is still remembered, and its binding to bound (as in
+// accessToken).
+func (v *Verifier) verified(raw string, bound []byte) (verifiedToken, binding, bool) {
+	if len(raw) > maxTokenLen {
+		return verifiedToken{}, unbound, false
+	}
+	sum := sha256.Sum256([]byte(raw))
+	t, ok := v.cache.get(sum)
+	return t, bindingOf(&sum, bound), ok
+}
+
+// forget drops what verifying raw established.
+func (v *Verifier) forget(raw string) {
+	if len(raw) <= maxTokenLen {
+		v.cache.drop(sha256.Sum256([]byte(raw)))
 	}
 }
 

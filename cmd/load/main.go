@@ -2,19 +2,28 @@
 // Performance section quotes it. It builds the app, starts it with the
 // embedded FusionAuth stand-in on free loopback ports (access tokens living
 // an hour, so nothing refreshes during the run), logs in as
-// richard@example.com, then loads each route in turn and prints requests per
-// second, p50 and p99 latency, the app's CPU time per request (from
-// /proc, on Linux), and each route's throughput and CPU cost as a fraction
-// of the public page's, all from one run. Where the generator, not the app,
-// is the bottleneck, req/s ratios flatter the slow routes; the CPU ratio
-// does not.
+// richard@example.com, then loads each route in turn, for several
+// interleaved rounds, and prints each route's median requests per second,
+// p50 and p99 latency and the app's CPU time per request (from /proc, on
+// Linux), then the ratios the issue sets goals for, each the median of the
+// rounds' own ratios: a protected route against the public one it is
+// compared with, measured minutes apart at most.
 //
 // Run it from the repository root:
 //
 //	go run ./cmd/load
 //
 // With -pin (the default where taskset exists) the app runs on CPU 0 and
-// the load generator on the others, so that they do not share a core.
+// the load generator on the others, so that they do not share a core. The
+// generator is wrk where it is installed (Go's HTTP client on one core
+// caps the fast routes), else a Go client. Request logging is off by
+// default (-log-level warn), as the issue measures; -log-level info logs a
+// line per request, as deployed.
+//
+// With -oauth2-proxy naming an oauth2-proxy binary (see the README), it
+// also starts oauth2-proxy against the same stand-in, pinned like the app,
+// logs in through it and loads its cookie check (/oauth2/auth) and /ping in
+// the same rounds, for the side-by-side ratio.
 package main
 
 import (
@@ -43,13 +52,16 @@ import (
 	"github.com/changebank/changebank/idp"
 )
 
-// The demo application and user of the project's kickstart.
+// The demo application and user of the load kickstart, and the second
+// application it registers for oauth2-proxy.
 const (
-	clientID     = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
-	clientSecret = "changebank-demo-client-secret-not-for-production"
-	kickstart    = "testdata/kickstart-hour-tokens.json"
-	email        = "richard@example.com"
-	password     = "password"
+	clientID          = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
+	clientSecret      = "changebank-demo-client-secret-not-for-production"
+	proxyClientID     = "0a2f7c1e-3b5d-4e6f-8a9b-0c1d2e3f4a5b"
+	proxyClientSecret = "oauth2-proxy-load-client-secret-not-for-production"
+	kickstart         = "testdata/kickstart-hour-tokens.json"
+	email             = "richard@example.com"
+	password          = "password"
 )
 
 func main() {
@@ -62,7 +74,9 @@ func main() {
 // target is one route under load.
 type target struct {
 	name, path string
+	proxy      bool   // oauth2-proxy's, not the app's
 	cookies    bool   // send the session cookies
+	padding    bool   // send a cookie no route reads, as long as the session's: the header's cost alone
 	bearer     bool   // send the access token as a Bearer token
 	want       int    // the status every answer must have
 	contains   string // and a piece of its body, to be sure it is the right page
@@ -71,20 +85,61 @@ type target struct {
 var targets = []target{
 	{name: "GET / (public page)", path: "/", want: http.StatusOK, contains: "Dollars in, coins out"},
 	{name: "GET /healthz", path: "/healthz", want: http.StatusOK, contains: "ok"},
+	{name: "GET / (padding cookie)", path: "/", padding: true, want: http.StatusOK, contains: "Dollars in, coins out"},
+	{name: "GET /healthz (cookies)", path: "/healthz", cookies: true, want: http.StatusOK, contains: "ok"},
 	{name: "GET /account (cookies)", path: "/account", cookies: true, want: http.StatusOK, contains: `id="name"`},
 	{name: "GET /api/me (cookies)", path: "/api/me", cookies: true, want: http.StatusOK, contains: `"authenticated_by":"cookie"`},
 	{name: "GET /api/me (Bearer)", path: "/api/me", bearer: true, want: http.StatusOK, contains: `"authenticated_by":"bearer"`},
 }
 
+var proxyTargets = []target{
+	{name: "oauth2-proxy /oauth2/auth", path: "/oauth2/auth", proxy: true, cookies: true, want: http.StatusAccepted},
+	{name: "oauth2-proxy /ping", path: "/ping", proxy: true, want: http.StatusOK, contains: "OK"},
+}
+
+// ratio is one figure the issue sets a goal for: num's req/s over den's.
+type ratio struct {
+	num, den string // target names
+	goal     float64
+}
+
+var ratios = []ratio{
+	{num: "GET /account (cookies)", den: "GET / (public page)", goal: 0.90},
+	{num: "GET /api/me (cookies)", den: "GET /healthz", goal: 0.90},
+	{num: "GET /api/me (Bearer)", den: "GET /healthz"},
+	// The same comparisons with a Cookie header as long on both sides:
+	// what the session's checks cost, apart from net/http reading its cookies.
+	{num: "GET /account (cookies)", den: "GET / (padding cookie)"},
+	{num: "GET /api/me (cookies)", den: "GET /healthz (cookies)"},
+	{num: "GET /api/me (cookies)", den: "oauth2-proxy /oauth2/auth", goal: 3},
+	{num: "GET /healthz", den: "oauth2-proxy /ping"},
+}
+
+// server is a process under load.
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	jar  http.CookieJar
+	auth string // the access token, for Bearer targets
+}
+
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	duration := fs.Duration("d", 5*time.Second, "how long to load each route")
+	duration := fs.Duration("d", 5*time.Second, "how long to load each route in each round")
 	conns := fs.Int("c", 32, "concurrent connections")
 	warmup := fs.Duration("warmup", time.Second, "load before measuring each route")
+	rounds := fs.Int("rounds", 5, "rounds over every route; the figures are the rounds' medians")
+	logLevel := fs.String("log-level", "warn", "the app's LOG_LEVEL: warn logs no request line, info one per request, as deployed")
 	_, tasksetErr := exec.LookPath("taskset")
 	pin := fs.Bool("pin", tasksetErr == nil && runtime.NumCPU() > 1, "run the app on CPU 0 and the load generator on the others (needs taskset)")
+	wrkPath, _ := exec.LookPath("wrk")
+	gen := fs.String("wrk", wrkPath, "the wrk binary generating the load; empty: a Go client")
+	proxyBin := fs.String("oauth2-proxy", "", "an oauth2-proxy binary to load side by side (see the README)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *rounds < 1 {
+		return errors.New("-rounds must be at least 1")
 	}
 
 	dir, err := os.MkdirTemp("", "changebank-load-")
@@ -99,85 +154,193 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("building the app (run this from the repository root): %w", err)
 	}
 
-	appPort, err := freePort()
-	if err != nil {
-		return err
+	ports := make([]string, 3) // app, stand-in, oauth2-proxy
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return err
+		}
 	}
-	idpPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	appURL := "http://127.0.0.1:" + appPort
+	appURL, issuer, proxyURL := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1], "http://127.0.0.1:"+ports[2]
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var cmd *exec.Cmd
-	if *pin {
-		cmd = exec.CommandContext(ctx, "taskset", "-c", "0", bin, "-embedded-idp")
-	} else {
-		cmd = exec.CommandContext(ctx, bin, "-embedded-idp")
-	}
-	cmd.Dir = "."
-	cmd.Env = append(os.Environ(),
-		"APP_URL="+appURL, "LISTEN_ADDR=127.0.0.1:"+appPort,
-		"ISSUER=http://127.0.0.1:"+idpPort,
+	app := &server{url: appURL, cmd: onCPU0(ctx, *pin, bin, "-embedded-idp")}
+	app.cmd.Dir = "."
+	app.cmd.Env = append(os.Environ(),
+		"APP_URL="+appURL, "LISTEN_ADDR=127.0.0.1:"+ports[0], "ISSUER="+issuer,
 		"CLIENT_ID="+clientID, "CLIENT_SECRET="+clientSecret,
 		"APP_SECRET_KEY="+base64.RawURLEncoding.EncodeToString(secret),
-		"KICKSTART_FILE="+kickstart, "LOG_LEVEL=info",
+		"KICKSTART_FILE="+kickstart, "LOG_LEVEL="+*logLevel,
+		"OAUTH2_PROXY_CALLBACK="+proxyURL+"/oauth2/callback", // the kickstart authorizes oauth2-proxy's callback
 		"ATTACKER_ADDR=") // .env's attacker page would share the app's 127.0.0.1 host, which the app refuses; set, so .env does not apply
-	logFile, err := os.Create(filepath.Join(dir, "app.log"))
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile // the app logs at info, as deployed; nobody reads it here
-	if err := cmd.Start(); err != nil {
+	if err := start(app.cmd, filepath.Join(dir, "app.log")); err != nil {
 		return fmt.Errorf("starting the app: %w", err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer stop(app.cmd)
+	if err := waitReady(ctx, appURL+"/readyz"); err != nil {
+		return err
+	}
+	if app.jar, app.auth, err = login(appURL+"/login", appURL+"/callback?", "cb_access_token"); err != nil {
+		return fmt.Errorf("logging in: %w", err)
+	}
+	all := slices.Clone(targets)
+	var proxy *server
+	if *proxyBin != "" {
+		cookieSecret := make([]byte, 32)
+		_, _ = rand.Read(cookieSecret)
+		proxy = &server{url: proxyURL, cmd: onCPU0(ctx, *pin, *proxyBin,
+			"--provider=oidc", "--oidc-issuer-url="+issuer,
+			"--client-id="+proxyClientID, "--client-secret="+proxyClientSecret,
+			"--code-challenge-method=S256", "--redirect-url="+proxyURL+"/oauth2/callback",
+			"--http-address=127.0.0.1:"+ports[2], "--upstream=static://200",
+			"--cookie-secret="+base64.RawURLEncoding.EncodeToString(cookieSecret), "--cookie-secure=false",
+			"--email-domain=*", "--skip-provider-button",
+			"--request-logging=false", "--auth-logging=false")} // off, as the app's are
+		if err := start(proxy.cmd, filepath.Join(dir, "oauth2-proxy.log")); err != nil {
+			return fmt.Errorf("starting oauth2-proxy: %w", err)
+		}
+		defer stop(proxy.cmd)
+		if err := waitReady(ctx, proxyURL+"/ping"); err != nil {
+			return fmt.Errorf("oauth2-proxy: %w", err)
+		}
+		if proxy.jar, _, err = login(proxyURL+"/oauth2/start?rd=%2F", proxyURL+"/oauth2/callback?", ""); err != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "oauth2-proxy.log"))
+			return fmt.Errorf("logging in through oauth2-proxy: %w\n%s", err, log)
+		}
+		all = append(all, proxyTargets...)
+	}
 	if *pin {
-		// The generator keeps off the app's core.
+		// The generator keeps off the servers' core.
 		cpus := "1-" + strconv.Itoa(runtime.NumCPU()-1)
 		if out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
 			return fmt.Errorf("pinning the load generator: %v: %s", err, out)
 		}
 	}
-	if err := waitReady(ctx, appURL); err != nil {
-		return err
+
+	generator := "a Go client"
+	if *gen != "" {
+		generator = *gen
 	}
-	jar, access, err := login(appURL)
-	if err != nil {
-		return fmt.Errorf("logging in: %w", err)
+	fmt.Fprintf(stdout, "ChangeBank load: %d connections, %d rounds of %s per route after %s warm-up, generator %s, LOG_LEVEL=%s, servers pinned to CPU 0: %v\n",
+		*conns, *rounds, *duration, *warmup, generator, *logLevel, *pin)
+	fmt.Fprintf(stdout, "machine: %d CPUs, %s, %s\n", runtime.NumCPU(), cpuModel(), runtime.Version())
+	if proxy == nil {
+		fmt.Fprintln(stdout, "oauth2-proxy: not measured (give -oauth2-proxy PATH; the README says how to build it)")
 	}
 
-	fmt.Fprintf(stdout, "ChangeBank load: %d connections, %s per route after %s warm-up, app pinned to CPU 0: %v\n",
-		*conns, *duration, *warmup, *pin)
-	fmt.Fprintf(stdout, "machine: %d CPUs, %s, %s\n\n", runtime.NumCPU(), cpuModel(), runtime.Version())
-	fmt.Fprintf(stdout, "%-24s %9s %9s %9s %9s %11s %11s\n", "route", "req/s", "p50", "p99", "x public", "app CPU/req", "x public")
-	var public float64
-	var publicCPU time.Duration
-	for _, t := range targets {
-		r, err := load(ctx, appURL, t, jar, access, *conns, cmd.Process.Pid, *warmup, *duration)
-		if err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
+	results := map[string][]result{}
+	for range *rounds {
+		for _, t := range all {
+			srv := app
+			if t.proxy {
+				srv = proxy
+			}
+			var r result
+			var err error
+			if *gen != "" {
+				r, err = loadWrk(ctx, *gen, srv, t, *conns, *warmup, *duration)
+			} else {
+				r, err = load(ctx, srv, t, *conns, *warmup, *duration)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			results[t.name] = append(results[t.name], r)
 		}
-		if t.path == "/" {
-			public, publicCPU = r.rate, r.cpu
+	}
+
+	fmt.Fprintf(stdout, "\nmedians of %d rounds\n%-28s %9s %9s %9s %11s\n", *rounds, "route", "req/s", "p50", "p99", "CPU/req")
+	for _, t := range all {
+		rs := results[t.name]
+		cpu := "-"
+		if c := median(rs, func(r result) float64 { return float64(r.cpu) }); c > 0 {
+			cpu = fmt.Sprintf("%.1fµs", c/float64(time.Microsecond))
 		}
-		ratio, cpuRatio, cpu := "-", "-", "-"
-		if t.path != "/" {
-			ratio = fmt.Sprintf("%.2f", r.rate/public)
-			if r.cpu > 0 && publicCPU > 0 {
-				cpuRatio = fmt.Sprintf("%.2f", float64(publicCPU)/float64(r.cpu))
+		fmt.Fprintf(stdout, "%-28s %9.0f %9s %9s %11s\n", t.name,
+			median(rs, func(r result) float64 { return r.rate }),
+			time.Duration(median(rs, func(r result) float64 { return float64(r.p50) })).Round(time.Microsecond),
+			time.Duration(median(rs, func(r result) float64 { return float64(r.p99) })).Round(time.Microsecond), cpu)
+	}
+	fmt.Fprintf(stdout, "\nratios, each the median of the %d rounds' own (req/s; CPU per request, den's over num's)\n", *rounds)
+	for _, q := range ratios {
+		num, den := results[q.num], results[q.den]
+		if len(num) == 0 || len(den) == 0 {
+			continue
+		}
+		rates, cpus := make([]float64, len(num)), make([]float64, 0, len(num))
+		for i := range num {
+			rates[i] = num[i].rate / den[i].rate
+			if num[i].cpu > 0 && den[i].cpu > 0 {
+				cpus = append(cpus, float64(den[i].cpu)/float64(num[i].cpu))
 			}
 		}
-		if r.cpu > 0 {
-			cpu = fmt.Sprintf("%.1fµs", float64(r.cpu)/float64(time.Microsecond))
+		line := fmt.Sprintf("%-24s ÷ %-26s %6.2f", q.num, q.den, middle(rates))
+		if len(cpus) == len(num) {
+			line += fmt.Sprintf("   CPU %5.2f", middle(cpus))
 		}
-		fmt.Fprintf(stdout, "%-24s %9.0f %9s %9s %9s %11s %11s\n", t.name, r.rate, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), ratio, cpu, cpuRatio)
+		if q.goal > 0 {
+			verdict := "below"
+			if middle(rates) >= q.goal {
+				verdict = "meets"
+			}
+			line += fmt.Sprintf("   goal ≥ %.2f: %s", q.goal, verdict)
+		}
+		fmt.Fprintln(stdout, line)
 	}
 	return nil
+}
+
+// median returns the median of f over rs.
+func median(rs []result, f func(result) float64) float64 {
+	xs := make([]float64, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return middle(xs)
+}
+
+// middle returns the median of xs (the mean of the middle two for an even count).
+func middle(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// onCPU0 returns the command that runs name with args, on CPU 0 when pin.
+func onCPU0(ctx context.Context, pin bool, name string, args ...string) *exec.Cmd {
+	if pin {
+		return exec.CommandContext(ctx, "taskset", append([]string{"-c", "0", name}, args...)...)
+	}
+	return exec.CommandContext(ctx, name, args...)
+}
+
+// start starts cmd with its output going to logPath: nobody reads it
+// during the run, but it is there to show what went wrong.
+func start(cmd *exec.Cmd, logPath string) error {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	return nil
+}
+
+// stop ends a process start started.
+func stop(cmd *exec.Cmd) {
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if f, ok := cmd.Stdout.(*os.File); ok {
+		f.Close()
+	}
 }
 
 // freePort returns a loopback port nobody listens on right now.
@@ -191,10 +354,11 @@ func freePort() (string, error) {
 	return port, nil
 }
 
-func waitReady(ctx context.Context, appURL string) error {
+// waitReady waits until url answers 200.
+func waitReady(ctx context.Context, url string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(appURL + "/readyz"); err == nil {
+		if resp, err := http.Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
@@ -206,23 +370,25 @@ func waitReady(ctx context.Context, appURL string) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return errors.New("the app was not ready within 30 s")
+	return fmt.Errorf("%s did not answer 200 within 30 s", url)
 }
 
-// login goes through the authorization code flow as a browser would and
-// returns the session's cookie jar and its access token.
-func login(appURL string) (*cookiejar.Jar, string, error) {
+// login goes through the authorization code flow as a browser would, from
+// startURL (which redirects to the provider) back to the URL starting with
+// callback, and returns the cookie jar and the value of the cookie named
+// tokenCookie ("" when not asked for).
+func login(startURL, callback, tokenCookie string) (*cookiejar.Jar, string, error) {
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(appURL + "/login")
+	resp, err := client.Get(startURL)
 	if err != nil {
 		return nil, "", err
 	}
 	resp.Body.Close()
 	authorize, err := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusFound || err != nil {
-		return nil, "", fmt.Errorf("/login answered %d %q", resp.StatusCode, resp.Header.Get("Location"))
+		return nil, "", fmt.Errorf("%s answered %d %q", startURL, resp.StatusCode, resp.Header.Get("Location"))
 	}
 	// The stand-in's login form posts the authorize parameters back with
 	// the credentials and its token.
@@ -239,18 +405,22 @@ func login(appURL string) (*cookiejar.Jar, string, error) {
 		return nil, "", err
 	}
 	resp.Body.Close()
-	callback := resp.Header.Get("Location")
-	if !strings.HasPrefix(callback, appURL+"/callback?") {
-		return nil, "", fmt.Errorf("the provider answered the login with %d %q", resp.StatusCode, callback)
+	back := resp.Header.Get("Location")
+	if !strings.HasPrefix(back, callback) {
+		return nil, "", fmt.Errorf("the provider answered the login with %d %q", resp.StatusCode, back)
 	}
-	resp, err = client.Get(callback)
+	resp, err = client.Get(back)
 	if err != nil {
 		return nil, "", err
 	}
 	resp.Body.Close()
-	u, _ := url.Parse(appURL)
-	for _, c := range jar.Cookies(u) {
-		if c.Name == "cb_access_token" {
+	u, _ := url.Parse(back)
+	cookies := jar.Cookies(u)
+	if tokenCookie == "" && len(cookies) > 0 {
+		return jar, "", nil
+	}
+	for _, c := range cookies {
+		if c.Name == tokenCookie {
 			return jar, c.Value, nil
 		}
 	}
@@ -260,7 +430,8 @@ func login(appURL string) (*cookiejar.Jar, string, error) {
 type result struct {
 	rate     float64
 	p50, p99 time.Duration
-	cpu      time.Duration // the app's CPU time per request, when known
+	cpu      time.Duration // the server's CPU time per request, when known
+	requests int64         // answered while measured
 }
 
 // cpuTime returns the process's user and system CPU time so far, from
@@ -284,30 +455,34 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(utime+stime) * (time.Second / 100)
 }
 
-// load sends requests for t on conns keep-alive connections, each as soon
-// as the last one's answer is read, for warmup and then for d, and checks
-// every answer.
-func load(ctx context.Context, appURL string, t target, jar http.CookieJar, access string, conns, appPID int, warmup, d time.Duration) (result, error) {
-	transport := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	u, _ := url.Parse(appURL + t.path)
-	var cookieHeader string
-	if t.cookies {
+// headers returns the request headers t is loaded with.
+func headers(srv *server, t target) map[string]string {
+	h := map[string]string{}
+	if t.cookies || t.padding {
+		u, _ := url.Parse(srv.url + t.path)
 		var parts []string
-		for _, c := range jar.Cookies(u) {
+		for _, c := range srv.jar.Cookies(u) {
 			parts = append(parts, c.Name+"="+c.Value)
 		}
-		cookieHeader = strings.Join(parts, "; ")
-	}
-	one := func(buf []byte) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if cookieHeader != "" {
-			req.Header.Set("Cookie", cookieHeader)
+		h["Cookie"] = strings.Join(parts, "; ")
+		if t.padding {
+			h["Cookie"] = "padding=" + strings.Repeat("p", max(0, len(h["Cookie"])-len("padding=")))
 		}
-		if t.bearer {
-			req.Header.Set("Authorization", "Bearer "+access)
+	}
+	if t.bearer {
+		h["Authorization"] = "Bearer " + srv.auth
+	}
+	return h
+}
+
+// checker returns a function that sends t's request once on client and
+// checks the answer, reading its body into buf.
+func checker(ctx context.Context, client *http.Client, srv *server, t target) func(buf []byte) error {
+	hdr := headers(srv, t)
+	return func(buf []byte) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.url+t.path, nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
@@ -321,6 +496,92 @@ func load(ctx context.Context, appURL string, t target, jar http.CookieJar, acce
 		}
 		return nil
 	}
+}
+
+// loadWrk loads t with wrk (one thread, conns connections) for warmup, then
+// for d. wrk checks only the status class (a redirect to the login page
+// would pass), so one answer is checked as load checks every one, before
+// and after.
+func loadWrk(ctx context.Context, wrk string, srv *server, t target, conns int, warmup, d time.Duration) (result, error) {
+	client := &http.Client{Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	check := checker(ctx, client, srv, t)
+	buf := make([]byte, 64<<10)
+	if err := check(buf); err != nil {
+		return result{}, err
+	}
+	args := []string{"-t1", "-c" + strconv.Itoa(conns), "--latency"}
+	for k, v := range headers(srv, t) {
+		args = append(args, "-H", k+": "+v)
+	}
+	seconds := func(d time.Duration) string { return strconv.Itoa(max(1, int(d.Round(time.Second).Seconds()))) + "s" }
+	if warmup > 0 {
+		if out, err := exec.CommandContext(ctx, wrk, append(args, "-d"+seconds(warmup), srv.url+t.path)...).CombinedOutput(); err != nil {
+			return result{}, fmt.Errorf("wrk: %v: %s", err, out)
+		}
+	}
+	before := cpuTime(srv.cmd.Process.Pid)
+	out, err := exec.CommandContext(ctx, wrk, append(args, "-d"+seconds(d), srv.url+t.path)...).CombinedOutput()
+	after := cpuTime(srv.cmd.Process.Pid)
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	r, err := parseWrk(string(out))
+	if err != nil {
+		return result{}, err
+	}
+	if err := check(buf); err != nil {
+		return result{}, fmt.Errorf("after the run: %w", err)
+	}
+	r.cpu = -1
+	if before >= 0 && after >= 0 && r.requests > 0 {
+		r.cpu = (after - before) / time.Duration(r.requests)
+	}
+	return r, nil
+}
+
+// parseWrk reads the figures of a wrk --latency report, and fails when any
+// answer was not 2xx or 3xx, or any socket error occurred.
+func parseWrk(out string) (result, error) {
+	r := result{}
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "Requests/sec:":
+			r.rate, _ = strconv.ParseFloat(f[1], 64)
+		case len(f) == 2 && (f[0] == "50%" || f[0] == "99%"):
+			d, err := time.ParseDuration(f[1]) // wrk writes us, which Go reads too
+			if err != nil {
+				return result{}, fmt.Errorf("wrk: latency %q: %w", f[1], err)
+			}
+			if f[0] == "50%" {
+				r.p50 = d
+			} else {
+				r.p99 = d
+			}
+		case len(f) >= 4 && f[1] == "requests" && f[2] == "in":
+			r.requests, _ = strconv.ParseInt(f[0], 10, 64)
+		case strings.HasPrefix(strings.TrimSpace(line), "Non-2xx or 3xx responses:"),
+			strings.HasPrefix(strings.TrimSpace(line), "Socket errors:"):
+			return result{}, fmt.Errorf("wrk: %s", strings.TrimSpace(line))
+		}
+	}
+	if r.rate == 0 || r.requests == 0 || r.p50 == 0 {
+		return result{}, fmt.Errorf("wrk: no figures in its report:\n%s", out)
+	}
+	return r, nil
+}
+
+// load sends requests for t on conns keep-alive connections, each as soon
+// as the last one's answer is read, for warmup and then for d, and checks
+// every answer.
+func load(ctx context.Context, srv *server, t target, conns int, warmup, d time.Duration) (result, error) {
+	transport := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	one := checker(ctx, client, srv, t)
+	appPID := srv.cmd.Process.Pid
 
 	var (
 		mu        sync.Mutex
@@ -377,7 +638,7 @@ func load(ctx context.Context, appURL string, t target, jar http.CookieJar, acce
 	}
 	slices.Sort(latencies)
 	at := func(q float64) time.Duration { return latencies[min(len(latencies)-1, int(q*float64(len(latencies))))] }
-	r := result{rate: float64(len(latencies)) / d.Seconds(), p50: at(0.50), p99: at(0.99), cpu: -1}
+	r := result{rate: float64(len(latencies)) / d.Seconds(), p50: at(0.50), p99: at(0.99), cpu: -1, requests: int64(len(latencies))}
 	if used := <-cpu; used >= 0 {
 		r.cpu = used / time.Duration(len(latencies))
 	}

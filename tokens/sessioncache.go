@@ -1,0 +1,138 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxCachedSessions bounds the session cache. An entry holds the three
+// cookie values it is keyed on (some 2 KB) and the claims: under 10 MB
+// (7 MB in TestSessionCacheStaysBounded), however many distinct sessions
+// arrive; a flood of them only evicts.
+const maxCachedSessions = 4096
+
+// sessionKey is the whole value of each cookie a session's validation
+// depends on, as the request sent it. Two requests share an entry only when
+// they carry the very same bytes in all three: a cache keyed on any less (a
+// hash, a prefix, the subject) could answer for cookies it never checked.
+type sessionKey struct {
+	access, userInfo, loggedOut string
+}
+
+// validSession is what a full load established for a sessionKey: the
+// opened userinfo cookie and the verified access token. It is never
+// modified once stored: the Sessions built from it share its claims.
+type validSession struct {
+	user  UserInfo
+	token verifiedToken
+	bind  binding // the access token's binding to user.AccessHash: a function of the key alone
+}
+
+// sessionCache remembers the sessions that passed every check, so that the
+// next request of the same browser skips what those checks computed
+// (opening cb_userinfo, hashing both values for the caches behind them),
+// but no check: see Manager.cachedSession. A Go map keyed on the values
+// themselves costs one pass of the runtime's hash over them where SHA-256
+// took one per cache. Memory so holds, for each cached session, its access
+// token and its sealed userinfo cookie, as it does while serving a request;
+// never the refresh cookie.
+type sessionCache struct {
+	mu      sync.RWMutex
+	entries map[sessionKey]*validSession
+}
+
+func newSessionCache() *sessionCache {
+	return &sessionCache{entries: make(map[sessionKey]*validSession)}
+}
+
+func keyOf(v sessionValues) sessionKey {
+	return sessionKey{access: v.access, userInfo: v.userInfo, loggedOut: v.loggedOut}
+}
+
+func (c *sessionCache) get(v sessionValues) (*validSession, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[keyOf(v)]
+	c.mu.RUnlock()
+	return e, ok
+}
+
+// put remembers e for v's values, copied: the request's strings point into
+// its whole Cookie header, which the cache must not keep alive. When the
+// cache is full it first drops the sessions that have ended and, if that
+// frees too little, a quarter of the others (Go's map order is random, so
+// which ones cannot be steered).
+func (c *sessionCache) put(v sessionValues, e *validSession, now time.Time) {
+	k := sessionKey{access: strings.Clone(v.access), userInfo: strings.Clone(v.userInfo), loggedOut: strings.Clone(v.loggedOut)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxCachedSessions {
+		for k, old := range c.entries {
+			if old.user.Expires <= now.Unix() || int64(old.token.claims.Expiry) <= now.Unix() {
+				delete(c.entries, k)
+			}
+		}
+		for k := range c.entries {
+			if len(c.entries) < maxCachedSessions*3/4 {
+				break
+			}
+			delete(c.entries, k)
+		}
+	}
+	c.entries[k] = e
+}
+
+func (c *sessionCache) drop(v sessionValues) {
+	c.mu.Lock()
+	delete(c.entries, keyOf(v))
+	c.mu.Unlock()
+}
+
+func (c *sessionCache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}
+
+// cachedSession returns the session of values a full load accepted before,
+// after making again every check whose answer can have changed since: the
+// session's end and the logout marker (userChecks), the access token's
+// times, kind rules and key, which must still be in the JWKS (recheck), the
+// binding of the token's subject to cb_userinfo's, and the margin before the
+// token's expiry that makes a full load refresh. When any of them fails it
+// returns false, and the full load, which records why, decides.
+//
+// A check of the full load that depends on the three values alone (a
+// signature, a binding between the cookies) holds for the key as it did
+// when cached. A check that depends on anything else (the clock, the key
+// set, a memory of refused tokens) must be made here too.
+func (m *Manager) cachedSession(ctx context.Context, v sessionValues, now time.Time) (*Session, bool) {
+	e, ok := m.sessions.get(v)
+	if !ok {
+		return nil, false
+	}
+	if why := m.userChecks(e.user, v.loggedOut, now, nil); why != "" {
+		m.sessions.drop(v)
+		return nil, false
+	}
+	claims, err := m.verifier.recheck(ctx, &e.token, e.bind)
+	if errors.Is(err, errStaleKey) {
+		// The full load verifies the token again, with no second lookup
+		// of the gone key through the verifier's own cache.
+		m.verifier.forget(v.access)
+	}
+	if err != nil || claims.Subject != e.user.Subject || claims.Expiry.Time().Sub(now) <= refreshMargin {
+		m.sessions.drop(v)
+		return nil, false
+	}
+	return &Session{AccessToken: v.access, Access: claims, User: e.user, Expires: time.Unix(e.user.Expires, 0), refreshSealed: v.refresh, carried: v.carried}, true
+}
+
+// rememberSession caches what a full load of v accepted without refreshing.
+func (m *Manager) rememberSession(v sessionValues, s *Session, now time.Time) {
+	if t, b, ok := m.verifier.verified(v.access, s.User.AccessHash); ok {
+		m.sessions.put(v, &validSession{user: s.User, token: t, bind: b}, now)
+	}
+}

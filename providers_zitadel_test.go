@@ -23,10 +23,10 @@ import (
 // this file is only its storage, which decides what Authgear decides: the
 // scopes are openid and offline_access, the ID token carries no profile,
 // name and email come from the userinfo endpoint, and the access token (a
-// JWT, as with Authgear's "Issue JWT as access token") names the issuer as
-// its audience. The library signs both tokens with one audience list, so it
-// is [client id, issuer] in each: the app is told AUDIENCE=issuer and must
-// look for that value.
+// JWT, as with Authgear's "Issue JWT as access token") has the issuer alone
+// as its audience. The library gives both tokens the request's audience and
+// adds the client id to the ID token's, so the access token's aud is
+// [issuer] and the ID token's [issuer, client id] with azp the client id.
 
 // startAuthgear serves the provider on a free port until the test ends.
 func startAuthgear(t *testing.T, clientID, secret string) testProvider {
@@ -152,7 +152,7 @@ func (s *authgearStorage) loginPage(callback string) http.Handler {
 
 func (s *authgearStorage) CreateAuthRequest(_ context.Context, ar *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
 	req := &authgearRequest{id: randomString(16), clientID: ar.ClientID, redirectURI: ar.RedirectURI, state: ar.State, nonce: ar.Nonce,
-		scopes: ar.Scopes, responseType: ar.ResponseType, responseMode: ar.ResponseMode, audience: []string{ar.ClientID, s.issuer}}
+		scopes: ar.Scopes, responseType: ar.ResponseType, responseMode: ar.ResponseMode, audience: []string{s.issuer}}
 	if ar.CodeChallenge != "" {
 		req.challenge = &oidc.CodeChallenge{Challenge: ar.CodeChallenge, Method: ar.CodeChallengeMethod}
 	}

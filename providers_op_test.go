@@ -544,6 +544,18 @@ func (rec *opRecorder) lastToken(t *testing.T) tokenAnswer {
 	return tokenAnswer{}
 }
 
+// firstToken returns the first successful token answer, if any.
+func (rec *opRecorder) firstToken() (tokenAnswer, bool) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, a := range rec.answers {
+		if a.status == http.StatusOK {
+			return a, true
+		}
+	}
+	return tokenAnswer{}, false
+}
+
 // refreshes counts the token endpoint's answers to refresh_token grants by status.
 func (rec *opRecorder) refreshes(status int) int {
 	rec.mu.Lock()

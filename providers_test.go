@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -55,9 +56,12 @@ type providerJourney struct {
 	// an ID token as Bearer is refused. Otherwise (Dex) the session's own
 	// access token passes and an ID token of another login in its cookie does not.
 	kindsApart  bool
-	logoutHint  bool // the provider needs id_token_hint to return to the app
-	revocation  bool // the provider lists an RFC 7009 revocation endpoint
-	refusedWith string
+	logoutHint  bool   // the provider needs id_token_hint to return to the app
+	revocation  bool   // the provider lists an RFC 7009 revocation endpoint
+	refusedWith string // the OAuth error of a refused refresh (Dex)
+	// shape checks the first tokens the provider issued against its
+	// documentation, so the journey keeps testing the shape it names.
+	shape func(t *testing.T, issuer, clientID string, access, id jwtView)
 }
 
 const auth0API = "https://api.changebank.example"
@@ -99,6 +103,12 @@ var providerJourneys = []providerJourney{
 		},
 		authorize:  map[string]string{"audience": auth0API},
 		kindsApart: true, revocation: true,
+		shape: func(t *testing.T, issuer, clientID string, access, id jwtView) {
+			want(t, "the issuer ends with a slash", strings.HasSuffix(issuer, "/"))
+			want(t, "the access token's aud is [API, issuer+userinfo]", equalJSON(access.claims["aud"], []string{auth0API, issuer + "userinfo"}))
+			want(t, "the ID token's aud is the client id", id.claims["aud"] == clientID)
+			want(t, "the issuer is every token's iss", access.claims["iss"] == issuer && id.claims["iss"] == issuer)
+		},
 	},
 	{
 		name:  "Authgear",
@@ -108,6 +118,10 @@ var providerJourneys = []providerJourney{
 		},
 		authorize:  map[string]string{"scope": "openid offline_access"},
 		kindsApart: true, revocation: true,
+		shape: func(t *testing.T, issuer, clientID string, access, id jwtView) {
+			want(t, "the access token's aud is [issuer]", equalJSON(access.claims["aud"], []string{issuer}))
+			want(t, "the ID token has no name or email", id.claims["name"] == nil && id.claims["email"] == nil)
+		},
 	},
 	{
 		name: "Keycloak",
@@ -130,6 +144,14 @@ var providerJourneys = []providerJourney{
 			return map[string]string{"ISSUER": issuer, "AUDIENCE": "account", "FUSIONAUTH_API_KEY": demoEnv["FUSIONAUTH_API_KEY"]}
 		},
 		kindsApart: true, logoutHint: true, revocation: true,
+		shape: func(t *testing.T, issuer, clientID string, access, id jwtView) {
+			want(t, "the issuer has a path", strings.HasSuffix(issuer, "/realms/demo"))
+			want(t, "the access token is ES256 with typ JWT", access.header["alg"] == "ES256" && access.header["typ"] == "JWT")
+			want(t, "the access token's aud is account", access.claims["aud"] == "account")
+			for _, key := range jwksOf(t, issuer) {
+				want(t, "the JWKS names no alg", key["alg"] == nil && key["kty"] == "EC" && key["crv"] == "P-256")
+			}
+		},
 	},
 	{
 		name: "Dex",
@@ -145,6 +167,12 @@ var providerJourneys = []providerJourney{
 		settings:    func(issuer string) map[string]string { return map[string]string{"ISSUER": issuer} },
 		logoutHint:  true,
 		refusedWith: "invalid_request",
+		shape: func(t *testing.T, issuer, clientID string, access, id jwtView) {
+			want(t, "the issuer has a path", strings.HasSuffix(issuer, "/dex"))
+			want(t, "the access token has no typ", access.header["typ"] == nil)
+			want(t, "the access token carries nonce and at_hash", access.claims["nonce"] != nil && access.claims["at_hash"] != nil)
+			want(t, "the access token's aud is the client id", access.claims["aud"] == clientID)
+		},
 	},
 }
 
@@ -165,6 +193,14 @@ func TestProviderJourneys(t *testing.T) {
 			// Registered after startApp's: runs first, so the leak check sees every value the provider issued.
 			t.Cleanup(func() { d.secrets.remember(rec.issuedValues()...) })
 
+			if j.shape != nil {
+				// Checked even when the app refused the login: the provider had answered.
+				t.Cleanup(func() {
+					if first, ok := rec.firstToken(); ok && strings.Count(first.AccessToken, ".") == 2 { // Auth0 without audience: opaque, already failed
+						j.shape(t, op.issuerURL(), clientID, decodeJWT(t, first.AccessToken), decodeJWT(t, first.IDToken))
+					}
+				})
+			}
 			a := newPerson(t, d)
 			authorize := a.logIn(op)
 			for k, want := range j.authorize {
@@ -203,7 +239,7 @@ func TestProviderJourneys(t *testing.T) {
 
 			leaving := a
 			if !j.kindsApart {
-				leaving = swappedAndRefused(t, d, op, a)
+				leaving = swappedAndRefused(t, d, op, a, j.refusedWith)
 			}
 			leaving.logsOut(op, j)
 			for path, n := range rec.calls {
@@ -221,7 +257,7 @@ func TestProviderJourneys(t *testing.T) {
 // b's login swapped into a's access cookie is refused without a refresh,
 // and a's next refresh, refused with 400 invalid_request, ends a's session
 // with "log in again". It returns b, still logged in.
-func swappedAndRefused(t *testing.T, d demo, op testProvider, a *person) *person {
+func swappedAndRefused(t *testing.T, d demo, op testProvider, a *person, refusedWith string) *person {
 	rec := op.recorder()
 	b := newPerson(t, d)
 	b.logIn(op)
@@ -255,6 +291,8 @@ func swappedAndRefused(t *testing.T, d demo, op testProvider, a *person) *person
 	}
 	if n := rec.refreshes(http.StatusBadRequest); n != 1 {
 		t.Errorf("the provider refused %d refreshes, want 1", n)
+	} else if got := rec.answers[len(rec.answers)-1].Error; got != refusedWith {
+		t.Errorf("the provider refused the refresh with %q, want %q", got, refusedWith)
 	}
 	_, home := a.get("/")
 	for _, want := range []string{"session ended", "refused to refresh", "Log in"} {
@@ -534,5 +572,134 @@ func startApp(t *testing.T, env map[string]string) demo {
 			t.Fatalf("the app never became ready with %s\n%s", env["ISSUER"], d.logs)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// jwtView is a JWT's header and claims, decoded without a check.
+type jwtView struct{ header, claims map[string]any }
+
+func decodeJWT(t *testing.T, token string) jwtView {
+	t.Helper()
+	var v jwtView
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Errorf("the provider issued %s where a JWT was due", kindOf(token))
+		return v
+	}
+	for i, into := range []*map[string]any{&v.header, &v.claims} {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil || json.Unmarshal(raw, into) != nil {
+			t.Errorf("the provider issued an unreadable JWT")
+		}
+	}
+	return v
+}
+
+// jwksOf returns the keys the provider's discovery document points at.
+func jwksOf(t *testing.T, issuer string) []map[string]any {
+	t.Helper()
+	var doc struct {
+		JWKSURI string `json:"jwks_uri"`
+		Keys    []map[string]any
+	}
+	for _, u := range []string{strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration", ""} {
+		if u == "" {
+			u = doc.JWKSURI
+		}
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+	}
+	if len(doc.Keys) == 0 {
+		t.Error("the provider publishes no keys")
+	}
+	return doc.Keys
+}
+
+func want(t *testing.T, what string, ok bool) {
+	t.Helper()
+	if !ok {
+		t.Errorf("the provider's shape: want %s", what)
+	}
+}
+
+func equalJSON(got any, want any) bool {
+	a, _ := json.Marshal(got)
+	b, _ := json.Marshal(want)
+	return string(a) == string(b)
+}
+
+// TestProviderShapes runs each provider's code flow without the app and
+// checks the tokens against the provider's documented shape: the journeys
+// above are only as good as these shapes.
+func TestProviderShapes(t *testing.T) {
+	for _, j := range providerJourneys {
+		if j.shape == nil {
+			continue
+		}
+		t.Run(j.name, func(t *testing.T) {
+			t.Parallel()
+			clientID, secret := "changebank-"+strings.ToLower(j.name), "provider-shape-client-secret-"+randomString(12)
+			op := j.start(t, clientID, secret)
+			settings := j.settings(op.issuerURL())
+			var doc struct {
+				Authorize string `json:"authorization_endpoint"`
+				Token     string `json:"token_endpoint"`
+			}
+			resp, err := http.Get(strings.TrimSuffix(op.issuerURL(), "/") + "/.well-known/openid-configuration")
+			if err != nil {
+				t.Fatal(err)
+			}
+			json.NewDecoder(resp.Body).Decode(&doc)
+			resp.Body.Close()
+
+			verifier := randomString(32)
+			q, _ := url.ParseQuery(settings["AUTHORIZE_PARAMS"])
+			redirect := "http://127.0.0.1:1/callback" // never reached: the code is read from the redirect
+			for k, v := range map[string]string{"client_id": clientID, "redirect_uri": redirect, "response_type": "code",
+				"scope": cmp.Or(settings["SCOPES"], "openid email profile offline_access"), "state": randomString(8), "nonce": randomString(8),
+				"code_challenge": pkceS256(verifier), "code_challenge_method": "S256"} {
+				q.Set(k, v)
+			}
+			jar, _ := cookiejar.New(nil)
+			client := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+				if strings.HasPrefix(req.URL.String(), redirect) {
+					return http.ErrUseLastResponse
+				}
+				return nil
+			}}
+			resp, err = client.Get(doc.Authorize + "?" + q.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			resp, err = client.PostForm(resp.Request.URL.String(), url.Values{"username": {opUser.login}, "password": {opUser.password}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			back, _ := url.Parse(resp.Header.Get("Location"))
+			if back.Query().Get("code") == "" {
+				t.Fatalf("the provider sent no code back: %d %s", resp.StatusCode, back.Path)
+			}
+			req, _ := http.NewRequest(http.MethodPost, doc.Token, strings.NewReader(url.Values{"grant_type": {"authorization_code"},
+				"code": {back.Query().Get("code")}, "redirect_uri": {redirect}, "code_verifier": {verifier}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(clientID, secret)
+			resp, err = http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var tok tokenAnswer
+			json.NewDecoder(resp.Body).Decode(&tok)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("the token endpoint answered %d %s", resp.StatusCode, tok.Error)
+			}
+			j.shape(t, op.issuerURL(), clientID, decodeJWT(t, tok.AccessToken), decodeJWT(t, tok.IDToken))
+		})
 	}
 }

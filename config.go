@@ -20,10 +20,13 @@ import (
 type config struct {
 	AppURL            string // normalised: see baseURL
 	ListenAddr        string
-	Issuer            string // normalised
+	Issuer            string // exactly as given: every token's iss must equal it
 	IssuerInternalURL string // normalised; "" when unset
 	ClientID          string
 	ClientSecret      string
+	Audience          string     // what every access token's aud must hold
+	AuthorizeParams   url.Values // extra authorization request parameters
+	Scopes            []string
 	Secrets           [][]byte
 	RefreshTTL        time.Duration
 	APIKey            string
@@ -45,13 +48,16 @@ type setting struct {
 var settings = []setting{
 	{"APP_URL", "http://localhost:8080", "where browsers reach the app; https:// turns on Secure, __Host- cookies"},
 	{"LISTEN_ADDR", "", "address to listen on (default: \":\" + APP_URL's port)"},
-	{"ISSUER", "http://localhost:9011", "FusionAuth as the browser reaches it; the iss every token must carry"},
-	{"ISSUER_INTERNAL_URL", "", "FusionAuth as the app reaches it, when different (default: ISSUER)"},
-	{"CLIENT_ID", "", "the FusionAuth application id (required)"},
-	{"CLIENT_SECRET", "", "the FusionAuth application's client secret (required)"},
+	{"ISSUER", "http://localhost:9011", "the provider's issuer exactly as its tokens' iss carries it (a path and trailing slash are kept)"},
+	{"ISSUER_INTERNAL_URL", "", "the provider as the app reaches it, when different (FusionAuth in compose); moves the endpoints the app calls onto this host"},
+	{"CLIENT_ID", "", "this app's client id at the provider (FusionAuth: the application id) (required)"},
+	{"CLIENT_SECRET", "", "this app's client secret at the provider (required)"},
+	{"AUDIENCE", "", "the value every access token's aud must hold (default: CLIENT_ID)"},
+	{"AUTHORIZE_PARAMS", "", "extra authorization request parameters in URL query form, such as audience=https%3A%2F%2Fapi.example.com"},
+	{"SCOPES", "openid email profile offline_access", "space-separated scopes to ask for"},
 	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes: the first seals, all open (required)"},
 	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at FusionAuth; session cookies live this long"},
-	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token (optional)"},
+	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token at FusionAuth, which has no RFC 7009 endpoint (optional)"},
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"ATTACKER_ADDR", "", "host:port of the cross-site attacker page, another site than APP_URL's host (.env: 127.0.0.1:8090); empty: off"},
@@ -78,7 +84,8 @@ var errHelp = flag.ErrHelp
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: changebank [-embedded-idp]
 
-ChangeBank serves a cookie-session demo logged in through FusionAuth.
+ChangeBank serves a cookie-session demo logged in through an OpenID provider
+(FusionAuth by default).
 
 Flags:
   -embedded-idp   also run the embedded FusionAuth stand-in on ISSUER's port
@@ -133,7 +140,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 
 	var appURL, issuer *url.URL
 	cfg.AppURL, appURL = baseURL("APP_URL", get("APP_URL"), bad)
-	cfg.Issuer, issuer = baseURL("ISSUER", get("ISSUER"), bad)
+	cfg.Issuer, issuer = issuerURL(get("ISSUER"), cfg.EmbeddedIdP, bad)
 	if v := get("ISSUER_INTERNAL_URL"); v != "" {
 		cfg.IssuerInternalURL, _ = baseURL("ISSUER_INTERNAL_URL", v, bad)
 	}
@@ -151,15 +158,23 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	if cfg.ClientID = get("CLIENT_ID"); cfg.ClientID == "" {
-		bad("CLIENT_ID", "not set: the FusionAuth application id")
+		bad("CLIENT_ID", "not set: this app's client id at the provider (FusionAuth: the application id)")
 	} else if isUUID(cfg.ClientID) {
 		// FusionAuth takes an application id in any case but writes it
 		// lower-case in the tokens' aud, which is compared exactly.
 		cfg.ClientID = strings.ToLower(cfg.ClientID)
 	}
 	if cfg.ClientSecret = get("CLIENT_SECRET"); cfg.ClientSecret == "" {
-		bad("CLIENT_SECRET", "not set: the FusionAuth application's client secret")
+		bad("CLIENT_SECRET", "not set: this app's client secret at the provider")
 	}
+	if cfg.Audience = get("AUDIENCE"); cfg.Audience == "" {
+		cfg.Audience = cfg.ClientID
+	}
+	cfg.Scopes = strings.Fields(get("SCOPES"))
+	if !slices.Contains(cfg.Scopes, "openid") {
+		bad("SCOPES", "%q lacks openid: without it there is no ID token", get("SCOPES"))
+	}
+	cfg.AuthorizeParams = authorizeParams(get("AUTHORIZE_PARAMS"), bad)
 	published("CLIENT_SECRET", cfg.ClientSecret)
 	if raw := get("APP_SECRET_KEY"); raw == "" {
 		bad("APP_SECRET_KEY", "not set: comma-separated secrets of at least %d bytes, the first seals, all open (openssl rand -base64 32)", tokens.MinSecretLen)
@@ -204,6 +219,51 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return cfg, errors.New("changebank: bad configuration (see .env and README):\n  " + strings.Join(problems, "\n  "))
 	}
 	return cfg, nil
+}
+
+// issuerURL checks ISSUER and returns it exactly as given: OpenID Connect
+// Discovery 1.0 (section 4.3) wants the discovery document's issuer, and
+// every token's iss, identical to it, so a path (Keycloak's /realms/x, Dex's
+// /dex) and a trailing slash (Auth0's) are the issuer's own. Only a scheme
+// and host are required; a query, fragment or user part is no issuer.
+// The embedded stand-in serves at its host's root, so with -embedded-idp the
+// issuer must be scheme://host[:port] alone.
+func issuerURL(raw string, embedded bool, bad func(name, format string, a ...any)) (string, *url.URL) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		bad("ISSUER", "not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		bad("ISSUER", "%q: want an http:// or https:// URL, written as the provider's tokens carry it", raw)
+	case u.Hostname() == "":
+		bad("ISSUER", "%q: no host", raw)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil || u.Opaque != "":
+		bad("ISSUER", "%q: an issuer has no query, fragment or user part", raw)
+	case embedded && u.Path != "":
+		bad("ISSUER", "%q: the embedded stand-in (-embedded-idp) serves at its host's root: want scheme://host[:port] with no path or trailing slash", raw)
+	default:
+		return raw, u
+	}
+	return "", nil
+}
+
+// authorizeParams parses AUTHORIZE_PARAMS (URL query form) and refuses
+// any parameter the flow sets itself (tokens.FlowParams).
+func authorizeParams(raw string, bad func(name, format string, a ...any)) url.Values {
+	if raw == "" {
+		return nil
+	}
+	v, err := url.ParseQuery(strings.TrimPrefix(raw, "?"))
+	if err != nil {
+		bad("AUTHORIZE_PARAMS", "not in URL query form (name=value&name=value, values percent-encoded)")
+		return nil
+	}
+	for name := range v {
+		if slices.Contains(tokens.FlowParams, strings.ToLower(name)) {
+			bad("AUTHORIZE_PARAMS", "%s is the login flow's own parameter: it cannot be set here (SCOPES sets the scope)", name)
+		}
+	}
+	return v
 }
 
 // baseURL checks an http(s) URL with no path, query or fragment and

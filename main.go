@@ -75,7 +75,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	client := &http.Client{Timeout: tokens.TokenCallTimeout}
-	provider := tokens.NewProvider(cfg.Issuer, cfg.IssuerInternalURL, client, time.Now, log)
+	profile := tokens.Profile{
+		Issuer: cfg.Issuer, InternalURL: cfg.IssuerInternalURL, ClientID: cfg.ClientID,
+		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams,
+	}
+	provider := tokens.NewProvider(profile, client, time.Now, log)
 	go provider.Start(ctx)
 	if !cfg.EmbeddedIdP {
 		go hintWhileUnreachable(ctx, provider, cfg, log)
@@ -92,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	oidc := tokens.NewClient(provider, tokens.ClientConfig{
 		ID: cfg.ClientID, Secret: cfg.ClientSecret, AppURL: cfg.AppURL, APIKey: cfg.APIKey,
 	}, client)
-	verifier := tokens.NewVerifier(provider, provider.Issuer(), cfg.ClientID, time.Now)
+	verifier := tokens.NewVerifier(provider, profile, time.Now)
 	sessions := tokens.NewManager(cookies, oidc, verifier, cfg.RefreshTTL, time.Now, log)
 	var appOpts []routes.Option
 	attackerOrigin := ""

@@ -34,8 +34,10 @@ func getenvFrom(m map[string]string) func(string) string {
 func TestConfigNamesEveryBadSetting(t *testing.T) {
 	env := map[string]string{
 		"APP_URL":           "ftp://example.com",
-		"ISSUER":            "http://localhost:9011/some/path",
+		"ISSUER":            "http://localhost:9011/some/path?tenant=1",
 		"APP_SECRET_KEY":    "too-short, also-too-short",
+		"AUTHORIZE_PARAMS":  "audience=api&redirect_uri=https%3A%2F%2Fevil.test",
+		"SCOPES":            "email profile",
 		"REFRESH_TOKEN_TTL": "forever",
 		"LOG_LEVEL":         "loud",
 	}
@@ -43,7 +45,7 @@ func TestConfigNamesEveryBadSetting(t *testing.T) {
 	if err == nil {
 		t.Fatal("bad settings were accepted")
 	}
-	for _, name := range []string{"APP_URL", "ISSUER", "CLIENT_ID", "CLIENT_SECRET", "APP_SECRET_KEY: secret #1", "APP_SECRET_KEY: secret #2", "REFRESH_TOKEN_TTL", "LOG_LEVEL"} {
+	for _, name := range []string{"APP_URL", "ISSUER", "CLIENT_ID", "CLIENT_SECRET", "APP_SECRET_KEY: secret #1", "APP_SECRET_KEY: secret #2", "REFRESH_TOKEN_TTL", "LOG_LEVEL", "AUTHORIZE_PARAMS: redirect_uri", "SCOPES"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("the error does not name %s:\n%v", name, err)
 		}
@@ -265,6 +267,82 @@ var realSecrets = map[string]string{
 	"FUSIONAUTH_API_KEY": "",
 }
 
+// TestConfigKeepsTheIssuerExactly: ISSUER is the iss tokens carry, compared
+// exactly (OpenID Connect Discovery 1.0, 4.3): a path (Keycloak, Dex) and a
+// trailing slash (Auth0, zitadel) are kept, not normalised away.
+func TestConfigKeepsTheIssuerExactly(t *testing.T) {
+	for _, issuer := range []string{
+		"https://tenant.eu.auth0.com/",
+		"https://id.example/realms/bank",
+		"http://127.0.0.1:5556/dex",
+		"https://Id.Example:443/",
+	} {
+		t.Run(issuer, func(t *testing.T) {
+			env := map[string]string{"ISSUER": issuer}
+			for k, v := range demoEnv {
+				env[k] = v
+			}
+			env["ISSUER"] = issuer
+			cfg, err := loadConfig(nil, getenvFrom(env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Issuer != issuer {
+				t.Fatalf("ISSUER %q became %q", issuer, cfg.Issuer)
+			}
+		})
+	}
+	// The embedded stand-in serves at its host's root: a path is refused there.
+	env := map[string]string{}
+	for k, v := range demoEnv {
+		env[k] = v
+	}
+	env["ISSUER"] = "http://localhost:9011/dex"
+	if _, err := loadConfig([]string{"-embedded-idp"}, getenvFrom(env), io.Discard); err == nil || !strings.Contains(err.Error(), "embedded stand-in") {
+		t.Fatalf("-embedded-idp with an issuer path: %v", err)
+	}
+}
+
+// TestConfigProviderSettings: AUDIENCE defaults to CLIENT_ID, SCOPES to the
+// four FusionAuth needs, and AUTHORIZE_PARAMS may add parameters but not
+// replace the flow's own.
+func TestConfigProviderSettings(t *testing.T) {
+	load := func(extra map[string]string) (config, error) {
+		env := map[string]string{}
+		for k, v := range demoEnv {
+			env[k] = v
+		}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return loadConfig(nil, getenvFrom(env), io.Discard)
+	}
+	cfg, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Audience != cfg.ClientID || strings.Join(cfg.Scopes, " ") != "openid email profile offline_access" || len(cfg.AuthorizeParams) != 0 {
+		t.Fatalf("defaults: audience %q, scopes %q, params %v", cfg.Audience, cfg.Scopes, cfg.AuthorizeParams)
+	}
+	cfg, err = load(map[string]string{"AUDIENCE": "https://api.example", "SCOPES": " openid  offline_access ",
+		"AUTHORIZE_PARAMS": "audience=https%3A%2F%2Fapi.example&resource=https%3A%2F%2Fapi.example%2Fv1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Audience != "https://api.example" || strings.Join(cfg.Scopes, " ") != "openid offline_access" ||
+		cfg.AuthorizeParams.Get("audience") != "https://api.example" || cfg.AuthorizeParams.Get("resource") != "https://api.example/v1" {
+		t.Fatalf("set: audience %q, scopes %q, params %v", cfg.Audience, cfg.Scopes, cfg.AuthorizeParams)
+	}
+	for _, name := range []string{"state", "nonce", "code_challenge", "Code_Challenge_Method", "redirect_uri", "client_id", "response_type", "scope"} {
+		if _, err := load(map[string]string{"AUTHORIZE_PARAMS": "prompt=login&" + name + "=x"}); err == nil || !strings.Contains(err.Error(), "AUTHORIZE_PARAMS: "+name) {
+			t.Errorf("AUTHORIZE_PARAMS overriding %s: %v", name, err)
+		}
+	}
+	if _, err := load(map[string]string{"AUTHORIZE_PARAMS": "a=%zz"}); err == nil || !strings.Contains(err.Error(), "AUTHORIZE_PARAMS") {
+		t.Errorf("AUTHORIZE_PARAMS not in query form: %v", err)
+	}
+}
+
 func TestConfigNormalisesURLs(t *testing.T) {
 	cases := []struct{ in, want, listen string }{
 		{"HTTPS://Bank.Example", "https://bank.example", ":443"},
@@ -277,7 +355,7 @@ func TestConfigNormalisesURLs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.in, func(t *testing.T) {
-			env := map[string]string{"APP_URL": tc.in, "ISSUER": strings.ToUpper(strings.TrimSuffix(tc.in, "/")) + "/", "ISSUER_INTERNAL_URL": tc.in}
+			env := map[string]string{"APP_URL": tc.in, "ISSUER": "https://id.example/realms/bank/", "ISSUER_INTERNAL_URL": tc.in}
 			for k, v := range demoEnv {
 				env[k] = v
 			}
@@ -288,7 +366,7 @@ func TestConfigNormalisesURLs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.AppURL != tc.want || cfg.Issuer != tc.want || cfg.IssuerInternalURL != tc.want || cfg.ListenAddr != tc.listen {
+			if cfg.AppURL != tc.want || cfg.IssuerInternalURL != tc.want || cfg.ListenAddr != tc.listen {
 				t.Fatalf("APP_URL %q, ISSUER %q, ISSUER_INTERNAL_URL %q, listen %q; want %q and %q",
 					cfg.AppURL, cfg.Issuer, cfg.IssuerInternalURL, cfg.ListenAddr, tc.want, tc.listen)
 			}

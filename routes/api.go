@@ -82,7 +82,7 @@ func meBody(u apiUser, now time.Time) gin.H {
 	body := gin.H{
 		"sub":                     u.claims.Subject,
 		"roles":                   u.claims.Roles,
-		"scope":                   u.claims.Scope,
+		"scope":                   u.claims.Scopes(),
 		"authenticated_by":        u.source,
 		"access_token_expires_at": exp.UTC().Format(time.RFC3339),
 		"access_token_expires_in": max(0, int(exp.Sub(now).Seconds())),

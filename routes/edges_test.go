@@ -253,3 +253,20 @@ func TestLoginWhileTheProviderIsUnreachableNamesItAndHowToStartOne(t *testing.T)
 		}
 	}
 }
+
+// TestMeReportsScopesFromScopeOrScp: Hydra and Okta send scp, an array,
+// where FusionAuth sends scope, a string; /api/me shows either.
+func TestMeReportsScopesFromScopeOrScp(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, claims := range []string{`{"scope":"openid offline_access"}`, `{"scp":["openid","offline_access"]}`} {
+		var c tokens.Claims
+		if err := json.Unmarshal([]byte(claims), &c); err != nil {
+			t.Fatal(err)
+		}
+		c.Subject, c.Expiry = "s", tokens.UnixTime(now.Add(time.Minute).Unix())
+		raw, _ := json.Marshal(meBody(apiUser{source: "bearer", claims: &c}, now))
+		if !strings.Contains(string(raw), `"scope":"openid offline_access"`) {
+			t.Errorf("%s: /api/me says %s", claims, raw)
+		}
+	}
+}

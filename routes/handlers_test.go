@@ -420,7 +420,7 @@ func appWithoutProvider(t *testing.T) (http.Handler, string) {
 	dead.Close()
 	log := slog.New(slog.DiscardHandler)
 	client := &http.Client{Timeout: time.Second}
-	provider := tokens.NewProvider(dead.URL, "", client, time.Now, log)
+	provider := tokens.NewProvider(tokens.Profile{Issuer: dead.URL}, client, time.Now, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go provider.Start(ctx)

@@ -259,7 +259,7 @@ func TestSessionEndingsAreExplainedOnce(t *testing.T) {
 		{"tampered cookie", func(s *stack, b *browser) { b.setJarCookie(tokens.UserInfoCookie, b.cookie(tokens.RefreshCookie)) },
 			"ended-tampered", "failed its check"},
 		{"refused refresh", func(s *stack, b *browser) { s.revokeRichard(); s.clock.Advance(3 * time.Minute) },
-			"ended-refused", "FusionAuth refused to refresh it"},
+			"ended-refused", "the identity provider refused to refresh it"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ type noticeView struct {
 	Code  tokens.NoticeCode
 	Text  string
 	Ended bool // a session ended: the page also explains the two sessions
-	SSO   bool // and FusionAuth's SSO session logged the user straight back in
+	SSO   bool // and the provider's SSO session logged the user straight back in
 }
 
 const noticeKey = "changebank.notice"
@@ -26,7 +26,7 @@ var endings = map[tokens.NoticeCode]string{
 	tokens.NoticeEndedTampered: "a session cookie failed its check: it had been changed, forged, cut short, moved from another cookie, or was missing",
 	tokens.NoticeEndedMismatch: "the access token and the profile cookie named different users",
 	tokens.NoticeEndedExpired:  "it reached its end: the refresh token's lifetime was over, or no refresh token was left",
-	tokens.NoticeEndedRefused:  "FusionAuth refused to refresh it: the refresh token was revoked, expired or already used",
+	tokens.NoticeEndedRefused:  "the identity provider refused to refresh it: the refresh token was revoked, expired or already used",
 	tokens.NoticeEndedStale:    "cookies from before your last logout came back (a response still on its way at logout), and those are refused",
 }
 
@@ -83,7 +83,7 @@ func describeNotice(c *gin.Context, n tokens.Notice) *noticeView {
 			b.WriteString(" Log in to start a new one.")
 		case authedBefore(s, n.Time()):
 			nv.SSO = true
-			b.WriteString(" FusionAuth still had its own single sign-on session, so it logged you straight back in without asking for your password: this is a new ChangeBank session.")
+			b.WriteString(" The identity provider still had its own single sign-on session, so it logged you straight back in without asking for your password: this is a new ChangeBank session.")
 		default:
 			b.WriteString(" You have logged in again: this is a new session.")
 		}

@@ -114,13 +114,13 @@ func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
 		seen[rc.Name] = true
 		switch {
 		case rc.Name == ck.Name(tokens.AccessCookie):
-			sc.Purpose = "The access token, a JWT signed by FusionAuth, as issued: signed, not sealed, so anyone holding it can read it. Checked on every request against FusionAuth's keys."
+			sc.Purpose = "The access token, a JWT signed by the identity provider, as issued: signed, not sealed, so anyone holding it can read it. Checked on every request against the provider's keys, and bound to this session: cb_userinfo holds its SHA-256."
 			sc.Contents = decodeJWT(rc.Value)
 		case rc.Name == ck.Name(tokens.RefreshCookie):
 			sc.Purpose = "The refresh token, sealed (AES-256-GCM under a key for this cookie alone), with the user it belongs to and its end. It gets new access tokens silently."
 			sc.Contents = reveal(tokens.RefreshCookie)
 		case rc.Name == ck.Name(tokens.UserInfoCookie):
-			sc.Purpose = "Your profile from the validated ID token, sealed, with this login's id and time and the session's end (exp). Pages read your name from here without calling FusionAuth."
+			sc.Purpose = "Your profile from the validated ID token, sealed, with this login's id and time and the session's end (exp). Pages read your name from here without calling the provider."
 			sc.Contents = reveal(tokens.UserInfoCookie)
 		case rc.Name == ck.Name(tokens.LogoutCookie):
 			sc.Purpose = "When this browser last logged out. A session that began before it is refused, so a response still on its way at logout cannot bring the session back."

@@ -120,6 +120,11 @@ func TestRenderedPagesAreNeverAnotherUsers(t *testing.T) {
 				fv.SetBool(!fv.Bool())
 			case reflect.Int64:
 				fv.SetInt(fv.Int() + 1)
+			case reflect.Slice:
+				if fv.Type().Elem().Kind() != reflect.Uint8 {
+					t.Fatalf("UserInfo.%s is a slice of %s: key it in pageKey and teach this test to change it", f.Name, fv.Type().Elem())
+				}
+				fv.SetBytes(append(bytes.Clone(fv.Bytes()), 'x'))
 			default:
 				t.Fatalf("UserInfo.%s is a %s: key it in pageKey and teach this test to change it", f.Name, fv.Kind())
 			}

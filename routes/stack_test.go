@@ -123,7 +123,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	client := &http.Client{Timeout: 2 * time.Second}
-	provider := tokens.NewProvider(idpURL, "", client, clock.Now, log)
+	provider := tokens.NewProvider(tokens.Profile{Issuer: idpURL}, client, clock.Now, log)
 	go provider.Start(ctx)
 	waitCtx, done := context.WithTimeout(ctx, 10*time.Second)
 	defer done()
@@ -160,7 +160,7 @@ func wire(log *slog.Logger, provider *tokens.Provider, sealer *tokens.Sealer, cc
 		return nil, nil, err
 	}
 	cookies := tokens.NewCookieStore(cc.AppURL, sealer)
-	verifier := tokens.NewVerifier(provider, provider.Issuer(), cc.ID, now)
+	verifier := tokens.NewVerifier(provider, tokens.Profile{Issuer: provider.Issuer(), ClientID: cc.ID}, now)
 	sessions := tokens.NewManager(cookies, tokens.NewClient(provider, cc, client), verifier, refreshTTL, now, log)
 	h, err := New(log, sessions, cookies, verifier, csrf, provider, now, os.DirFS(".."), cc.AppURL)
 	return h, sessions, err

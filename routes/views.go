@@ -165,6 +165,8 @@ func pageKey(b []byte, name string, p page) ([]byte, bool) {
 		b = strconv.AppendBool(b, u.EmailVerified)
 		b = binary.AppendVarint(b, u.LoginAt)
 		b = binary.AppendVarint(b, u.Expires)
+		b = binary.AppendUvarint(b, uint64(len(u.AccessHash)))
+		b = append(b, u.AccessHash...)
 	}
 	return b, true
 }

@@ -2,8 +2,10 @@ package tokens
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,7 +18,7 @@ type ClientConfig struct {
 	ID     string // the client (FusionAuth application) id
 	Secret string // its client secret
 	AppURL string // where this app is served: /callback is its redirect URL, / where logout lands
-	APIKey string // FusionAuth API key for refresh-token revocation; optional
+	APIKey string // FusionAuth API key for refresh-token revocation at FusionAuth; optional (see revocationFor)
 }
 
 // A Client is this app as an OAuth client of the provider: the code
@@ -55,7 +57,7 @@ func (c *Client) oauthConfig() (*oauth2.Config, error) {
 		ClientID:     c.cfg.ID,
 		ClientSecret: c.cfg.Secret,
 		RedirectURL:  c.cfg.AppURL + "/callback",
-		Scopes:       []string{"openid", "email", "profile", "offline_access"},
+		Scopes:       c.provider.profile.scopes(),
 		Endpoint: oauth2.Endpoint{
 			AuthURL:   meta.AuthorizationEndpoint,
 			TokenURL:  meta.TokenEndpoint,
@@ -64,15 +66,22 @@ func (c *Client) oauthConfig() (*oauth2.Config, error) {
 	}, nil
 }
 
-// authCodeURL returns the provider's authorization URL for one login.
+// authCodeURL returns the provider's authorization URL for one login: the
+// profile's extra parameters first, then the flow's own, which the extra
+// ones can never replace.
 func (c *Client) authCodeURL(state, pkceVerifier, nonce string) (string, error) {
 	conf, err := c.oauthConfig()
 	if err != nil {
 		return "", err
 	}
-	return conf.AuthCodeURL(state,
-		oauth2.S256ChallengeOption(pkceVerifier),
-		oauth2.SetAuthURLParam("nonce", nonce)), nil
+	var opts []oauth2.AuthCodeOption
+	for name, vals := range c.provider.profile.authorizeParams() {
+		for _, v := range vals {
+			opts = append(opts, oauth2.SetAuthURLParam(name, v))
+		}
+	}
+	opts = append(opts, oauth2.S256ChallengeOption(pkceVerifier), oauth2.SetAuthURLParam("nonce", nonce))
+	return conf.AuthCodeURL(state, opts...), nil
 }
 
 // exchange redeems an authorization code. A code the provider refuses
@@ -136,9 +145,9 @@ func (c *Client) refresh(ctx context.Context, refreshToken string) (*oauth2.Toke
 	return tok, nil
 }
 
-// revoke revokes a refresh token: with FusionAuth's API (DELETE
-// /api/jwt/refresh) when an API key is configured, else at an RFC 7009
-// revocation endpoint when discovery advertises one. FusionAuth's OAuth
+// revoke revokes a refresh token the way revocationFor picks: at the RFC
+// 7009 revocation endpoint discovery lists, else with FusionAuth's API
+// (DELETE /api/jwt/refresh) when an API key is set. FusionAuth's OAuth
 // logout does not revoke refresh tokens; without this a stolen refresh
 // token would outlive the logout.
 func (c *Client) revoke(ctx context.Context, token string) error {
@@ -149,22 +158,22 @@ func (c *Client) revoke(ctx context.Context, token string) error {
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
 	var req *http.Request
-	switch {
-	case c.cfg.APIKey != "":
+	switch revocationFor(meta, c.cfg.APIKey) {
+	case revokeFusionAuthAPI:
 		// The token goes in the body, not the query string, to stay out of access logs.
 		body := url.Values{"token": {token}}.Encode()
 		req, err = http.NewRequestWithContext(ctx, http.MethodDelete, c.provider.apiURL("/api/jwt/refresh"), strings.NewReader(body))
 		if err == nil {
 			req.Header.Set("Authorization", c.cfg.APIKey)
 		}
-	case meta.RevocationEndpoint != "":
+	case revokeRFC7009:
 		body := url.Values{"token": {token}, "token_type_hint": {"refresh_token"}}.Encode()
 		req, err = http.NewRequestWithContext(ctx, http.MethodPost, meta.RevocationEndpoint, strings.NewReader(body))
 		if err == nil {
 			req.SetBasicAuth(url.QueryEscape(c.cfg.ID), url.QueryEscape(c.cfg.Secret))
 		}
 	default:
-		return fmt.Errorf("tokens: no way to revoke: set FUSIONAUTH_API_KEY")
+		return errNoRevocation
 	}
 	if err != nil {
 		return fmt.Errorf("tokens: revocation request: %w", err)
@@ -181,9 +190,14 @@ func (c *Client) revoke(ctx context.Context, token string) error {
 	return nil
 }
 
-// logoutURL returns the provider's end-session URL, which sends the browser
-// back to this app's home, or the home itself when the provider has none.
-func (c *Client) logoutURL() string {
+// logoutURL returns the provider's end-session URL (OpenID Connect
+// RP-Initiated Logout 1.0), which sends the browser back to this app's
+// home, or the home itself when the provider has none. idToken, when not
+// "", goes as id_token_hint: Hydra, Dex and Keycloak need it to end their
+// session without asking, or to honour post_logout_redirect_uri at all.
+// client_id goes too, which the spec allows beside the hint and FusionAuth
+// uses to find the application.
+func (c *Client) logoutURL(idToken string) string {
 	meta, err := c.provider.metadata()
 	if err != nil || meta.EndSessionEndpoint == "" {
 		return c.home()
@@ -194,7 +208,56 @@ func (c *Client) logoutURL() string {
 	}
 	q := u.Query()
 	q.Set("client_id", c.cfg.ID)
+	if idToken != "" {
+		q.Set("id_token_hint", idToken)
+	}
 	q.Set("post_logout_redirect_uri", c.home())
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// maxUserinfoBytes bounds the userinfo answer read.
+const maxUserinfoBytes = 64 << 10
+
+// errNoUserinfo means discovery lists no userinfo endpoint.
+var errNoUserinfo = errors.New("tokens: the provider lists no userinfo endpoint")
+
+// userinfo asks the provider's userinfo endpoint (OpenID Connect Core 1.0,
+// section 5.3) for the user's claims with the access token. A provider that
+// cannot answer is ErrProviderUnavailable; an answer that is not the
+// claims, or a refusal, ends the login (ErrNoSession). The caller checks
+// that its sub is the ID token's.
+func (c *Client) userinfo(ctx context.Context, accessToken string) (*Claims, error) {
+	meta, err := c.provider.metadata()
+	if err != nil {
+		return nil, err
+	}
+	if meta.UserinfoEndpoint == "" {
+		return nil, errNoUserinfo
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, meta.UserinfoEndpoint, nil)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: userinfo request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: userinfo: %w", ErrProviderUnavailable, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return nil, fmt.Errorf("%w: userinfo: status %d", ErrProviderUnavailable, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%w: userinfo refused the access token: status %d", ErrNoSession, resp.StatusCode)
+	}
+	var claims Claims
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxUserinfoBytes)).Decode(&claims); err != nil {
+		return nil, fmt.Errorf("%w: userinfo: not a JSON object of claims: %w", ErrNoSession, err)
+	}
+	if claims.Subject == "" {
+		return nil, fmt.Errorf("%w: userinfo: no sub", ErrNoSession)
+	}
+	return &claims, nil
 }

@@ -74,7 +74,7 @@ func (f *fakeProvider) answer(status int, body map[string]any) {
 // provider returns a discovered Provider for f.
 func (f *fakeProvider) provider(t *testing.T) *Provider {
 	t.Helper()
-	p := NewProvider(f.srv.URL, "", &http.Client{Timeout: 2 * time.Second}, time.Now, discard)
+	p := NewProvider(Profile{Issuer: f.srv.URL}, &http.Client{Timeout: 2 * time.Second}, time.Now, discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go p.Start(ctx)
@@ -91,7 +91,7 @@ func (f *fakeProvider) manager(t *testing.T, log *slog.Logger) (*Manager, *Cooki
 	p := f.provider(t)
 	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
 	client := NewClient(p, ClientConfig{ID: testClient, Secret: "s3cret", AppURL: "http://app.test"}, nil)
-	return NewManager(cookies, client, NewVerifier(p, f.srv.URL, testClient, time.Now), time.Hour, time.Now, log), cookies
+	return NewManager(cookies, client, NewVerifier(p, Profile{Issuer: f.srv.URL, ClientID: testClient}, time.Now), time.Hour, time.Now, log), cookies
 }
 
 // claimsFor are genuine claims for a token from f.
@@ -135,7 +135,7 @@ func TestAnIDTokenIsNeverAnAccessToken(t *testing.T) {
 func TestAccessTokensTypedAtJWTAreRequiredOnceSeen(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	ctx := context.Background()
 	plain := signer.sign(t, goodClaims(now), nil) // typ JWT
 	if _, err := v.AccessToken(ctx, plain); err != nil {
@@ -187,7 +187,7 @@ func unsignedTyp(t *testing.T, s *testSigner, claims map[string]any) string {
 func TestVerifierRefusesOddHeaders(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	cases := map[string]map[string]any{
 		// RFC 7515 4.1.11: an extension this app does not understand.
 		"unknown crit extension": {"crit": []string{"exp-ext"}, "exp-ext": 1},
@@ -206,7 +206,7 @@ func TestVerifierRefusesOddHeaders(t *testing.T) {
 func TestFailedValidationReturnsNoClaims(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	good := goodClaims(now)
 	cases := map[string]map[string]any{
 		"wrong issuer":   with(good, "iss", "http://evil.test"),
@@ -257,7 +257,11 @@ func signWith(t *testing.T, alg jwa.SignatureAlgorithm, priv any, kid string, cl
 	return string(out)
 }
 
-func TestKeysWithoutAlgAreUsedWithTheDiscoveredAlgorithms(t *testing.T) {
+// TestKeysWithoutAlgAreUsedWithWhatTheirTypeAllows: a key that names no
+// alg checks what its type and curve allow, whatever discovery lists for ID
+// tokens (Hydra signs access tokens with ES256 and lists RS256), and never
+// HMAC or none.
+func TestKeysWithoutAlgAreUsedWithWhatTheirTypeAllows(t *testing.T) {
 	now := time.Now()
 	rsaSigner := newTestSigner(t, "rsa")
 	ec256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -276,8 +280,9 @@ func TestKeysWithoutAlgAreUsedWithTheDiscoveredAlgorithms(t *testing.T) {
 		{"RS256, discovery lists nothing", nil, func(c map[string]any) string { return signWith(t, jwa.RS256(), rsaSigner.priv, "rsa", c) }, true},
 		{"PS384 listed", []string{"RS256", "PS384"}, func(c map[string]any) string { return signWith(t, jwa.PS384(), rsaSigner.priv, "rsa", c) }, true},
 		{"ES256 on P-256, listed", []string{"RS256", "ES256"}, func(c map[string]any) string { return signWith(t, jwa.ES256(), ec256, "ec", c) }, true},
-		{"ES256, discovery lists nothing (RS256 only)", nil, func(c map[string]any) string { return signWith(t, jwa.ES256(), ec256, "ec", c) }, false},
-		{"RS512 not listed", []string{"RS256"}, func(c map[string]any) string { return signWith(t, jwa.RS512(), rsaSigner.priv, "rsa", c) }, false},
+		{"ES256, discovery lists nothing (RS256 only)", nil, func(c map[string]any) string { return signWith(t, jwa.ES256(), ec256, "ec", c) }, true},
+		{"ES256, discovery lists RS256 for ID tokens", []string{"RS256"}, func(c map[string]any) string { return signWith(t, jwa.ES256(), ec256, "ec", c) }, true},
+		{"RS512 not listed", []string{"RS256"}, func(c map[string]any) string { return signWith(t, jwa.RS512(), rsaSigner.priv, "rsa", c) }, true},
 		{"ES384 on a P-256 key", []string{"ES256", "ES384"}, func(c map[string]any) string { return forgeAlg(t, "ES384", "ec", c) }, false},
 		{"ES256 on an RSA key", []string{"RS256", "ES256"}, func(c map[string]any) string { return forgeAlg(t, "ES256", "rsa", c) }, false},
 		{"HS256 listed", []string{"RS256", "HS256"}, func(c map[string]any) string { return unsigned(hsHeader, c, "c2ln") }, false},
@@ -287,7 +292,7 @@ func TestKeysWithoutAlgAreUsedWithTheDiscoveredAlgorithms(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeProvider(t, tc.algs, rsaKey, ecKey)
-			v := NewVerifier(f.provider(t), f.srv.URL, testClient, time.Now)
+			v := NewVerifier(f.provider(t), Profile{Issuer: f.srv.URL, ClientID: testClient}, time.Now)
 			c, err := v.AccessToken(context.Background(), tc.token(f.claimsFor(now)))
 			if tc.ok && (err != nil || c.Subject != "user-1") {
 				t.Fatalf("refused: %v", err)

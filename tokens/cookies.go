@@ -17,7 +17,11 @@ const (
 	RefreshCookie  = "cb_refresh_token"
 	UserInfoCookie = "cb_userinfo"
 	LogoutCookie   = "cb_logged_out" // when this browser last logged out
-	loginPrefix    = "cb_login_"     // + an id derived from the state: one per login transaction
+	// IDTokenCookie holds the latest ID token, sealed, for logout's
+	// id_token_hint. Its Path is /logout, so it rides on logout requests
+	// only and costs the others nothing.
+	IDTokenCookie = "cb_id_token"
+	loginPrefix   = "cb_login_" // + an id derived from the state: one per login transaction
 )
 
 // A CookieStore reads and writes this app's cookies, sealing those that hold
@@ -27,7 +31,8 @@ const (
 // /callback, not on cross-site POSTs), Path=/ and without Domain (host-only).
 // Over https they are also Secure and carry the __Host- prefix, which makes
 // the browser refuse any version of them set without Secure, with a Domain,
-// or for another path.
+// or for another path. The one cookie with another path, cb_id_token
+// (Path=/logout), carries __Secure- instead: __Host- requires Path=/.
 type CookieStore struct {
 	secure bool
 	sealer *Sealer
@@ -42,12 +47,27 @@ func NewCookieStore(appURL string, sealer *Sealer) *CookieStore {
 // Secure reports whether cookies carry the Secure attribute and the __Host- prefix.
 func (c *CookieStore) Secure() bool { return c.secure }
 
+// cookiePaths are the cookies whose Path is not /.
+var cookiePaths = map[string]string{IDTokenCookie: "/logout"}
+
+// pathOf returns the Path a cookie is set with.
+func pathOf(base string) string {
+	if p, ok := cookiePaths[base]; ok {
+		return p
+	}
+	return "/"
+}
+
 // Name returns the name a cookie has on the wire.
 func (c *CookieStore) Name(base string) string {
-	if c.secure {
+	switch {
+	case !c.secure:
+		return base
+	case pathOf(base) != "/":
+		return "__Secure-" + base
+	default:
 		return "__Host-" + base
 	}
-	return base
 }
 
 // Get returns the named cookie's value, or "" when the request has none.
@@ -153,7 +173,7 @@ func (c *CookieStore) cookie(base, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name:     c.Name(base),
 		Value:    value,
-		Path:     "/",
+		Path:     pathOf(base),
 		MaxAge:   maxAge,
 		HttpOnly: true,
 		Secure:   c.secure,

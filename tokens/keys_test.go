@@ -71,7 +71,7 @@ func newKeysFixture(t *testing.T, first *testSigner) *keysFixture {
 	}
 	t.Cleanup(func() { _ = ks.Close() })
 	f.keys = ks
-	f.v = NewVerifier(ks, testIssuer, testClient, f.clock)
+	f.v = NewVerifier(ks, Profile{Issuer: testIssuer, ClientID: testClient}, f.clock)
 	return f
 }
 

@@ -143,14 +143,14 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	if err != nil {
 		return "", err
 	}
-	res, err := m.validateTokens(ctx, tok, txn.Nonce, "")
+	res, err := m.validateTokens(ctx, tok, txn.Nonce, UserInfo{})
 	if err != nil {
 		return "", err
 	}
 	res.user.LoginID, res.user.LoginAt = rand.Text(), now.Unix()
 	s := &Session{
 		AccessToken: res.access, Access: res.claims, RefreshToken: res.refreshToken, User: res.user,
-		Expires: now.Add(m.refreshTTL),
+		Expires: now.Add(m.refreshTTL), idToken: res.idToken,
 	}
 	if err := m.write(w, s, now); err != nil {
 		m.log.Error("login tokens cannot be stored", "err", err)

@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,25 +24,15 @@ type metadata struct {
 	JWKSURI               string `json:"jwks_uri"`
 	EndSessionEndpoint    string `json:"end_session_endpoint"`
 	RevocationEndpoint    string `json:"revocation_endpoint"`
-	// SigningAlgs are the algorithms the provider signs ID tokens with; a
-	// JWKS key that names no algorithm is used with these only.
-	SigningAlgs []string `json:"id_token_signing_alg_values_supported"`
 }
 
-// Provider is the identity provider as this app sees it: its endpoints and
-// its signing keys, found by discovery once it answers.
-//
-// FusionAuth builds the URLs in its discovery document from the host the
-// request came to. Inside docker compose the app asks http://fusionauth:9011,
-// a name the browser cannot resolve, so endpoints the browser visits
-// (authorize, end session) are rewritten to the issuer's origin and those
-// the app calls itself (token, JWKS, userinfo, revocation) to the internal one.
+// Provider is the identity provider as this app sees it: its Profile, and
+// the endpoints and signing keys found by discovery once it answers.
 type Provider struct {
-	issuer   string
-	internal string // base URL for server-to-server calls; the issuer when unset
-	client   *http.Client
-	now      func() time.Time
-	log      *slog.Logger
+	profile Profile
+	client  *http.Client
+	now     func() time.Time
+	log     *slog.Logger
 
 	mu   sync.RWMutex
 	meta *metadata
@@ -53,24 +41,17 @@ type Provider struct {
 	ready chan struct{}
 }
 
-// NewProvider returns a Provider for issuer, reached at internalURL ("" for
-// the issuer itself) through client. Call Start to discover it.
-func NewProvider(issuer, internalURL string, client *http.Client, now func() time.Time, log *slog.Logger) *Provider {
-	if internalURL == "" {
-		internalURL = issuer
-	}
-	return &Provider{
-		issuer:   strings.TrimSuffix(issuer, "/"),
-		internal: strings.TrimSuffix(internalURL, "/"),
-		client:   client,
-		now:      now,
-		log:      log,
-		ready:    make(chan struct{}),
-	}
+// NewProvider returns the Provider profile describes, reached through
+// client. Call Start to discover it.
+func NewProvider(profile Profile, client *http.Client, now func() time.Time, log *slog.Logger) *Provider {
+	return &Provider{profile: profile, client: client, now: now, log: log, ready: make(chan struct{})}
 }
 
-// Issuer returns the expected iss of every token.
-func (p *Provider) Issuer() string { return p.issuer }
+// Issuer returns the expected iss of every token, exactly as configured.
+func (p *Provider) Issuer() string { return p.profile.Issuer }
+
+// Profile returns what this app knows of the provider from its settings.
+func (p *Provider) Profile() Profile { return p.profile }
 
 // Start discovers the provider and fetches its keys, retrying with backoff
 // until both succeed or ctx ends: under docker compose the app starts before
@@ -81,10 +62,10 @@ func (p *Provider) Start(ctx context.Context) {
 		err := p.discover(ctx)
 		if err == nil {
 			close(p.ready)
-			p.log.Info("identity provider ready", "issuer", p.issuer, "attempts", attempt)
+			p.log.Info("identity provider ready", "issuer", p.profile.Issuer, "attempts", attempt)
 			return
 		}
-		p.log.Warn("identity provider not ready, retrying", "issuer", p.issuer, "attempt", attempt, "retry_in", backoff, "err", err)
+		p.log.Warn("identity provider not ready, retrying", "issuer", p.profile.Issuer, "attempt", attempt, "retry_in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return
@@ -136,19 +117,9 @@ func (p *Provider) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
 	return ks.LookupKey(ctx, kid)
 }
 
-// signingAlgs returns the algorithms discovery lists for ID tokens, or none
-// before discovery.
-func (p *Provider) signingAlgs() []string {
-	m, err := p.metadata()
-	if err != nil {
-		return nil
-	}
-	return m.SigningAlgs
-}
-
-// apiURL returns the URL of one of the provider's own API paths, reached
+// apiURL returns the URL of one of FusionAuth's own API paths, reached
 // server to server.
-func (p *Provider) apiURL(path string) string { return p.internal + path }
+func (p *Provider) apiURL(path string) string { return p.profile.apiBase() + path }
 
 // maxDiscoveryBytes bounds the discovery document read.
 const maxDiscoveryBytes = 1 << 20
@@ -156,7 +127,11 @@ const maxDiscoveryBytes = 1 << 20
 func (p *Provider) discover(ctx context.Context) error {
 	reqCtx, cancel := context.WithTimeout(ctx, p.client.Timeout+time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, p.internal+"/.well-known/openid-configuration", nil)
+	where, err := p.profile.discoveryURL()
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, where, nil)
 	if err != nil {
 		return fmt.Errorf("tokens: discovery request: %w", err)
 	}
@@ -172,28 +147,18 @@ func (p *Provider) discover(ctx context.Context) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDiscoveryBytes)).Decode(&m); err != nil {
 		return fmt.Errorf("tokens: discovery document: %w", err)
 	}
-	// Until FusionAuth's kickstart has set the tenant's issuer it still
-	// reports the default (acme.com): not ready yet.
-	if strings.TrimSuffix(m.Issuer, "/") != p.issuer {
-		return fmt.Errorf("tokens: discovery names issuer %q, want %q (is the kickstart still running?)", m.Issuer, p.issuer)
+	// Compared exactly (OpenID Connect Discovery 1.0, section 4.3): a
+	// trailing slash or a path is part of the issuer. Until FusionAuth's
+	// kickstart has set the tenant's issuer it still reports the default
+	// (acme.com): not ready yet.
+	if m.Issuer != p.profile.Issuer {
+		return fmt.Errorf("tokens: discovery names issuer %q, want exactly %q (ISSUER must be written as the provider writes it, trailing slash included; or is FusionAuth's kickstart still running?)", m.Issuer, p.profile.Issuer)
 	}
 	if m.AuthorizationEndpoint == "" || m.TokenEndpoint == "" || m.JWKSURI == "" {
 		return errors.New("tokens: discovery document lacks the authorization, token or JWKS endpoint")
 	}
-	for _, e := range []struct {
-		u    *string
-		base string
-	}{
-		{&m.AuthorizationEndpoint, p.issuer},
-		{&m.EndSessionEndpoint, p.issuer},
-		{&m.TokenEndpoint, p.internal},
-		{&m.UserinfoEndpoint, p.internal},
-		{&m.JWKSURI, p.internal},
-		{&m.RevocationEndpoint, p.internal},
-	} {
-		if *e.u, err = rebase(*e.u, e.base); err != nil {
-			return fmt.Errorf("tokens: discovery document: %w", err)
-		}
+	if err := p.profile.moveEndpoints(&m); err != nil {
+		return err
 	}
 	ks, err := NewRemoteKeySet(ctx, m.JWKSURI, p.client, p.now)
 	if err != nil {
@@ -203,21 +168,4 @@ func (p *Provider) discover(ctx context.Context) error {
 	p.meta, p.keys = &m, ks
 	p.mu.Unlock()
 	return nil
-}
-
-// rebase moves endpoint onto base's scheme and host, keeping its path and query.
-func rebase(endpoint, base string) (string, error) {
-	if endpoint == "" {
-		return "", nil
-	}
-	e, err := url.Parse(endpoint)
-	if err != nil {
-		return "", fmt.Errorf("endpoint %q: %w", endpoint, err)
-	}
-	b, err := url.Parse(base)
-	if err != nil {
-		return "", fmt.Errorf("base %q: %w", base, err)
-	}
-	e.Scheme, e.Host = b.Scheme, b.Host
-	return e.String(), nil
 }

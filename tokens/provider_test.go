@@ -117,7 +117,7 @@ func standIn(t *testing.T, issuer string) (*idp.Server, *httptest.Server) {
 func TestDiscoveryThroughTheInternalURL(t *testing.T) {
 	// As in compose: tokens say http://localhost:9011, the app reaches FusionAuth elsewhere.
 	_, srv := standIn(t, "http://localhost:9011")
-	p := NewProvider("http://localhost:9011", srv.URL, &http.Client{Timeout: time.Second}, time.Now, discard)
+	p := NewProvider(Profile{Issuer: "http://localhost:9011", InternalURL: srv.URL}, &http.Client{Timeout: time.Second}, time.Now, discard)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	go p.Start(ctx)
@@ -139,7 +139,7 @@ func TestDiscoveryThroughTheInternalURL(t *testing.T) {
 func TestDiscoveryWaitsForTheKickstartIssuer(t *testing.T) {
 	// Before the kickstart has set it, FusionAuth's issuer is acme.com.
 	_, srv := standIn(t, "acme.com")
-	p := NewProvider("http://localhost:9011", srv.URL, &http.Client{Timeout: time.Second}, time.Now, discard)
+	p := NewProvider(Profile{Issuer: "http://localhost:9011", InternalURL: srv.URL}, &http.Client{Timeout: time.Second}, time.Now, discard)
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	go p.Start(ctx)
@@ -170,7 +170,7 @@ func TestLogoutRevokesAtAnRFC7009Endpoint(t *testing.T) {
 	defer srv.Close()
 	base = srv.URL
 
-	p := NewProvider(base, "", &http.Client{Timeout: time.Second}, time.Now, discard)
+	p := NewProvider(Profile{Issuer: base}, &http.Client{Timeout: time.Second}, time.Now, discard)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	go p.Start(ctx)
@@ -179,7 +179,7 @@ func TestLogoutRevokesAtAnRFC7009Endpoint(t *testing.T) {
 	}
 	sealer := mustSealer(t, secretA)
 	client := NewClient(p, ClientConfig{ID: testClient, Secret: "s3cret", AppURL: "http://app.test"}, &http.Client{Timeout: time.Second})
-	m := NewManager(NewCookieStore("http://app.test", sealer), client, NewVerifier(p, base, testClient, time.Now), time.Hour, time.Now, discard)
+	m := NewManager(NewCookieStore("http://app.test", sealer), client, NewVerifier(p, Profile{Issuer: base, ClientID: testClient}, time.Now), time.Hour, time.Now, discard)
 	plain, _ := json.Marshal(refreshCookie{Token: "the-refresh-token", Subject: "u1", Expires: time.Now().Add(time.Hour).Unix()})
 	sealed, _ := sealer.Seal(RefreshCookie, plain)
 	req := httptest.NewRequest(http.MethodPost, "/logout", nil)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type refreshed struct {
 	access       string
 	claims       *Claims
 	refreshToken string
+	idToken      string // as issued, for logout's id_token_hint; "" when none came
 	user         UserInfo
 }
 
@@ -143,15 +145,16 @@ const RefreshCallTimeout = 30 * time.Second
 const keyRetryEvery = 250 * time.Millisecond
 
 // redeem calls the token endpoint with the refresh token and validates what
-// comes back. invalid_grant and invalid_client end the session
-// (ErrNoSession); anything that may pass (network, timeout, 5xx, a JWKS
-// that cannot be fetched) is ErrProviderUnavailable.
+// comes back. An OAuth error in a 4xx answer ends the session
+// (ErrNoSession, see classify); anything that may pass (network, timeout,
+// 5xx, temporarily_unavailable, a JWKS that cannot be fetched) is
+// ErrProviderUnavailable.
 func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo) (*refreshed, error) {
 	tok, err := m.client.refresh(ctx, refreshToken)
 	if err != nil {
 		return nil, err
 	}
-	res, err := m.validateTokens(ctx, tok, "", user.Subject)
+	res, err := m.validateTokens(ctx, tok, "", user)
 	for errors.Is(err, errKeysUnavailable) {
 		// The provider has redeemed, perhaps rotated, the refresh token:
 		// this answer holds the only copy of the new one. Tokens signed
@@ -162,7 +165,7 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 			return nil, err
 		case <-time.After(keyRetryEvery):
 		}
-		res, err = m.validateTokens(ctx, tok, "", user.Subject)
+		res, err = m.validateTokens(ctx, tok, "", user)
 	}
 	if err != nil {
 		return nil, err
@@ -175,35 +178,86 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 	if res.user.Subject == "" {
 		res.user = user
 	}
+	res.user.AccessHash = nil // write binds the new access token
 	res.user.LoginID, res.user.LoginAt = user.LoginID, user.LoginAt
 	m.log.Info("tokens refreshed", "sub", user.Subject, "rotated", res.refreshToken != refreshToken)
 	return res, nil
 }
 
 // validateTokens checks a token response: the access token always, the ID
-// token when present (with nonce when not ""). sub, when not "", must match.
-func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce, sub string) (*refreshed, error) {
-	access, err := m.verifier.AccessToken(ctx, tok.AccessToken)
+// token when present (with nonce when not ""). At a refresh, prev is the
+// session's user and the tokens must name prev.Subject; at a login prev is
+// empty.
+//
+// Name and email come from the ID token, else from the userinfo endpoint,
+// asked here once (at the login or refresh, never per page) when the ID
+// token names neither. At a refresh the refresh token is spent already, so
+// a userinfo endpoint that fails keeps the profile the session had.
+func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce string, prev UserInfo) (*refreshed, error) {
+	access, err := m.verifier.tokenEndpointAccess(ctx, tok.AccessToken)
 	if err != nil {
 		return nil, m.tokenResponseError("access token", err)
 	}
-	if sub != "" && access.Subject != sub {
+	if prev.Subject != "" && access.Subject != prev.Subject {
 		return nil, fmt.Errorf("%w: the new access token names another user", ErrNoSession)
 	}
 	res := &refreshed{access: tok.AccessToken, claims: access, refreshToken: tok.RefreshToken}
-	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		id, err := m.verifier.idToken(ctx, raw, nonce)
-		if err != nil {
-			return nil, m.tokenResponseError("ID token", err)
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		if nonce != "" {
+			return nil, fmt.Errorf("%w: the token response has no ID token", ErrNoSession)
 		}
-		if id.Subject != access.Subject {
-			return nil, fmt.Errorf("%w: ID token and access token name different users", ErrNoSession)
-		}
+		return res, nil // a refresh without an ID token: the session's profile still holds
+	}
+	id, err := m.verifier.idToken(ctx, raw, nonce)
+	if err != nil {
+		return nil, m.tokenResponseError("ID token", err)
+	}
+	if id.Subject != access.Subject {
+		return nil, fmt.Errorf("%w: ID token and access token name different users", ErrNoSession)
+	}
+	res.idToken = raw
+	if id.Email != "" && (id.Name != "" || id.GivenName != "" || id.FamilyName != "") {
 		res.user = userInfoFrom(id)
-	} else if nonce != "" {
-		return nil, fmt.Errorf("%w: the token response has no ID token", ErrNoSession)
+		return res, nil
+	}
+	info, err := m.client.userinfo(ctx, tok.AccessToken)
+	switch {
+	case err == nil && info.Subject != id.Subject:
+		// OpenID Connect Core 1.0, section 5.3.2: the sub must match.
+		return nil, fmt.Errorf("%w: the userinfo endpoint names another user than the ID token", ErrNoSession)
+	case err == nil:
+		res.user = userInfoFrom(fillProfile(id, info))
+	case prev.Subject != "":
+		m.log.Warn("userinfo not fetched at refresh: keeping the session's profile", "sub", prev.Subject, "err", err)
+		res.user = userInfoFrom(id)
+		if res.user.Email == "" && res.user.Name == "" {
+			res.user = prev
+		}
+	case errors.Is(err, errNoUserinfo):
+		res.user = userInfoFrom(id) // nothing more to be had
+	default:
+		return nil, err
 	}
 	return res, nil
+}
+
+// fillProfile returns the ID token's claims with the profile claims it
+// lacks taken from the userinfo endpoint's answer.
+func fillProfile(id, info *Claims) *Claims {
+	c := *id
+	for _, f := range []struct{ dst, src *string }{
+		{&c.Email, &info.Email}, {&c.Name, &info.Name}, {&c.GivenName, &info.GivenName},
+		{&c.FamilyName, &info.FamilyName}, {&c.Birthdate, &info.Birthdate},
+	} {
+		if *f.dst == "" {
+			*f.dst = *f.src
+		}
+	}
+	if id.Email == "" {
+		c.EmailVerified = info.EmailVerified
+	}
+	return &c
 }
 
 func (m *Manager) tokenResponseError(what string, err error) error {
@@ -214,7 +268,14 @@ func (m *Manager) tokenResponseError(what string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrNoSession, what, err)
 }
 
-// classify sorts a refresh error into session-ending and transient.
+// classify sorts a refresh error into session-ending and transient. Any
+// OAuth error in a 4xx answer ends the session: invalid_grant is the usual
+// word for a refresh token spent, expired or revoked, but Dex says
+// invalid_request for a superseded one, and a client whose registration
+// changed (invalid_client, unauthorized_client) will not refresh either.
+// Only temporarily_unavailable, a 429, a 5xx or no OAuth answer at all
+// (network errors, timeouts, an HTML error page) keeps the cookies: "try
+// again".
 func classify(err error) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
@@ -222,8 +283,8 @@ func classify(err error) error {
 		return fmt.Errorf("%w: redeeming the refresh token: %w", ErrProviderUnavailable, err)
 	}
 	kind := ErrProviderUnavailable
-	switch re.ErrorCode {
-	case "invalid_grant", "invalid_client", "unauthorized_client":
+	if status := statusOf(re); re.ErrorCode != "" && re.ErrorCode != "temporarily_unavailable" &&
+		status/100 == 4 && status != http.StatusTooManyRequests {
 		kind = ErrNoSession
 	}
 	return &tokenEndpointError{grant: "the refresh token", kind: kind, re: re}

@@ -30,6 +30,7 @@ type Session struct {
 	Expires time.Time
 
 	refreshSealed string // cb_refresh_token as the request sent it
+	idToken       string // the ID token a login or refresh just got, to seal in cb_id_token; "" to keep the cookie as it is
 }
 
 // UserInfo is the sealed content of cb_userinfo: the validated ID-token
@@ -45,6 +46,10 @@ type UserInfo struct {
 	LoginID       string `json:"lid"`      // random per login: CSRF tokens are bound to it
 	LoginAt       int64  `json:"login_at"` // when the user logged in: a logout after it ends the session
 	Expires       int64  `json:"exp"`      // enforced here, not just by the browser
+	// AccessHash is the SHA-256 of the access token the token endpoint
+	// issued to this session: only that token passes in cb_access_token,
+	// whatever its shape (see Verifier). Empty in sessions written before it.
+	AccessHash []byte `json:"ath,omitempty"`
 }
 
 // refreshCookie is the sealed content of cb_refresh_token.
@@ -54,7 +59,8 @@ type refreshCookie struct {
 	Expires int64  `json:"exp"`
 }
 
-// userInfoFrom keeps what the pages show from validated ID-token claims.
+// userInfoFrom keeps what the pages show from validated ID-token claims
+// (or the userinfo endpoint's, when the ID token has none).
 // Name is what every page and /api/me greet the user by: the name claim,
 // else given and family name, else the email. FusionAuth sends name only
 // when the user's fullName is stored, which it is not computed from first
@@ -69,7 +75,7 @@ func userInfoFrom(c *Claims) UserInfo {
 	}
 	return UserInfo{
 		Subject: c.Subject, Name: name, GivenName: c.GivenName, FamilyName: c.FamilyName,
-		Email: c.Email, EmailVerified: c.EmailVerified, Birthdate: c.Birthdate,
+		Email: c.Email, EmailVerified: bool(c.EmailVerified), Birthdate: c.Birthdate,
 	}
 }
 
@@ -129,7 +135,7 @@ func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	var claims *Claims
 	if access != "" {
 		var err error
-		claims, err = m.verifier.accessToken(ctx, access, rec)
+		claims, err = m.verifier.accessToken(ctx, access, user.AccessHash, rec)
 		switch {
 		case errors.Is(err, ErrProviderUnavailable):
 			return nil, err
@@ -204,6 +210,7 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 		return err
 	}
 	s.AccessToken, s.Access, s.RefreshToken, s.User, s.Refreshed = res.access, res.claims, res.refreshToken, res.user, true
+	s.idToken = res.idToken
 	if err := m.write(w, s, m.now()); err != nil {
 		m.log.Error("refreshed tokens cannot be stored", "err", err)
 		return fmt.Errorf("%w: %w", ErrNoSession, err)
@@ -300,6 +307,8 @@ const maxCookieBytes = 4000
 func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error {
 	user := s.User
 	user.Expires = s.Expires.Unix()
+	sum := sha256.Sum256([]byte(s.AccessToken))
+	user.AccessHash = sum[:]
 	values := map[string]string{AccessCookie: s.AccessToken}
 	var err error
 	if values[UserInfoCookie], err = m.cookies.seal(UserInfoCookie, user); err != nil {
@@ -322,17 +331,45 @@ func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error 
 			m.cookies.set(w, base, v, s.Expires, now)
 		}
 	}
+	m.writeIDToken(w, s, now)
 	return nil
+}
+
+// writeIDToken keeps the session's latest ID token, sealed, in cb_id_token
+// for logout's id_token_hint. It is a hint, not part of the session: one
+// too large for a cookie is left out (logout then goes without the hint,
+// which FusionAuth, Auth0 and Okta do not need) rather than failing the login.
+func (m *Manager) writeIDToken(w http.ResponseWriter, s *Session, now time.Time) {
+	if s.idToken == "" {
+		return
+	}
+	sealed, err := m.cookies.seal(IDTokenCookie, idTokenCookie{Token: s.idToken, Subject: s.User.Subject})
+	if err == nil && len(m.cookies.Name(IDTokenCookie))+len(sealed) > maxCookieBytes {
+		err = fmt.Errorf("tokens: %s would be %d bytes, more than a browser keeps (%d)", IDTokenCookie, len(sealed), maxCookieBytes)
+	}
+	if err != nil {
+		m.log.Warn("ID token not kept: logout will go without id_token_hint", "sub", s.User.Subject, "err", err)
+		m.cookies.expire(w, IDTokenCookie) // an older one would name a stale session
+		return
+	}
+	m.cookies.set(w, IDTokenCookie, sealed, s.Expires, now)
+}
+
+// idTokenCookie is the sealed content of cb_id_token.
+type idTokenCookie struct {
+	Token   string `json:"idt"`
+	Subject string `json:"sub"`
 }
 
 // sessionCookies are the cookies that hold a session.
 var sessionCookies = []string{AccessCookie, RefreshCookie, UserInfoCookie}
 
-// expireAll expires every session cookie.
+// expireAll expires every session cookie, and the ID token kept for logout.
 func (m *Manager) expireAll(w http.ResponseWriter) {
 	for _, base := range sessionCookies {
 		m.cookies.expire(w, base)
 	}
+	m.cookies.expire(w, IDTokenCookie)
 }
 
 // clear expires the session cookies the request carries and reports

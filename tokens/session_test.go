@@ -10,10 +10,10 @@ import (
 
 func TestOversizeTokensAreRefusedNotSilentlyDropped(t *testing.T) {
 	now := time.Now()
-	p := NewProvider(testIssuer, "", http.DefaultClient, time.Now, discard)
+	p := NewProvider(Profile{Issuer: testIssuer}, http.DefaultClient, time.Now, discard)
 	clock := func() time.Time { return now }
 	m := NewManager(NewCookieStore("http://app.test", mustSealer(t, secretA)), NewClient(p, ClientConfig{ID: testClient, AppURL: "http://app.test"}, nil),
-		NewVerifier(p, testIssuer, testClient, clock), time.Hour, clock, discard)
+		NewVerifier(p, Profile{Issuer: testIssuer, ClientID: testClient}, clock), time.Hour, clock, discard)
 	s := &Session{
 		Access:  &Claims{Subject: "u1", Expiry: UnixTime(now.Add(time.Minute).Unix())},
 		User:    UserInfo{Subject: "u1"},
@@ -42,9 +42,9 @@ func TestCachedUserInfoStillExpires(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
 	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
-	p := NewProvider(testIssuer, "", http.DefaultClient, time.Now, discard)
+	p := NewProvider(Profile{Issuer: testIssuer}, http.DefaultClient, time.Now, discard)
 	m := NewManager(cookies, NewClient(p, ClientConfig{ID: testClient, AppURL: "http://app.test"}, nil),
-		NewVerifier(p, testIssuer, testClient, clock), time.Hour, clock, discard)
+		NewVerifier(p, Profile{Issuer: testIssuer, ClientID: testClient}, clock), time.Hour, clock, discard)
 	sealed, err := cookies.seal(UserInfoCookie, UserInfo{Subject: "u1", LoginAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
 	if err != nil {
 		t.Fatal(err)

@@ -48,14 +48,14 @@ func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 	t.Cleanup(srv.Close)
 
 	client := &http.Client{Timeout: wait}
-	p := NewProvider(s.issuer, "", &http.Client{Timeout: 2 * time.Second}, s.clock, discard)
+	p := NewProvider(Profile{Issuer: s.issuer}, &http.Client{Timeout: 2 * time.Second}, s.clock, discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go p.Start(ctx)
 	if err := p.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s.verifier = NewVerifier(p, p.Issuer(), testClient, s.clock)
+	s.verifier = NewVerifier(p, Profile{Issuer: p.Issuer(), ClientID: testClient}, s.clock)
 	oidc := NewClient(p, ClientConfig{ID: testClient, Secret: ks.Applications[testClient].ClientSecret, AppURL: appURL}, client)
 	s.m = NewManager(NewCookieStore(appURL, mustSealer(t, secretA)), oidc, s.verifier, time.Hour, s.clock, discard)
 	s.login(t)

@@ -29,7 +29,7 @@ func TestCachedTokenExpiresOnTime(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	signer := newTestSigner(t, "k1")
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, clock)
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, clock)
 	token := signer.sign(t, goodClaims(now), nil) // exp in 2 minutes
 	ctx := context.Background()
 	for range 3 {
@@ -52,7 +52,7 @@ func TestCachedTokenExpiresOnTime(t *testing.T) {
 func TestCachedTokenObeysKindRules(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	ctx := context.Background()
 	untyped := signer.sign(t, goodClaims(now), nil)
 	if _, err := v.AccessToken(ctx, untyped); err != nil {
@@ -99,7 +99,7 @@ func TestKeyRemovedFromJWKSInvalidatesCachedTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ks.Close()
-	v := NewVerifier(ks, testIssuer, testClient, clock.clock)
+	v := NewVerifier(ks, Profile{Issuer: testIssuer, ClientID: testClient}, clock.clock)
 	token := old.sign(t, goodClaims(now), nil)
 	for range 2 {
 		if _, err := v.AccessToken(ctx, token); err != nil {
@@ -129,7 +129,7 @@ func TestKeyReplacedUnderTheSameKidInvalidatesCachedTokens(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
 	keys := staticKeys{"k1": signer.pub}
-	v := NewVerifier(keys, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(keys, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	token := signer.sign(t, goodClaims(now), nil)
 	if _, err := v.AccessToken(context.Background(), token); err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestVerifiedCacheStaysBounded(t *testing.T) {
 		_ = key.Set(jwk.KeyIDKey, "ed")
 		_ = key.Set(jwk.AlgorithmKey, "EdDSA")
 		now := time.Now()
-		v := NewVerifier(staticKeys{"ed": key}, testIssuer, testClient, func() time.Time { return now })
+		v := NewVerifier(staticKeys{"ed": key}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 		hdr := jws.NewHeaders()
 		_ = hdr.Set("kid", "ed")
 		var first string
@@ -195,7 +195,7 @@ func BenchmarkVerifyAccessTokenUncached(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+		v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 		if _, err := v.AccessToken(ctx, token); err != nil {
 			b.Fatal(err)
 		}

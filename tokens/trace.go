@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -318,7 +319,7 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 		case CheckIssuer:
 			v = fmt.Sprintf("%q; trusted: %q", str(claims["iss"]), m.verifier.issuer)
 		case CheckAudience:
-			v = fmt.Sprintf("%v; this app's client id: %s", claims["aud"], m.verifier.clientID)
+			v = fmt.Sprintf("%v; must hold: %s", claims["aud"], m.verifier.audience)
 		case CheckSubject:
 			v = str(claims["sub"])
 		case CheckNotBefore:
@@ -330,13 +331,23 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 				v = "no exp"
 			}
 		case CheckKind:
-			v = "access token: "
-			if _, ok := claims["nonce"]; ok {
+			_, nonce := claims["nonce"]
+			_, atHash := claims["at_hash"]
+			sum := sha256.Sum256([]byte(access))
+			switch b := bindingOf(&sum, user.AccessHash); {
+			case b == boundOwn:
+				v = "the very access token the provider issued to this session (its SHA-256 is the one cb_userinfo holds)"
+				if nonce || atHash {
+					v += "; it carries nonce or at_hash like an ID token, as this provider's access tokens do"
+				}
+			case nonce:
 				v = "ID token: it carries a nonce"
-			} else if _, ok := claims["at_hash"]; ok {
+			case atHash:
 				v = "ID token: it carries at_hash"
-			} else {
-				v += fmt.Sprintf("no nonce, no at_hash, typ %q", str(hdr["typ"]))
+			case b == boundOther:
+				v = "not the access token issued to this session: its SHA-256 is not the one cb_userinfo holds"
+			default:
+				v = fmt.Sprintf("access token: no nonce, no at_hash, typ %q", str(hdr["typ"]))
 			}
 		case CheckBinding:
 			v = fmt.Sprintf("access token sub %s, cb_userinfo sub %s", str(claims["sub"]), user.Subject)

@@ -30,10 +30,10 @@ func newTraceFixture(t *testing.T) *traceFixture {
 	signer := newTestSigner(t, "k1")
 	clock := func() time.Time { return now }
 	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, clock)
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, clock)
 	return &traceFixture{
 		// The client is never called: a trace stops where it would refresh.
-		m:       NewManager(cookies, NewClient(NewProvider(testIssuer, "", nil, clock, discard), ClientConfig{ID: testClient}, nil), v, time.Hour, clock, discard),
+		m:       NewManager(cookies, NewClient(NewProvider(Profile{Issuer: testIssuer}, nil, clock, discard), ClientConfig{ID: testClient}, nil), v, time.Hour, clock, discard),
 		cookies: cookies, signer: signer, now: now,
 		user: UserInfo{Subject: "user-1", LoginID: "l1", LoginAt: now.Add(-time.Minute).Unix(), Expires: now.Add(time.Hour).Unix()},
 	}

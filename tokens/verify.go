@@ -32,7 +32,7 @@ var (
 	errExpired = errors.New("tokens: token expired")
 )
 
-// Claims are the claims this app reads from FusionAuth's access and ID tokens.
+// Claims are the claims this app reads from the provider's access and ID tokens.
 type Claims struct {
 	Issuer    string   `json:"iss"`
 	Subject   string   `json:"sub"`
@@ -43,7 +43,8 @@ type Claims struct {
 	AuthTime  UnixTime `json:"auth_time,omitzero"`
 	JWTID     string   `json:"jti,omitempty"`
 	SessionID string   `json:"sid,omitempty"`
-	Scope     string   `json:"scope,omitempty"`
+	Scope     string   `json:"scope,omitempty"` // space-separated (RFC 8693, RFC 9068)
+	Scp       Audience `json:"scp,omitempty"`   // what Hydra and Okta send instead: an array, or a string
 	Roles     []string `json:"roles,omitempty"`
 	AuthType  string   `json:"authenticationType,omitempty"`
 	Nonce     string   `json:"nonce,omitempty"`   // ID token only
@@ -52,11 +53,19 @@ type Claims struct {
 	// Profile claims: in the ID token; not in the access token under
 	// FusionAuth's default Strict scope policy.
 	Email         string `json:"email,omitempty"`
-	EmailVerified bool   `json:"email_verified,omitempty"`
+	EmailVerified Bool   `json:"email_verified,omitempty"`
 	Name          string `json:"name,omitempty"`
 	GivenName     string `json:"given_name,omitempty"`
 	FamilyName    string `json:"family_name,omitempty"`
 	Birthdate     string `json:"birthdate,omitempty"`
+}
+
+// Scopes returns the token's scopes, space-separated, from scope or else scp.
+func (c *Claims) Scopes() string {
+	if c.Scope != "" {
+		return c.Scope
+	}
+	return strings.Join(c.Scp, " ")
 }
 
 // Audience is the aud claim, a string or an array of strings in a JWT.
@@ -72,6 +81,22 @@ func (a *Audience) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*a = Audience{s}
+	return nil
+}
+
+// Bool is a boolean claim that some providers send as a string ("true").
+type Bool bool
+
+// UnmarshalJSON accepts true, false, "true" and "false".
+func (b *Bool) UnmarshalJSON(raw []byte) error {
+	switch string(bytes.TrimSpace(raw)) {
+	case "true", `"true"`:
+		*b = true
+	case "false", `"false"`, "null":
+		*b = false
+	default:
+		return fmt.Errorf("tokens: %s is not a boolean", raw)
+	}
 	return nil
 }
 
@@ -91,30 +116,42 @@ func (u *UnixTime) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// A Verifier checks tokens from one issuer for one client.
+// A Verifier checks tokens from one issuer for one client: access tokens
+// must name the profile's audience in aud, ID tokens its client id.
 //
-// It tells access tokens from ID tokens, since FusionAuth signs both with one
-// key and one aud: an ID token carries nonce or at_hash, an access token
-// neither. A provider following RFC 9068 also types its access tokens
-// "at+jwt"; once one token so typed has passed signature verification (only
-// the provider can sign one), the Verifier requires that type of every access
-// token, for the life of the process. Each instance learns it on its own, from
-// the first such token it sees.
+// It tells access tokens from ID tokens where the provider lets it. Most
+// providers do (FusionAuth, Hydra, ZITADEL, Auth0, Keycloak): an ID token
+// carries nonce or at_hash, an access token neither, and a provider
+// following RFC 9068 types its access tokens "at+jwt". Once one token so
+// typed has passed signature verification (only the provider can sign one),
+// the Verifier requires that type of every access token, for the life of the
+// process.
+//
+// Some providers' access tokens carry at_hash and nonce like their ID tokens
+// (Dex), and then nothing in a token tells the two apart. A cookie session
+// does not need the token's shape: the userinfo cookie holds the SHA-256 of
+// the access token the token endpoint issued to it, and only that very
+// token passes (sessionAccess). A Bearer token has no such binding: it is
+// refused when it looks like an ID token, unless this instance has itself
+// received such access tokens from the token endpoint (learned at a login or
+// refresh, see tokenEndpointAccess), for then the provider makes them so.
+// Each instance learns both rules on its own, from the tokens it sees.
 type Verifier struct {
 	keys     KeySet
 	issuer   string
-	clientID string
+	clientID string // what an ID token's aud must hold
+	audience string // what an access token's aud must hold
 	now      func() time.Time
 	atJWT    atomic.Bool // an "at+jwt" token has been seen with a valid signature
+	idShaped atomic.Bool // the token endpoint issued an access token carrying nonce or at_hash
 	cache    *boundedCache[verifiedToken]
 }
 
 // NewVerifier returns a Verifier that trusts keys from ks for tokens whose
-// iss is issuer and whose aud holds clientID. When ks is a *Provider, a key
-// that names no algorithm is used only with the algorithms its discovery
-// document lists (RS256 when it lists none) that fit the key's type.
-func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Verifier {
-	return &Verifier{keys: ks, issuer: issuer, clientID: clientID, now: now, cache: newBoundedCache[verifiedToken]()}
+// iss is exactly p.Issuer, whose aud holds p's audience (access tokens) or
+// p.ClientID (ID tokens).
+func NewVerifier(ks KeySet, p Profile, now func() time.Time) *Verifier {
+	return &Verifier{keys: ks, issuer: p.Issuer, clientID: p.ClientID, audience: p.audience(), now: now, cache: newBoundedCache[verifiedToken]()}
 }
 
 // AccessToken verifies an access token. On success it returns the claims.
@@ -128,30 +165,65 @@ func NewVerifier(ks KeySet, issuer, clientID string, now func() time.Time) *Veri
 // expires, so that the next requests carrying it skip the signature
 // verification, and only that: see verifiedToken.
 func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error) {
+	return v.accessToken(ctx, raw, nil, nil)
+}
+
+// tokenEndpointAccess verifies an access token this app has just received
+// from the token endpoint, at a login or refresh. Its shape proves nothing
+// there (the token endpoint said what it is), so an access token that
+// carries nonce or at_hash passes, and teaches this Verifier that the
+// provider's access tokens look like ID tokens (see Verifier).
+func (v *Verifier) tokenEndpointAccess(ctx context.Context, raw string) (*Claims, error) {
+	sum := sha256.Sum256([]byte(raw))
+	c, err := v.accessToken(ctx, raw, sum[:], nil)
+	if c != nil && (c.AtHash != "" || c.Nonce != "") && !v.idShaped.Load() {
+		v.idShaped.Store(true)
+	}
+	return c, err
+}
+
+// accessToken verifies an access token; bound, when not nil, is the SHA-256
+// of the access token the session was issued (from its userinfo cookie), and
+// only that token passes. With rec it records each check and skips the
+// cache: a trace always watches the whole verification.
+//
+// A token that passed every check is remembered (by its hash) until it
+// expires, so that the next requests carrying it skip the signature
+// verification, and only that: the hash computed for the cache is the one
+// compared with bound, so the binding costs nothing more.
+func (v *Verifier) accessToken(ctx context.Context, raw string, bound []byte, rec *recorder) (*Claims, error) {
 	if len(raw) > maxTokenLen {
-		_, _, err := v.verify(ctx, raw, nil, nil)
+		_, _, err := v.verify(ctx, raw, rec, nil, v.audience)
 		return nil, err
 	}
 	sum := sha256.Sum256([]byte(raw))
+	b := bindingOf(&sum, bound)
+	if rec != nil {
+		c, typ, err := v.verify(ctx, raw, rec, nil, v.audience)
+		if c == nil {
+			return nil, err
+		}
+		return v.accessRules(c, typ, err, rec, b)
+	}
 	if e, ok := v.cache.get(sum); ok {
 		// The signature was checked with this very key; the claims' times
 		// and the kind rules are checked again, as on a first sight.
 		if key, err := v.keys.LookupKey(ctx, e.kid); err == nil && key == e.key {
 			c := e.claims
-			err := v.validate(&c, nil)
+			err := v.validate(&c, nil, v.audience)
 			if err != nil && !errors.Is(err, errExpired) {
 				return nil, err
 			}
-			return v.accessRules(&c, e.typ, err, nil)
+			return v.accessRules(&c, e.typ, err, nil, b)
 		}
 		v.cache.drop(sum)
 	}
 	var used verifiedToken
-	c, typ, err := v.verify(ctx, raw, nil, &used)
+	c, typ, err := v.verify(ctx, raw, nil, &used, v.audience)
 	if c == nil {
 		return nil, err
 	}
-	c, err = v.accessRules(c, typ, err, nil)
+	c, err = v.accessRules(c, typ, err, nil, b)
 	if err == nil {
 		used.claims, used.typ = *c, typ
 		v.cache.put(sum, used, int64(c.Expiry), v.now().Unix())
@@ -159,29 +231,43 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error)
 	return c, err
 }
 
-// accessToken is AccessToken without the cache, recording each check on
-// rec: a trace always watches the whole verification.
-func (v *Verifier) accessToken(ctx context.Context, raw string, rec *recorder) (*Claims, error) {
-	if rec == nil {
-		return v.AccessToken(ctx, raw)
+// binding is how a token relates to the session it arrived in.
+type binding int
+
+const (
+	unbound    binding = iota // a Bearer token, or a session written before sessions held the hash
+	boundOwn                  // the very token the token endpoint issued to this session
+	boundOther                // another token than the one issued to this session
+)
+
+func bindingOf(sum *[sha256.Size]byte, bound []byte) binding {
+	switch {
+	case len(bound) == 0:
+		return unbound
+	case subtle.ConstantTimeCompare(sum[:], bound) == 1:
+		return boundOwn
+	default:
+		return boundOther
 	}
-	c, typ, err := v.verify(ctx, raw, rec, nil)
-	if c == nil {
-		return nil, err
-	}
-	return v.accessRules(c, typ, err, rec)
 }
 
-// accessRules refuses what is no access token: an ID token, or an untyped
-// token from a provider known to type its access tokens. err is the
+// accessRules refuses what is no access token: a token other than the one
+// issued to the session it arrived in, an ID token, or an untyped token
+// from a provider known to type its access tokens. err is the
 // verification's outcome, nil or errExpired, passed through otherwise.
 // The check is recorded on rec, which may be nil.
-func (v *Verifier) accessRules(c *Claims, typ string, err error, rec *recorder) (*Claims, error) {
+func (v *Verifier) accessRules(c *Claims, typ string, err error, rec *recorder, b binding) (*Claims, error) {
+	idShaped := c.AtHash != "" || c.Nonce != ""
 	switch {
-	case c.AtHash != "" || c.Nonce != "":
+	case b == boundOwn:
+		// The token endpoint issued this very token as the access token,
+		// whatever it looks like.
+	case idShaped && (b == boundOther || !v.idShaped.Load()):
 		// An ID token is no credential for this app, whatever the provider
 		// puts in it: an ID token from the token endpoint may lack at_hash.
 		return nil, rec.fail(CheckKind, fmt.Errorf("%w: an ID token (it carries nonce or at_hash) is not an access token", errInvalidToken))
+	case b == boundOther:
+		return nil, rec.fail(CheckKind, fmt.Errorf("%w: not the access token issued to this session (its SHA-256 is not the one cb_userinfo holds)", errInvalidToken))
 	case typ != typAccess && v.atJWT.Load():
 		return nil, rec.fail(CheckKind, fmt.Errorf("%w: typ %q, but this provider types its access tokens at+jwt", errInvalidToken, typ))
 	}
@@ -192,7 +278,7 @@ func (v *Verifier) accessRules(c *Claims, typ string, err error, rec *recorder) 
 // idToken verifies an ID token and, when nonce is not empty, its nonce.
 // Claims come back as AccessToken's do.
 func (v *Verifier) idToken(ctx context.Context, raw, nonce string) (*Claims, error) {
-	c, typ, err := v.verify(ctx, raw, nil, nil)
+	c, typ, err := v.verify(ctx, raw, nil, nil, v.clientID)
 	switch {
 	case c == nil:
 		return nil, err
@@ -212,11 +298,12 @@ const (
 	typAccess = "at+jwt"
 )
 
-// verify checks the signature and the claims, and returns the token's typ.
-// Claims come back on success and when only errExpired is wrong. Each
-// check is recorded on rec, which may be nil. When used is not nil, it gets
-// the kid and the key the signature was checked with.
-func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *verifiedToken) (*Claims, string, error) {
+// verify checks the signature and the claims (aud must hold aud), and
+// returns the token's typ. Claims come back on success and when only
+// errExpired is wrong. Each check is recorded on rec, which may be nil.
+// When used is not nil, it gets the kid and the key the signature was
+// checked with.
+func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *verifiedToken, aud string) (*Claims, string, error) {
 	if len(raw) > maxTokenLen {
 		return nil, "", rec.fail(CheckShape, fmt.Errorf("%w: %d bytes, more than %d", errInvalidToken, len(raw), maxTokenLen))
 	}
@@ -286,7 +373,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *
 		return nil, "", rec.fail(CheckClaims, fmt.Errorf("%w: claims: %w", errInvalidToken, err))
 	}
 	rec.pass(CheckClaims)
-	switch err := v.validate(&c, rec); {
+	switch err := v.validate(&c, rec, aud); {
 	case err == nil:
 		return &c, typ, nil
 	case errors.Is(err, errExpired):
@@ -298,8 +385,11 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *
 
 // algorithm returns the algorithm to check a token signed with tokAlg by
 // key. A key that names its algorithm allows that one only. A key that names
-// none (RFC 7517 makes alg optional) allows an algorithm of its type that
-// the provider's discovery lists: never HMAC, never none.
+// none (RFC 7517 makes alg optional) allows the algorithms its type and
+// curve can check (an EC P-256 key means ES256), for access tokens as for
+// ID tokens: never HMAC, never none. Discovery's
+// id_token_signing_alg_values_supported is not consulted: it speaks of ID
+// tokens only, and Hydra signs its access tokens with another algorithm.
 func (v *Verifier) algorithm(key jwk.Key, tokAlg jwa.SignatureAlgorithm) (jwa.SignatureAlgorithm, error) {
 	if keyAlg, ok := key.Algorithm(); ok {
 		alg, ok := jwa.LookupSignatureAlgorithm(keyAlg.String())
@@ -313,15 +403,6 @@ func (v *Verifier) algorithm(key jwk.Key, tokAlg jwa.SignatureAlgorithm) (jwa.Si
 	}
 	if !slices.Contains(algsForKey(key), tokAlg.String()) {
 		return tokAlg, fmt.Errorf("token alg %q does not fit the provider's %s key", tokAlg, key.KeyType())
-	}
-	discovered := []string{"RS256"} // OIDC Discovery's default
-	if p, ok := v.keys.(interface{ signingAlgs() []string }); ok {
-		if algs := p.signingAlgs(); len(algs) > 0 {
-			discovered = algs
-		}
-	}
-	if !slices.Contains(discovered, tokAlg.String()) {
-		return tokAlg, fmt.Errorf("token alg %q is not one the provider's discovery lists (%q)", tokAlg, discovered)
 	}
 	return tokAlg, nil
 }
@@ -363,15 +444,16 @@ var asymmetric = map[string]bool{
 	"EdDSA": true, "Ed25519": true,
 }
 
-// validate checks the claims in order, recording each check on rec.
-func (v *Verifier) validate(c *Claims, rec *recorder) error {
+// validate checks the claims in order, aud against aud, recording each
+// check on rec.
+func (v *Verifier) validate(c *Claims, rec *recorder, aud string) error {
 	now := rec.now(v.now)
 	if c.Issuer != v.issuer {
 		return rec.fail(CheckIssuer, fmt.Errorf("%w: issuer %q, want %q", errInvalidToken, c.Issuer, v.issuer))
 	}
 	rec.pass(CheckIssuer)
-	if !slices.Contains(c.Audience, v.clientID) {
-		return rec.fail(CheckAudience, fmt.Errorf("%w: audience %q does not hold the client id", errInvalidToken, c.Audience))
+	if !slices.Contains(c.Audience, aud) {
+		return rec.fail(CheckAudience, fmt.Errorf("%w: audience %q does not hold %q", errInvalidToken, c.Audience, aud))
 	}
 	rec.pass(CheckAudience)
 	if c.Subject == "" {

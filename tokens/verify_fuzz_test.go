@@ -53,7 +53,7 @@ func fuzzSigner(t testing.TB) *testSigner {
 // is checked again here with jws directly, not through the verifier.
 func FuzzAccessToken(f *testing.F) {
 	signer := fuzzSigner(f)
-	v := NewVerifier(staticKeys{signer.kid: signer.pub}, testIssuer, testClient, func() time.Time { return fuzzNow })
+	v := NewVerifier(staticKeys{signer.kid: signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return fuzzNow })
 	f.Fuzz(func(t *testing.T, raw string) {
 		c, err := v.AccessToken(context.Background(), raw)
 		if err != nil && !errors.Is(err, errExpired) && c != nil {

@@ -104,7 +104,7 @@ func unsigned(header, claims map[string]any, sig string) string {
 func TestVerifierAcceptsGenuineTokens(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	c, err := v.AccessToken(context.Background(), signer.sign(t, goodClaims(now), nil))
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestVerifierRefusesForgeries(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
 	attacker := newTestSigner(t, "k1") // same kid, different key
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	good := goodClaims(now)
 
 	// HMAC with the public key's bytes as the secret: the classic algorithm confusion.
@@ -177,7 +177,7 @@ func TestVerifierRefusesForgeries(t *testing.T) {
 func TestVerifierChecksNonce(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	id := signer.sign(t, with(goodClaims(now), "nonce", "n-123", "email", "r@example.com"), nil)
 	if c, err := v.idToken(context.Background(), id, "n-123"); err != nil || c.Email != "r@example.com" {
 		t.Fatalf("IDToken = %+v, %v", c, err)
@@ -197,7 +197,7 @@ func (failingKeys) LookupKey(context.Context, string) (jwk.Key, error) {
 func TestVerifierSaysWhenKeysAreUnavailable(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
-	v := NewVerifier(failingKeys{}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(failingKeys{}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	_, err := v.AccessToken(context.Background(), signer.sign(t, goodClaims(now), nil))
 	if !errors.Is(err, errKeysUnavailable) || errors.Is(err, errInvalidToken) {
 		t.Fatalf("err = %v: an unreachable JWKS must not be taken for a bad token", err)
@@ -207,7 +207,7 @@ func TestVerifierSaysWhenKeysAreUnavailable(t *testing.T) {
 func BenchmarkVerifyAccessToken(b *testing.B) {
 	now := time.Now()
 	signer := newTestSigner(b, "k1")
-	v := NewVerifier(staticKeys{"k1": signer.pub}, testIssuer, testClient, func() time.Time { return now })
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
 	token := signer.sign(b, goodClaims(now), nil)
 	ctx := context.Background()
 	for b.Loop() {

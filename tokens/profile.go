@@ -1,0 +1,195 @@
+package tokens
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// DefaultScopes are the scopes asked for when a Profile names none: an ID
+// token (openid) with the user's email and name, and a refresh token
+// (offline_access).
+var DefaultScopes = []string{"openid", "email", "profile", "offline_access"}
+
+// A Profile is everything that differs between OpenID providers, in one
+// place: what the settings say (below) and what discovery tells (the
+// methods further down). The rest of this package asks the profile rather
+// than naming a provider.
+//
+// The rules it carries, and why:
+//   - Issuer is compared exactly, in the discovery document and in every
+//     token's iss (OpenID Connect Discovery 1.0, section 4.3): Auth0's ends
+//     in a slash, Keycloak's and Dex's have paths.
+//   - Access tokens must name Audience in their aud (Auth0 puts the API
+//     identifier there, Authgear the issuer, Keycloak "account"); ID tokens
+//     must name ClientID (OpenID Connect Core 1.0, section 3.1.3.7).
+//   - Scopes and AuthorizeParams shape the authorization request (Auth0's
+//     audience, RFC 8707's resource); the flow's own parameters cannot be
+//     replaced (the settings refuse them, and the request sets them last).
+//   - Endpoints are used as discovery gives them, unless InternalURL is set:
+//     see moveEndpoints.
+//   - Revocation at logout: RFC 7009 where discovery lists a
+//     revocation_endpoint, FusionAuth's API where it does not and an API
+//     key is set (FusionAuth has no RFC 7009 endpoint), else none: see
+//     revocationFor.
+//   - Token kinds, a JWKS key without alg, userinfo and logout's
+//     id_token_hint apply to every provider alike: see Verifier, and
+//     Manager's login, refresh and Logout.
+type Profile struct {
+	// Issuer is the provider's issuer exactly as its tokens carry it.
+	Issuer string
+	// InternalURL is where this app reaches the provider when the browser's
+	// URL does not work from here (FusionAuth inside docker compose); "" to
+	// use the discovered endpoints as they are.
+	InternalURL string
+	// ClientID is this app's client id: every ID token's aud holds it.
+	ClientID string
+	// Audience is what every access token's aud must hold; "" means ClientID.
+	Audience string
+	// Scopes are the scopes asked for; nil means DefaultScopes.
+	Scopes []string
+	// AuthorizeParams are added to the authorization request; they never
+	// replace the flow's own parameters (state, nonce, PKCE, redirect_uri,
+	// client_id, response_type, scope).
+	AuthorizeParams url.Values
+}
+
+// audience is what an access token's aud must hold.
+func (p Profile) audience() string {
+	if p.Audience != "" {
+		return p.Audience
+	}
+	return p.ClientID
+}
+
+// scopes are the scopes to ask for.
+func (p Profile) scopes() []string {
+	if len(p.Scopes) > 0 {
+		return p.Scopes
+	}
+	return DefaultScopes
+}
+
+// discoveryURL is where the discovery document is: the issuer without its
+// trailing slash, plus /.well-known/openid-configuration (OpenID Connect
+// Discovery 1.0, section 4), on InternalURL's host when that is set.
+func (p Profile) discoveryURL() (string, error) {
+	u, err := url.Parse(strings.TrimSuffix(p.Issuer, "/") + "/.well-known/openid-configuration")
+	if err != nil {
+		return "", fmt.Errorf("tokens: the issuer %q: %w", p.Issuer, err)
+	}
+	if p.InternalURL != "" {
+		if err := onto(u, p.InternalURL); err != nil {
+			return "", err
+		}
+	}
+	return u.String(), nil
+}
+
+// apiBase is the base URL of FusionAuth's own API, reached server to server.
+func (p Profile) apiBase() string {
+	if p.InternalURL != "" {
+		return strings.TrimSuffix(p.InternalURL, "/")
+	}
+	u, err := url.Parse(p.Issuer)
+	if err != nil {
+		return strings.TrimSuffix(p.Issuer, "/")
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// moveEndpoints rewrites discovered endpoints when InternalURL is set, and
+// only then. FusionAuth builds its discovery document's URLs from the host
+// the request came to: asked as http://fusionauth:9011 inside compose, it
+// names a host the browser cannot resolve. So the endpoints the browser
+// visits (authorize, end session) move onto the issuer's origin, and those
+// this app calls (token, userinfo, JWKS, revocation) onto InternalURL.
+// Other providers name their endpoints as they mean them, on hosts that may
+// differ from the issuer's: without InternalURL they are used as they are.
+func (p Profile) moveEndpoints(m *metadata) error {
+	if p.InternalURL == "" {
+		return nil
+	}
+	for _, e := range []struct {
+		u    *string
+		base string
+	}{
+		{&m.AuthorizationEndpoint, p.Issuer},
+		{&m.EndSessionEndpoint, p.Issuer},
+		{&m.TokenEndpoint, p.InternalURL},
+		{&m.UserinfoEndpoint, p.InternalURL},
+		{&m.JWKSURI, p.InternalURL},
+		{&m.RevocationEndpoint, p.InternalURL},
+	} {
+		if *e.u == "" {
+			continue
+		}
+		u, err := url.Parse(*e.u)
+		if err != nil {
+			return fmt.Errorf("tokens: discovery document: endpoint %q: %w", *e.u, err)
+		}
+		if err := onto(u, e.base); err != nil {
+			return err
+		}
+		*e.u = u.String()
+	}
+	return nil
+}
+
+// onto moves u onto base's scheme and host, keeping its path and query.
+func onto(u *url.URL, base string) error {
+	b, err := url.Parse(base)
+	if err != nil || b.Host == "" {
+		return fmt.Errorf("tokens: base URL %q: not an absolute URL", base)
+	}
+	u.Scheme, u.Host = b.Scheme, b.Host
+	return nil
+}
+
+// authorizeParams returns the profile's extra authorization parameters
+// without any the flow sets itself (the settings refuse those already;
+// this keeps a Profile built in code as safe).
+func (p Profile) authorizeParams() url.Values {
+	v := url.Values{}
+	for name, vals := range p.AuthorizeParams {
+		if !slices.Contains(FlowParams, strings.ToLower(name)) {
+			v[name] = vals
+		}
+	}
+	return v
+}
+
+// FlowParams are the authorization request parameters the login flow sets
+// itself: a Profile's AuthorizeParams may not replace them, or a setting
+// could turn off state, nonce or PKCE, or send the code elsewhere.
+var FlowParams = []string{"state", "nonce", "code_challenge", "code_challenge_method", "redirect_uri", "client_id", "response_type", "scope"}
+
+// revocation is how logout revokes a refresh token at this provider.
+type revocation int
+
+const (
+	revokeNone          revocation = iota // the provider offers no way
+	revokeRFC7009                         // POST to discovery's revocation_endpoint
+	revokeFusionAuthAPI                   // DELETE /api/jwt/refresh with the API key
+)
+
+// errNoRevocation means logout has no way to revoke the refresh token here.
+var errNoRevocation = errors.New("tokens: no way to revoke: the provider lists no revocation_endpoint and FUSIONAUTH_API_KEY is not set")
+
+// revocationFor picks how to revoke: the standard endpoint wherever
+// discovery lists one; FusionAuth's API only when discovery lists none (no
+// FusionAuth version has an RFC 7009 endpoint) and an API key is set, which
+// only a FusionAuth deployment has. So a FusionAuth API key left in .env
+// never sends a refresh token to another provider's /api/jwt/refresh.
+func revocationFor(m metadata, apiKey string) revocation {
+	switch {
+	case m.RevocationEndpoint != "":
+		return revokeRFC7009
+	case apiKey != "":
+		return revokeFusionAuthAPI
+	default:
+		return revokeNone
+	}
+}

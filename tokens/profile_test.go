@@ -1,0 +1,521 @@
+package tokens
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+)
+
+// op is a small OpenID provider on httptest whose shape each test sets:
+// an issuer with a path or a trailing slash, endpoints on another host,
+// access tokens shaped like ID tokens, a userinfo endpoint, RFC 7009
+// revocation. Its token endpoint answers the code and refresh grants with
+// tokens made by the test's functions.
+type op struct {
+	t       *testing.T
+	srv     *httptest.Server // serves the issuer's documents and the endpoints
+	issuer  string
+	signer  *testSigner
+	tokenAt string // the token endpoint's URL, perhaps on another server
+
+	access   func(nonce string) map[string]any // the access token's claims
+	id       func(nonce string) map[string]any // the ID token's claims
+	userinfo map[string]any                    // nil: no userinfo endpoint
+	revocation,
+	endSession bool
+
+	mu            sync.Mutex
+	nonce         string // the last authorization request's
+	refreshErr    map[string]any
+	refreshStatus int
+	userinfoCalls atomic.Int32
+	revoked       []string // the paths revocation calls reached
+}
+
+// newOP serves a provider whose issuer is the server's URL plus path.
+func newOP(t *testing.T, path string, shape func(o *op)) *op {
+	t.Helper()
+	o := &op{t: t, signer: newTestSigner(t, "k1")}
+	mux := http.NewServeMux()
+	o.srv = httptest.NewServer(mux)
+	t.Cleanup(o.srv.Close)
+	o.issuer = o.srv.URL + path
+	o.tokenAt = o.srv.URL + "/oauth/token"
+	o.access = func(string) map[string]any { return o.claims() }
+	o.id = func(nonce string) map[string]any {
+		return with(o.claims(), "nonce", nonce, "email", "r@example.com", "name", "Richard Hendricks")
+	}
+	if shape != nil {
+		shape(o)
+	}
+	base := strings.TrimSuffix(path, "/")
+	mux.HandleFunc("GET "+base+"/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		doc := map[string]any{
+			"issuer": o.issuer, "authorization_endpoint": o.srv.URL + "/oauth/authorize",
+			"token_endpoint": o.tokenAt, "jwks_uri": o.srv.URL + "/oauth/jwks",
+		}
+		if o.userinfo != nil {
+			doc["userinfo_endpoint"] = o.srv.URL + "/oauth/userinfo"
+		}
+		if o.revocation {
+			doc["revocation_endpoint"] = o.srv.URL + "/oauth/revoke"
+		}
+		if o.endSession {
+			doc["end_session_endpoint"] = o.srv.URL + "/oauth/logout"
+		}
+		_ = json.NewEncoder(w).Encode(doc)
+	})
+	mux.HandleFunc("GET /oauth/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		set := jwk.NewSet()
+		_ = set.AddKey(o.signer.pub)
+		_ = json.NewEncoder(w).Encode(set)
+	})
+	mux.HandleFunc("POST /oauth/token", o.token)
+	mux.HandleFunc("GET /oauth/userinfo", func(w http.ResponseWriter, r *http.Request) {
+		o.userinfoCalls.Add(1)
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(o.userinfo)
+	})
+	mux.HandleFunc("POST /oauth/revoke", func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		o.revoked = append(o.revoked, r.URL.Path)
+		o.mu.Unlock()
+	})
+	mux.HandleFunc("DELETE /api/jwt/refresh", func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		o.revoked = append(o.revoked, r.URL.Path)
+		o.mu.Unlock()
+	})
+	return o
+}
+
+// claims are genuine claims of a token from o, for the client.
+func (o *op) claims() map[string]any {
+	return with(goodClaims(time.Now()), "iss", o.issuer)
+}
+
+func (o *op) token(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	w.Header().Set("Content-Type", "application/json")
+	o.mu.Lock()
+	nonce, status, refusal := o.nonce, o.refreshStatus, o.refreshErr
+	o.mu.Unlock()
+	if r.PostForm.Get("grant_type") == "refresh_token" {
+		nonce = ""
+		if refusal != nil {
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(refusal)
+			return
+		}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"access_token": o.signer.sign(o.t, o.access(nonce), nil), "id_token": o.signer.sign(o.t, o.id(nonce), nil),
+		"refresh_token": "rt-" + rand.Text(), "token_type": "Bearer", "expires_in": 120,
+	})
+}
+
+// refuseRefresh makes the token endpoint answer refresh grants with status and body.
+func (o *op) refuseRefresh(status int, body map[string]any) {
+	o.mu.Lock()
+	o.refreshStatus, o.refreshErr = status, body
+	o.mu.Unlock()
+}
+
+// app is this app on o: the profile's settings with o's issuer.
+type app struct {
+	m       *Manager
+	cookies *CookieStore
+	o       *op
+}
+
+func (o *op) app(t *testing.T, profile Profile, apiKey string) *app {
+	t.Helper()
+	profile.Issuer = o.issuer
+	profile.ClientID = testClient
+	p := NewProvider(profile, &http.Client{Timeout: 2 * time.Second}, time.Now, discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go p.Start(ctx)
+	wait, done := context.WithTimeout(ctx, 10*time.Second)
+	defer done()
+	if err := p.WaitReady(wait); err != nil {
+		t.Fatalf("the provider at %s was not discovered: %v", o.issuer, err)
+	}
+	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
+	client := NewClient(p, ClientConfig{ID: testClient, Secret: "s3cret", AppURL: "http://app.test", APIKey: apiKey}, nil)
+	return &app{m: NewManager(cookies, client, NewVerifier(p, profile, time.Now), time.Hour, time.Now, discard), cookies: cookies, o: o}
+}
+
+// jar is a browser's cookies: what the app set, by name, with their paths.
+type jar map[string]*http.Cookie
+
+func (j jar) take(rec *httptest.ResponseRecorder) {
+	for _, c := range rec.Result().Cookies() {
+		if c.MaxAge < 0 {
+			delete(j, c.Name)
+		} else {
+			j[c.Name] = c
+		}
+	}
+}
+
+// request carries the cookies a browser would send to path.
+func (j jar) request(method, path string) *http.Request {
+	r := httptest.NewRequest(method, path, nil)
+	for _, c := range j {
+		if c.Path == "" || c.Path == "/" || strings.HasPrefix(path, c.Path) {
+			r.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		}
+	}
+	return r
+}
+
+// login runs a whole login and returns the browser's cookies and the
+// authorization URL the browser was sent to.
+func (a *app) login(t *testing.T) (jar, *url.URL, error) {
+	t.Helper()
+	j := jar{}
+	rec := httptest.NewRecorder()
+	authURL, err := a.m.BeginLogin(rec, httptest.NewRequest(http.MethodGet, "/login", nil), "/account")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.take(rec)
+	u := must(url.Parse(authURL))
+	a.o.mu.Lock()
+	a.o.nonce = u.Query().Get("nonce")
+	a.o.mu.Unlock()
+	rec = httptest.NewRecorder()
+	_, err = a.m.FinishLogin(context.Background(), rec, j.request(http.MethodGet, "/callback?code=c&state="+url.QueryEscape(u.Query().Get("state"))))
+	j.take(rec)
+	return j, u, err
+}
+
+func TestAnIssuerWithAPathAndATrailingSlashIsKeptExactly(t *testing.T) {
+	o := newOP(t, "/tenant/", nil)
+	a := o.app(t, Profile{}, "")
+	if _, _, err := a.login(t); err != nil {
+		t.Fatalf("login at an issuer with a path and a trailing slash: %v", err)
+	}
+	// The same tokens without the slash are another issuer's.
+	c, err := a.m.verifier.AccessToken(context.Background(), o.signer.sign(t, with(o.claims(), "iss", strings.TrimSuffix(o.issuer, "/")), nil))
+	if !errors.Is(err, errInvalidToken) {
+		t.Fatalf("iss without the trailing slash: %+v, %v", c, err)
+	}
+}
+
+func TestEndpointsAreUsedAsDiscoveredUnlessInternalURLIsSet(t *testing.T) {
+	// The token endpoint lives on another host than the issuer.
+	var elsewhere atomic.Int32
+	var o *op
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		o.token(w, r)
+	}))
+	defer other.Close()
+	o = newOP(t, "", func(o *op) { o.tokenAt = other.URL + "/token" })
+	a := o.app(t, Profile{}, "")
+	if _, _, err := a.login(t); err != nil {
+		t.Fatal(err)
+	}
+	if elsewhere.Load() != 1 {
+		t.Fatalf("the token endpoint discovery names was called %d times", elsewhere.Load())
+	}
+}
+
+func TestAudienceForAccessTokensClientIDForIDTokens(t *testing.T) {
+	now := time.Now()
+	signer := newTestSigner(t, "k1")
+	const api = "https://api.example"
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient, Audience: api}, func() time.Time { return now })
+	ctx := context.Background()
+	auth0 := []string{api, testIssuer + "/userinfo"}
+	if _, err := v.AccessToken(ctx, signer.sign(t, with(goodClaims(now), "aud", auth0), nil)); err != nil {
+		t.Fatalf("an access token for the API, as Auth0 issues it: %v", err)
+	}
+	if _, err := v.AccessToken(ctx, signer.sign(t, goodClaims(now), nil)); !errors.Is(err, errInvalidToken) {
+		t.Fatalf("an access token for the client, not the API: %v", err)
+	}
+	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n"), nil), "n"); err != nil {
+		t.Fatalf("an ID token for the client: %v", err)
+	}
+	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n", "aud", api), nil), "n"); !errors.Is(err, errInvalidToken) {
+		t.Fatalf("an ID token for the API, not the client: %v", err)
+	}
+}
+
+func TestTheAuthorizationRequestCarriesScopesAndExtraParams(t *testing.T) {
+	o := newOP(t, "", nil)
+	a := o.app(t, Profile{Scopes: []string{"openid", "offline_access"},
+		AuthorizeParams: url.Values{"audience": {"https://api.example"}, "state": {"attacker"}, "Redirect_URI": {"https://evil.test"}}}, "")
+	_, u, err := a.login(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	if q.Get("scope") != "openid offline_access" || q.Get("audience") != "https://api.example" {
+		t.Fatalf("authorization request: %v", q)
+	}
+	if q.Get("state") == "attacker" || len(q["state"]) != 1 || q.Get("redirect_uri") != "http://app.test/callback" || q.Has("Redirect_URI") {
+		t.Fatalf("extra parameters replaced the flow's own: %v", q)
+	}
+}
+
+// TestIDTokenShapedAccessTokens is Dex: its access token carries at_hash
+// and nonce and the client id as aud, like its ID token. The session's own
+// access token works; an ID token swapped into the cookie does not.
+func TestIDTokenShapedAccessTokens(t *testing.T) {
+	o := newOP(t, "/dex", func(o *op) {
+		o.access = func(nonce string) map[string]any {
+			c := with(o.claims(), "at_hash", "x", "email", "r@example.com")
+			if nonce != "" {
+				c["nonce"] = nonce
+			}
+			return c
+		}
+	})
+	a := o.app(t, Profile{}, "")
+	j, _, err := a.login(t)
+	if err != nil {
+		t.Fatalf("login with ID-token-shaped access tokens: %v", err)
+	}
+	ctx := context.Background()
+	s, err := a.m.Load(ctx, httptest.NewRecorder(), j.request(http.MethodGet, "/account"))
+	if err != nil || s.User.Name != "Richard Hendricks" {
+		t.Fatalf("the session's own access token: %+v, %v", s, err)
+	}
+	// Another genuine token of the same user, from another login: an ID token.
+	swapped := jar{}
+	for k, v := range j {
+		swapped[k] = v
+	}
+	other := *j[AccessCookie]
+	other.Value = o.signer.sign(t, with(o.id("another-login"), "at_hash", "y"), nil)
+	swapped[AccessCookie] = &other
+	if s, err := a.m.Load(ctx, httptest.NewRecorder(), swapped.request(http.MethodGet, "/account")); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a swapped token was served: %+v, %v", s, err)
+	}
+}
+
+// TestSwappedAccessTokensAreRefusedWhateverTheirShape: a genuine access
+// token of the same user, not the one issued to this session, is refused
+// in the cookie, where before the binding it passed.
+func TestSwappedAccessTokensAreRefusedWhateverTheirShape(t *testing.T) {
+	o := newOP(t, "", nil)
+	a := o.app(t, Profile{}, "")
+	j, _, err := a.login(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := *j[AccessCookie]
+	other.Value = o.signer.sign(t, with(o.claims(), "jti", "another"), nil)
+	j[AccessCookie] = &other
+	if s, err := a.m.Load(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/account")); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("another access token in the cookie was served: %+v, %v", s, err)
+	}
+	// As Bearer, where there is no session to bind to, it is an access token.
+	if _, err := a.m.verifier.AccessToken(context.Background(), other.Value); err != nil {
+		t.Fatalf("as Bearer: %v", err)
+	}
+}
+
+// TestIDTokensAsBearerWhereTokensCanBeToldApart: FusionAuth's access tokens
+// carry no nonce: an ID token as Bearer is refused. Where the token endpoint
+// issues access tokens that carry one (Dex), nothing tells them apart and
+// this instance, having seen it, accepts them as Bearer.
+func TestIDTokensAsBearerWhereTokensCanBeToldApart(t *testing.T) {
+	o := newOP(t, "", nil)
+	a := o.app(t, Profile{}, "")
+	if _, _, err := a.login(t); err != nil {
+		t.Fatal(err)
+	}
+	id := o.signer.sign(t, o.id("n"), nil)
+	if _, err := a.m.verifier.AccessToken(context.Background(), id); !errors.Is(err, errInvalidToken) {
+		t.Fatalf("an ID token as Bearer: %v", err)
+	}
+	dex := newOP(t, "", func(o *op) { o.access = func(n string) map[string]any { return with(o.claims(), "at_hash", "x") } })
+	b := dex.app(t, Profile{}, "")
+	bearer := dex.signer.sign(t, with(dex.claims(), "at_hash", "z"), nil)
+	if _, err := b.m.verifier.AccessToken(context.Background(), bearer); !errors.Is(err, errInvalidToken) {
+		t.Fatalf("before any login here, a token shaped like an ID token as Bearer: %v", err)
+	}
+	if _, _, err := b.login(t); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.m.verifier.AccessToken(context.Background(), bearer); err != nil {
+		t.Fatalf("after a login showed this provider's access tokens carry at_hash, as Bearer: %v", err)
+	}
+}
+
+// TestProfileFromUserinfoWhenTheIDTokenHasNone: asked once at login, never
+// per page, and only when its sub is the ID token's.
+func TestProfileFromUserinfoWhenTheIDTokenHasNone(t *testing.T) {
+	bare := func(o *op) {
+		o.id = func(nonce string) map[string]any { return with(o.claims(), "nonce", nonce) }
+		o.userinfo = map[string]any{"sub": "user-1", "name": "Richard Hendricks", "email": "r@example.com", "email_verified": "true"}
+	}
+	o := newOP(t, "", bare)
+	a := o.app(t, Profile{}, "")
+	j, _, err := a.login(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		s, err := a.m.Load(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/account"))
+		if err != nil || s.User.Name != "Richard Hendricks" || s.User.Email != "r@example.com" || !s.User.EmailVerified {
+			t.Fatalf("profile: %+v, %v", s, err)
+		}
+	}
+	if n := o.userinfoCalls.Load(); n != 1 {
+		t.Fatalf("userinfo asked %d times for a login and three pages, want 1", n)
+	}
+
+	liar := newOP(t, "", func(o *op) { bare(o); o.userinfo["sub"] = "user-2" })
+	if _, _, err := liar.app(t, Profile{}, "").login(t); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("userinfo naming another user: %v", err)
+	}
+
+	// An ID token with the profile: no call.
+	full := newOP(t, "", func(o *op) { o.userinfo = map[string]any{"sub": "user-1"} })
+	if _, _, err := full.app(t, Profile{}, "").login(t); err != nil || full.userinfoCalls.Load() != 0 {
+		t.Fatalf("an ID token with name and email: %v, %d userinfo calls", err, full.userinfoCalls.Load())
+	}
+}
+
+// TestRefreshRefusalsEndTheSessionOnlyWhenFinal: any OAuth error in a 4xx
+// ends the session (Dex answers invalid_request for a superseded token);
+// temporarily_unavailable, 429 and 5xx keep it.
+func TestRefreshRefusalsEndTheSessionOnlyWhenFinal(t *testing.T) {
+	o := newOP(t, "", nil)
+	a := o.app(t, Profile{}, "")
+	for _, tc := range []struct {
+		status int
+		code   string
+		want   error
+	}{
+		{400, "invalid_grant", ErrNoSession},
+		{400, "invalid_request", ErrNoSession},
+		{400, "unauthorized_client", ErrNoSession},
+		{401, "invalid_client", ErrNoSession},
+		{400, "invalid_scope", ErrNoSession},
+		{400, "temporarily_unavailable", ErrProviderUnavailable},
+		{429, "slow_down", ErrProviderUnavailable},
+		{503, "server_error", ErrProviderUnavailable},
+		{500, "invalid_request", ErrProviderUnavailable},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			o.refuseRefresh(tc.status, map[string]any{"error": tc.code})
+			s := &Session{RefreshToken: "rt-" + tc.code + string(rune('0'+tc.status%10)), User: UserInfo{Subject: "user-1"}, Expires: time.Now().Add(time.Hour)}
+			if err := a.m.Refresh(context.Background(), httptest.NewRecorder(), s); !errors.Is(err, tc.want) {
+				t.Fatalf("%d %s: %v, want %v", tc.status, tc.code, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestLogoutSendsTheIDTokenAsHint: the ID token rides in its own sealed
+// cookie, on /logout only, and goes to the end-session endpoint as
+// id_token_hint; logout expires it with the attributes it was set with.
+func TestLogoutSendsTheIDTokenAsHint(t *testing.T) {
+	o := newOP(t, "/dex", func(o *op) { o.endSession = true })
+	a := o.app(t, Profile{}, "")
+	j, _, err := a.login(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := j[IDTokenCookie]
+	if ck == nil || ck.Path != "/logout" || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("cb_id_token: %+v", ck)
+	}
+	if r := j.request(http.MethodGet, "/account"); strings.Contains(r.Header.Get("Cookie"), IDTokenCookie) {
+		t.Fatal("cb_id_token rides on pages other than /logout")
+	}
+	rec := httptest.NewRecorder()
+	end := must(url.Parse(a.m.Logout(context.Background(), rec, j.request(http.MethodPost, "/logout"))))
+	hint := end.Query().Get("id_token_hint")
+	c, err := a.m.verifier.idToken(context.Background(), hint, "")
+	if err != nil || c.Subject != "user-1" || end.Query().Get("post_logout_redirect_uri") != "http://app.test/" || end.Query().Get("client_id") != testClient {
+		t.Fatalf("end-session URL %s: hint %v", end, err)
+	}
+	expired := false
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == IDTokenCookie && c.MaxAge < 0 && c.Path == "/logout" {
+			expired = true
+		}
+	}
+	if !expired {
+		t.Fatalf("logout did not expire cb_id_token at Path=/logout: %v", rec.Result().Header["Set-Cookie"])
+	}
+}
+
+func TestTheIDTokenCookieOverHTTPSIsSecureNotHost(t *testing.T) {
+	c := NewCookieStore("https://bank.example", mustSealer(t, secretA))
+	rec := httptest.NewRecorder()
+	c.set(rec, IDTokenCookie, "v", time.Now().Add(time.Hour), time.Now())
+	got := rec.Result().Cookies()[0]
+	// A __Host- cookie must have Path=/; browsers drop it otherwise.
+	if got.Name != "__Secure-"+IDTokenCookie || !got.Secure || got.Path != "/logout" {
+		t.Fatalf("%+v", got)
+	}
+}
+
+// TestRevocationFollowsDiscovery: RFC 7009 wherever discovery lists an
+// endpoint, even with a FusionAuth API key set; FusionAuth's API only when
+// it lists none.
+func TestRevocationFollowsDiscovery(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		revocation bool
+		apiKey     string
+		want       string
+	}{
+		{"RFC 7009 listed, API key set", true, "key", "/oauth/revoke"},
+		{"RFC 7009 listed", true, "", "/oauth/revoke"},
+		{"none listed, API key set (FusionAuth)", false, "key", "/api/jwt/refresh"},
+		{"none listed, no key", false, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newOP(t, "", func(o *op) { o.revocation = tc.revocation })
+			a := o.app(t, Profile{}, tc.apiKey)
+			j, _, err := a.login(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.m.Logout(context.Background(), httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
+			o.mu.Lock()
+			got := strings.Join(o.revoked, ",")
+			o.mu.Unlock()
+			if got != tc.want {
+				t.Fatalf("revocation reached %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestScopesFromScopeOrScp(t *testing.T) {
+	for _, tc := range []struct{ claims, want string }{
+		{`{"scope":"openid email"}`, "openid email"},
+		{`{"scp":["openid","offline"]}`, "openid offline"},
+		{`{"scp":"openid offline"}`, "openid offline"},
+		{`{}`, ""},
+	} {
+		var c Claims
+		if err := json.Unmarshal([]byte(tc.claims), &c); err != nil || c.Scopes() != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.claims, c.Scopes(), err, tc.want)
+		}
+	}
+}

@@ -334,7 +334,7 @@ func (b *person) logIn(op testProvider) url.Values {
 	resp.Body.Close()
 	authorize, err := url.Parse(resp.Header.Get("Location"))
 	if err != nil || resp.StatusCode != http.StatusFound || !strings.HasPrefix(authorize.String(), strings.TrimSuffix(op.issuerURL(), "/")+"/") {
-		t.Fatalf("/login answered %d to %q, want a redirect to the provider %s", resp.StatusCode, authorize, op.issuerURL())
+		t.Fatalf("/login answered %d to %s, want a redirect to the provider %s", resp.StatusCode, authorize.Host+authorize.Path, op.issuerURL())
 	}
 	q := authorize.Query()
 	for _, p := range []string{"state", "nonce", "code_challenge"} {
@@ -501,7 +501,7 @@ func (b *person) logsOut(op testProvider, j providerJourney) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	b.remember()
-	landed := resp.Request.URL.String()
+	landed := resp.Request.URL.Scheme + "://" + resp.Request.URL.Host + resp.Request.URL.Path // the query may hold id_token_hint
 	if !strings.HasPrefix(landed, b.d.appURL+"/") || resp.StatusCode != http.StatusOK {
 		t.Errorf("Log out left the browser on %s (%d), want back on the app:\n%.400s", landed, resp.StatusCode, body)
 	}

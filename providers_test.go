@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -702,4 +705,68 @@ func TestProviderShapes(t *testing.T) {
 			j.shape(t, op.issuerURL(), clientID, decodeJWT(t, tok.AccessToken), decodeJWT(t, tok.IDToken))
 		})
 	}
+}
+
+// TestProviderRecipesMatchTheJourneys keeps the README's recipes true: each
+// provider's recipe in "Using another provider" sets what its journey needed,
+// with the same values where the recipe gives one, and an ISSUER of the same
+// form (trailing slash, path).
+func TestProviderRecipesMatchTheJourneys(t *testing.T) {
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Using another provider\n")
+	if !ok {
+		t.Fatal(`README.md has no "## Using another provider" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	setting := regexp.MustCompile("`([A-Z_]+)=([^`]*)`")
+	named := regexp.MustCompile("`([A-Z_]+)`")
+	for _, j := range providerJourneys {
+		if j.name == "Plain" {
+			continue
+		}
+		t.Run(j.name, func(t *testing.T) {
+			_, recipe, ok := strings.Cut(section, "**"+j.name+".**")
+			if !ok {
+				t.Fatalf("no recipe starting **%s.**", j.name)
+			}
+			recipe, _, _ = strings.Cut(recipe, "\n\n")
+			issuer := "http://127.0.0.1:1234" + map[string]string{"Auth0": "/", "Keycloak": "/realms/demo", "Dex": "/dex"}[j.name]
+			journey := j.settings(issuer)
+			for _, m := range setting.FindAllStringSubmatch(recipe, -1) {
+				name, value := m[1], m[2]
+				got, set := journey[name]
+				switch {
+				case !set:
+					t.Errorf("the recipe sets %s, the journey does not", name)
+				case name == "ISSUER":
+					u, err := url.Parse(value)
+					if err != nil || issuerForm(u.Path) != issuerForm(issuer[len("http://127.0.0.1:1234"):]) {
+						t.Errorf("the recipe's ISSUER %s and the journey's %s differ in form", value, got)
+					}
+				case strings.HasSuffix(value, "="): // a value the recipe completes in words
+					if !strings.HasPrefix(got, value) {
+						t.Errorf("the recipe's %s starts %q, the journey's is %q", name, value, got)
+					}
+				case got != value:
+					t.Errorf("the recipe's %s is %q, the journey's %q", name, value, got)
+				}
+			}
+			for name := range journey {
+				if name != "ISSUER" && name != "FUSIONAUTH_API_KEY" && !slices.ContainsFunc(named.FindAllStringSubmatch(recipe, -1),
+					func(m []string) bool { return m[1] == name }) && !strings.Contains(recipe, "`"+name+"=") {
+					t.Errorf("the journey sets %s, the recipe does not name it", name)
+				}
+			}
+		})
+	}
+}
+
+// issuerForm is what of an issuer's path must match between a recipe and a
+// journey: a bare slash, or the path's first segment and its depth.
+func issuerForm(path string) string {
+	segments := strings.Split(strings.Trim(path, "/"), "/")
+	return fmt.Sprintf("%t %s %d", strings.HasSuffix(path, "/"), segments[0], len(segments))
 }

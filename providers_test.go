@@ -62,6 +62,8 @@ type providerJourney struct {
 	logoutHint  bool   // the provider needs id_token_hint to return to the app
 	revocation  bool   // the provider lists an RFC 7009 revocation endpoint
 	refusedWith string // the OAuth error of a refused refresh (Dex)
+	// profileInUserinfo: name and email are only at the userinfo endpoint (Authgear).
+	profileInUserinfo bool
 	// shape checks the first tokens the provider issued against its
 	// documentation, so the journey keeps testing the shape it names.
 	shape func(t *testing.T, issuer, clientID string, access, id jwtView)
@@ -120,7 +122,7 @@ var providerJourneys = []providerJourney{
 			return map[string]string{"ISSUER": issuer, "AUDIENCE": issuer, "SCOPES": "openid offline_access"}
 		},
 		authorize:  map[string]string{"scope": "openid offline_access"},
-		kindsApart: true, revocation: true,
+		kindsApart: true, revocation: true, profileInUserinfo: true,
 		shape: func(t *testing.T, issuer, clientID string, access, id jwtView) {
 			want(t, "the access token's aud is [issuer]", equalJSON(access.claims["aud"], []string{issuer}))
 			want(t, "the ID token has no name or email", id.claims["name"] == nil && id.claims["email"] == nil)
@@ -216,6 +218,18 @@ func TestProviderJourneys(t *testing.T) {
 			if me["name"] != opUser.name || me["email"] != opUser.email || me["authenticated_by"] != "cookie" {
 				t.Errorf("/api/me with cookies: %v", me)
 			}
+			// The profile comes from the ID token, else from the userinfo
+			// endpoint once at login, and never again per page.
+			userinfo := discoveryOf(t, op.issuerURL()).userinfoPath()
+			wantUserinfo := 0
+			if j.profileInUserinfo {
+				wantUserinfo = 1
+			}
+			a.seesAccount()
+			a.api()
+			if got := rec.callsTo(userinfo); got != wantUserinfo {
+				t.Errorf("the app called the userinfo endpoint %d times for one login and three pages, want %d", got, wantUserinfo)
+			}
 			login := rec.lastToken(t)
 			if me := a.bearer(login.AccessToken, http.StatusOK); me["sub"] != opUser.sub {
 				t.Errorf("/api/me with the access token as Bearer: %v", me)
@@ -235,6 +249,9 @@ func TestProviderJourneys(t *testing.T) {
 				if got := rec.refreshes(http.StatusOK); got < i {
 					t.Fatalf("after %d waits for expiry the provider answered %d refreshes", i, got)
 				}
+			}
+			if got := rec.callsTo(userinfo); got > wantUserinfo*(1+rec.refreshes(http.StatusOK)) {
+				t.Errorf("the app called the userinfo endpoint %d times for one login and %d refreshes", got, rec.refreshes(http.StatusOK))
 			}
 			if me := a.bearer(rec.lastToken(t).AccessToken, http.StatusOK); me["sub"] != opUser.sub {
 				t.Errorf("/api/me with the refreshed access token as Bearer: %v", me)
@@ -598,6 +615,32 @@ func decodeJWT(t *testing.T, token string) jwtView {
 	return v
 }
 
+// discovery is the part of a provider's discovery document the tests use.
+type discovery struct {
+	Authorize string `json:"authorization_endpoint"`
+	Token     string `json:"token_endpoint"`
+	Userinfo  string `json:"userinfo_endpoint"`
+}
+
+func (d discovery) userinfoPath() string {
+	u, _ := url.Parse(d.Userinfo)
+	return u.Path
+}
+
+func discoveryOf(t *testing.T, issuer string) discovery {
+	t.Helper()
+	var doc discovery
+	resp, err := http.Get(strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.Userinfo == "" {
+		t.Fatalf("the provider's discovery document: %v", err)
+	}
+	return doc
+}
+
 // jwksOf returns the keys the provider's discovery document points at.
 func jwksOf(t *testing.T, issuer string) []map[string]any {
 	t.Helper()
@@ -648,16 +691,7 @@ func TestProviderShapes(t *testing.T) {
 			clientID, secret := "changebank-"+strings.ToLower(j.name), "provider-shape-client-secret-"+randomString(12)
 			op := j.start(t, clientID, secret)
 			settings := j.settings(op.issuerURL())
-			var doc struct {
-				Authorize string `json:"authorization_endpoint"`
-				Token     string `json:"token_endpoint"`
-			}
-			resp, err := http.Get(strings.TrimSuffix(op.issuerURL(), "/") + "/.well-known/openid-configuration")
-			if err != nil {
-				t.Fatal(err)
-			}
-			json.NewDecoder(resp.Body).Decode(&doc)
-			resp.Body.Close()
+			doc := discoveryOf(t, op.issuerURL())
 
 			verifier := randomString(32)
 			q, _ := url.ParseQuery(settings["AUTHORIZE_PARAMS"])
@@ -674,7 +708,7 @@ func TestProviderShapes(t *testing.T) {
 				}
 				return nil
 			}}
-			resp, err = client.Get(doc.Authorize + "?" + q.Encode())
+			resp, err := client.Get(doc.Authorize + "?" + q.Encode())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,5 +1,6 @@
 // Command changebank is the ChangeBank demo: a Gin web app whose whole
-// login session lives in browser cookies, logged in through FusionAuth.
+// login session lives in browser cookies, logged in through an OpenID
+// provider: FusionAuth by default, any certified one by settings.
 //
 // main loads .env and calls run; run reads the configuration, starts the
 // embedded FusionAuth stand-in when asked (-embedded-idp), discovers the

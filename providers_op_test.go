@@ -556,6 +556,13 @@ func (rec *opRecorder) firstToken() (tokenAnswer, bool) {
 	return tokenAnswer{}, false
 }
 
+// tokenCalls counts the token endpoint's answers.
+func (rec *opRecorder) tokenCalls() int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return len(rec.answers)
+}
+
 // refreshes counts the token endpoint's answers to refresh_token grants by status.
 func (rec *opRecorder) refreshes(status int) int {
 	rec.mu.Lock()

@@ -257,6 +257,10 @@ func TestProviderJourneys(t *testing.T) {
 				t.Errorf("/api/me with the refreshed access token as Bearer: %v", me)
 			}
 
+			// The session's own ID token in its access cookie: refused whatever
+			// the provider's token shapes, because the cookie is bound to the
+			// access token the token endpoint issued.
+			refusedInAccessCookie(t, a, rec, rec.lastToken(t).IDToken, "the session's own ID token")
 			leaving := a
 			if !j.kindsApart {
 				leaving = swappedAndRefused(t, d, op, a, j.refusedWith)
@@ -284,25 +288,7 @@ func swappedAndRefused(t *testing.T, d demo, op testProvider, a *person, refused
 	b.seesAccount()
 	other := rec.lastToken(t).IDToken
 
-	app, _ := url.Parse(d.appURL)
-	swapped := newPerson(t, d)
-	var cookies []*http.Cookie
-	for _, c := range a.jar.Cookies(app) {
-		if c.Name == tokens.AccessCookie {
-			c.Value = other
-		}
-		cookies = append(cookies, &http.Cookie{Name: c.Name, Value: c.Value})
-	}
-	swapped.jar.SetCookies(app, cookies)
-	if status, loc := swapped.noFollowGet("/account"); status != http.StatusSeeOther || !strings.HasPrefix(loc, "/login") {
-		t.Errorf("an ID token of another login in the access cookie: /account answered %d (Location %q), want 303 to /login", status, loc)
-	}
-	if status := swapped.apiStatus(); status != http.StatusUnauthorized {
-		t.Errorf("an ID token of another login in the access cookie: /api/me answered %d, want 401", status)
-	}
-	if n := rec.refreshes(http.StatusBadRequest); n != 0 {
-		t.Errorf("the swapped token was refused only after %d refused refreshes: it should be refused on its own", n)
-	}
+	refusedInAccessCookie(t, a, rec, other, "an ID token of another login")
 
 	// a's refresh token was superseded by b's login.
 	time.Sleep(time.Until(expiryOf(t, a.accessCookie(t)).Add(-refreshDue)))
@@ -324,6 +310,37 @@ func swappedAndRefused(t *testing.T, d demo, op testProvider, a *person, refused
 		t.Errorf("after the refused refresh /api/me answered %d, want 401", status)
 	}
 	return b
+}
+
+// refusedInAccessCookie puts token in place of the access token in copies
+// of p's cookies and checks that the app refuses the copy, on a page and on
+// the API, without a call to the provider's token endpoint. p's own
+// session is untouched.
+func refusedInAccessCookie(t *testing.T, p *person, rec *opRecorder, token, what string) {
+	t.Helper()
+	app, _ := url.Parse(p.d.appURL)
+	calls := rec.tokenCalls()
+	for _, path := range []string{"/account", "/api/me"} {
+		swapped := newPerson(t, p.d)
+		var cookies []*http.Cookie
+		for _, c := range p.jar.Cookies(app) {
+			if c.Name == tokens.AccessCookie {
+				c.Value = token
+			}
+			cookies = append(cookies, &http.Cookie{Name: c.Name, Value: c.Value})
+		}
+		swapped.jar.SetCookies(app, cookies)
+		status, loc := swapped.noFollowGet(path)
+		switch {
+		case path == "/api/me" && status != http.StatusUnauthorized:
+			t.Errorf("%s in the access cookie: /api/me answered %d, want 401", what, status)
+		case path == "/account" && (status != http.StatusSeeOther || !strings.HasPrefix(loc, "/login")):
+			t.Errorf("%s in the access cookie: /account answered %d (Location %q), want 303 to /login", what, status, loc)
+		}
+	}
+	if n := rec.tokenCalls() - calls; n != 0 {
+		t.Errorf("%s in the access cookie cost %d calls to the token endpoint: it should be refused on its own", what, n)
+	}
 }
 
 // person is a cookie jar and the clients that use it.

@@ -544,6 +544,16 @@ func (rec *opRecorder) lastToken(t *testing.T) tokenAnswer {
 	return tokenAnswer{}
 }
 
+// lastAnswer returns the token endpoint's last answer, whatever its status.
+func (rec *opRecorder) lastAnswer() tokenAnswer {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.answers) == 0 {
+		return tokenAnswer{}
+	}
+	return rec.answers[len(rec.answers)-1]
+}
+
 // firstToken returns the first successful token answer, if any.
 func (rec *opRecorder) firstToken() (tokenAnswer, bool) {
 	rec.mu.Lock()
@@ -580,6 +590,19 @@ func (rec *opRecorder) callsTo(path string) int {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	return rec.calls[path]
+}
+
+// callsEndingIn counts the requests to paths ending in suffix, under any issuer path.
+func (rec *opRecorder) callsEndingIn(suffix string) int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	n := 0
+	for path, calls := range rec.calls {
+		if strings.HasSuffix(path, suffix) {
+			n += calls
+		}
+	}
+	return n
 }
 
 func (rec *opRecorder) lastLogout() url.Values {

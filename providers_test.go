@@ -266,10 +266,8 @@ func TestProviderJourneys(t *testing.T) {
 				leaving = swappedAndRefused(t, d, op, a, j.refusedWith)
 			}
 			leaving.logsOut(op, j)
-			for path, n := range rec.calls {
-				if strings.HasSuffix(path, "/api/jwt/refresh") {
-					t.Errorf("the app called FusionAuth's %s %d times on a provider that is not FusionAuth", path, n)
-				}
+			if n := rec.callsEndingIn("/api/jwt/refresh"); n != 0 {
+				t.Errorf("the app called FusionAuth's /api/jwt/refresh %d times on a provider that is not FusionAuth", n)
 			}
 		})
 	}
@@ -297,7 +295,7 @@ func swappedAndRefused(t *testing.T, d demo, op testProvider, a *person, refused
 	}
 	if n := rec.refreshes(http.StatusBadRequest); n != 1 {
 		t.Errorf("the provider refused %d refreshes, want 1", n)
-	} else if got := rec.answers[len(rec.answers)-1].Error; got != refusedWith {
+	} else if got := rec.lastAnswer().Error; got != refusedWith {
 		t.Errorf("the provider refused the refresh with %q, want %q", got, refusedWith)
 	}
 	_, home := a.get("/")

@@ -466,3 +466,23 @@ func (s *stack) idToken(t *testing.T) string {
 	}
 	return body.IDToken
 }
+
+// TestFormActionAllowsTheIssuersOriginWhenItHasAPath: the logout form's
+// redirect goes to the provider's end-session endpoint, which the CSP must
+// allow by the issuer's origin; an issuer with a path (Keycloak's realms)
+// must not put the path, or nothing, there.
+func TestFormActionAllowsTheIssuersOriginWhenItHasAPath(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	provider := tokens.NewProvider(tokens.Profile{Issuer: "https://id.example/realms/bank/"}, http.DefaultClient, time.Now, log)
+	sealer, _ := tokens.NewSealer(testSecret)
+	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
+		http.DefaultClient, time.Hour, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' https://id.example;") && !strings.HasSuffix(csp, "form-action 'self' https://id.example") {
+		t.Fatalf("CSP: %s", csp)
+	}
+}

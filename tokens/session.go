@@ -373,7 +373,8 @@ func (m *Manager) expireAll(w http.ResponseWriter) {
 }
 
 // clear expires the session cookies the request carries and reports
-// whether it carried any.
+// whether it carried any. cb_id_token, sent only to /logout, goes with them
+// unseen: the session it names has ended.
 func (m *Manager) clear(w http.ResponseWriter, r *http.Request) bool {
 	any := false
 	for _, base := range sessionCookies {
@@ -381,6 +382,9 @@ func (m *Manager) clear(w http.ResponseWriter, r *http.Request) bool {
 			m.cookies.expire(w, base)
 			any = true
 		}
+	}
+	if any {
+		m.cookies.expire(w, IDTokenCookie)
 	}
 	return any
 }

@@ -235,3 +235,22 @@ func TestAttacksAreDecidedByTheRightCheck(t *testing.T) {
 		t.Fatalf("unknown attack: %v", err)
 	}
 }
+
+// TestTraceShowsTheAccessTokensHashBinding: with the access token's hash in
+// cb_userinfo, the trace says the token is the session's own, and a genuine
+// token of the same user swapped in is refused by the kind check.
+func TestTraceShowsTheAccessTokensHashBinding(t *testing.T) {
+	f := newTraceFixture(t)
+	own := f.signer.sign(t, goodClaims(f.now), nil)
+	sum := sha256.Sum256([]byte(own))
+	f.user.AccessHash = sum[:]
+	tr := f.m.Trace(context.Background(), f.request(t, func(j map[string]string) { j[AccessCookie] = own }))
+	if tr.Outcome != Accepted || !strings.Contains(tr.Step(CheckKind).Value, "issued to this session") {
+		t.Fatalf("own token: %q, kind %q", tr.Outcome, tr.Step(CheckKind).Value)
+	}
+	swapped := f.signer.sign(t, with(goodClaims(f.now), "jti", "another"), nil)
+	tr = f.m.Trace(context.Background(), f.request(t, func(j map[string]string) { j[AccessCookie] = swapped }))
+	if tr.Outcome != Refused || tr.Decided != CheckKind || !strings.Contains(tr.Step(CheckKind).Value, "not the access token issued") {
+		t.Fatalf("swapped token: %q decided %q, kind %q", tr.Outcome, tr.Decided, tr.Step(CheckKind).Value)
+	}
+}

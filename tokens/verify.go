@@ -120,7 +120,7 @@ func (u *UnixTime) UnmarshalJSON(b []byte) error {
 // must name the profile's audience in aud, ID tokens its client id.
 //
 // It tells access tokens from ID tokens where the provider lets it. Most
-// providers do (FusionAuth, Hydra, ZITADEL, Auth0, Keycloak): an ID token
+// providers do (FusionAuth, Hydra, ZITADEL, Auth0): an ID token
 // carries nonce or at_hash, an access token neither, and a provider
 // following RFC 9068 types its access tokens "at+jwt". Once one token so
 // typed has passed signature verification (only the provider can sign one),
@@ -131,7 +131,7 @@ func (u *UnixTime) UnmarshalJSON(b []byte) error {
 // (Dex), and then nothing in a token tells the two apart. A cookie session
 // does not need the token's shape: the userinfo cookie holds the SHA-256 of
 // the access token the token endpoint issued to it, and only that very
-// token passes (sessionAccess). A Bearer token has no such binding: it is
+// token passes (see accessToken). A Bearer token has no such binding: it is
 // refused when it looks like an ID token, unless this instance has itself
 // received such access tokens from the token endpoint (learned at a login or
 // refresh, see tokenEndpointAccess), for then the provider makes them so.

@@ -56,7 +56,7 @@ var settings = []setting{
 	{"AUTHORIZE_PARAMS", "", "extra authorization request parameters in URL query form, such as audience=https%3A%2F%2Fapi.example.com"},
 	{"SCOPES", "openid email profile offline_access", "space-separated scopes to ask for"},
 	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes: the first seals, all open (required)"},
-	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at FusionAuth; session cookies live this long"},
+	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at the provider; session cookies live this long"},
 	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token at FusionAuth, which has no RFC 7009 endpoint (optional)"},
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},

@@ -256,6 +256,13 @@ func TestAudienceForAccessTokensClientIDForIDTokens(t *testing.T) {
 	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n", "aud", api), nil), "n"); !errors.Is(err, errInvalidToken) {
 		t.Fatalf("an ID token for the API, not the client: %v", err)
 	}
+	// Several audiences, the client among them, but issued to another client (azp).
+	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n", "aud", []string{testClient, "other"}, "azp", "other"), nil), "n"); !errors.Is(err, errInvalidToken) {
+		t.Fatalf("an ID token whose azp is another client: %v", err)
+	}
+	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n", "aud", []string{testClient, api}, "azp", testClient), nil), "n"); err != nil {
+		t.Fatalf("an ID token whose azp is this client: %v", err)
+	}
 }
 
 func TestTheAuthorizationRequestCarriesScopesAndExtraParams(t *testing.T) {

@@ -43,6 +43,7 @@ type Claims struct {
 	AuthTime  UnixTime `json:"auth_time,omitzero"`
 	JWTID     string   `json:"jti,omitempty"`
 	SessionID string   `json:"sid,omitempty"`
+	AuthParty string   `json:"azp,omitempty"`   // the client the ID token was issued to, when the provider says
 	Scope     string   `json:"scope,omitempty"` // space-separated (RFC 8693, RFC 9068)
 	Scp       Audience `json:"scp,omitempty"`   // what Hydra and Okta send instead: an array, or a string
 	Roles     []string `json:"roles,omitempty"`
@@ -284,6 +285,9 @@ func (v *Verifier) idToken(ctx context.Context, raw, nonce string) (*Claims, err
 		return nil, err
 	case typ == typAccess:
 		return nil, fmt.Errorf("%w: an access token (typ at+jwt) is not an ID token", errInvalidToken)
+	case c.AuthParty != "" && c.AuthParty != v.clientID:
+		// OpenID Connect Core 1.0, 3.1.3.7: an azp must be this client.
+		return nil, fmt.Errorf("%w: azp %q is another client", errInvalidToken, c.AuthParty)
 	case nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1:
 		return nil, fmt.Errorf("%w: nonce does not match the login's", errInvalidToken)
 	}

@@ -79,7 +79,7 @@ func (c *CookieStore) assemble(r *http.Request, base, head string) string {
 	for i := range names {
 		names[i], into[i] = c.Name(chunkName(base, i+1)), &parts[i]
 	}
-	readCookies(r, names, into)
+	readCookies(r, names, into, true)
 	size := len(head) - 2
 	for _, p := range parts {
 		if p == "" {
@@ -187,7 +187,7 @@ const MaxCookieLine = maxSetCookieLine
 // 0 when r has none, 1 when it is whole, n for a head announcing n chunks.
 func (c *CookieStore) Chunks(r *http.Request, base string) int {
 	var head string
-	readCookies(r, []string{c.Name(base)}, []*string{&head})
+	readCookies(r, []string{c.Name(base)}, []*string{&head}, true)
 	if head == "" {
 		return 0
 	}

@@ -75,7 +75,7 @@ func (c *CookieStore) Name(base string) string {
 // it has some (see chunks.go), or "" when the request has none.
 func (c *CookieStore) Get(r *http.Request, base string) string {
 	var v string
-	readCookies(r, []string{c.Name(base)}, []*string{&v})
+	readCookies(r, []string{c.Name(base)}, []*string{&v}, true)
 	return c.assemble(r, base, v)
 }
 
@@ -92,10 +92,24 @@ type sessionValues struct {
 // header, where one r.Cookie call per cookie would parse it once each.
 // Only a chunked cookie costs a second pass.
 func (c *CookieStore) sessionValues(r *http.Request) sessionValues {
+	return c.readSession(r, true)
+}
+
+// uncheckedSessionValues is sessionValues without checking the bytes of the
+// values, which on a 2 KB header costs more than the rest of a session
+// cache hit. Only the session cache's lookup uses it: a value found there is
+// the very value a checked read gave when it was cached, so it holds no byte
+// a cookie value cannot (and a read that takes the first cookie of a name,
+// checked or not, finds the same cookie). Anything else reads them checked.
+func (c *CookieStore) uncheckedSessionValues(r *http.Request) sessionValues {
+	return c.readSession(r, false)
+}
+
+func (c *CookieStore) readSession(r *http.Request, check bool) sessionValues {
 	var v sessionValues
 	readCookies(r,
 		[]string{c.Name(AccessCookie), c.Name(RefreshCookie), c.Name(UserInfoCookie), c.Name(LogoutCookie)},
-		[]*string{&v.access, &v.refresh, &v.userInfo, &v.loggedOut})
+		[]*string{&v.access, &v.refresh, &v.userInfo, &v.loggedOut}, check)
 	if chunkCount(v.access)|chunkCount(v.refresh)|chunkCount(v.userInfo) == 0 {
 		return v
 	}
@@ -119,9 +133,9 @@ func (c *CookieStore) assembleCounting(r *http.Request, carried map[string]int, 
 
 // readCookies sets *into[i] to the value of the cookie names[i], reading the
 // Cookie header once and allocating nothing. Like r.Cookie, it takes the
-// first cookie of a name, drops a pair of surrounding quotes, and ignores a
-// value with bytes no cookie value holds.
-func readCookies(r *http.Request, names []string, into []*string) {
+// first cookie of a name and drops a pair of surrounding quotes; with check,
+// also like r.Cookie, it ignores a value with bytes no cookie value holds.
+func readCookies(r *http.Request, names []string, into []*string, check bool) {
 	found := uint(0) // bit i: names[i] found
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
@@ -136,7 +150,9 @@ func readCookies(r *http.Request, names []string, into []*string) {
 				if found&(1<<i) != 0 || name != n {
 					continue
 				}
-				if value, ok = cookieValue(value); ok {
+				if !check {
+					*into[i], found = unquote(value), found|1<<i
+				} else if value, ok = cookieValue(value); ok {
 					*into[i], found = value, found|1<<i
 				}
 			}
@@ -162,15 +178,29 @@ func trimASCII(s string) string {
 // cookieValue checks a raw cookie value as net/http's reader does (RFC
 // 6265's cookie-octet, plus space and comma), dropping surrounding quotes.
 func cookieValue(raw string) (string, bool) {
-	if len(raw) > 1 && raw[0] == '"' && raw[len(raw)-1] == '"' {
-		raw = raw[1 : len(raw)-1]
-	}
-	for i := 0; i < len(raw); i++ {
-		if !cookieOctet[raw[i]] {
-			return "", false
-		}
+	raw = unquote(raw)
+	if !validCookieBytes(raw) {
+		return "", false
 	}
 	return raw, true
+}
+
+// unquote drops a pair of surrounding double quotes.
+func unquote(raw string) string {
+	if len(raw) > 1 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		return raw[1 : len(raw)-1]
+	}
+	return raw
+}
+
+// validCookieBytes reports whether every byte of v may be in a cookie value.
+func validCookieBytes(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if !cookieOctet[v[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 // set adds a Set-Cookie header that stores value until expires.

@@ -137,12 +137,12 @@ func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Reque
 // trace looks and never acts (w is not used then).
 func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *recorder) (*Session, error) {
 	now := rec.now(m.now)
-	v := m.cookies.sessionValues(r)
 	if rec == nil { // a trace always watches the whole load
-		if s, ok := m.cachedSession(ctx, v, now); ok {
+		if s, ok := m.cachedSession(ctx, m.cookies.uncheckedSessionValues(r), now); ok {
 			return s, nil
 		}
 	}
+	v := m.cookies.sessionValues(r)
 	user, why := m.user(v, now, rec)
 	if why != "" {
 		// Without it there is nothing to show, nor a login to bind to.

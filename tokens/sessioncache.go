@@ -108,9 +108,13 @@ func (c *sessionCache) len() int {
 // signature, a binding between the cookies) holds for the key as it did
 // when cached. A check that depends on anything else (the clock, the key
 // set, a memory of refused tokens) must be made here too.
+//
+// v comes from an unchecked read (uncheckedSessionValues): the three values
+// of the key were checked when cached, the refresh cookie's, which the
+// session carries along unopened, is checked here.
 func (m *Manager) cachedSession(ctx context.Context, v sessionValues, now time.Time) (*Session, bool) {
 	e, ok := m.sessions.get(v)
-	if !ok {
+	if !ok || !validCookieBytes(v.refresh) {
 		return nil, false
 	}
 	if why := m.userChecks(e.user, v.loggedOut, now, nil); why != "" {

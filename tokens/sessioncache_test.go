@@ -187,3 +187,37 @@ func TestSessionCacheStaysBounded(t *testing.T) {
 		t.Fatal("the latest session is not cached")
 	}
 }
+
+// TestTheCacheLookupReadsAsACheckedReadWould: the session cache is looked up
+// with values whose bytes were not checked, so a request must get from it
+// exactly the session a checked read (net/http's rules: the first cookie of
+// a name whose bytes are all allowed) would give. A first cookie of a name
+// with a byte no cookie value holds is skipped by a checked read; the
+// unchecked one takes it, misses, and the full load reads again, checked.
+func TestTheCacheLookupReadsAsACheckedReadWould(t *testing.T) {
+	f := newSessionFixture(t)
+	if _, err := f.load(); err != nil { // now cached
+		t.Fatal(err)
+	}
+	for _, base := range []string{AccessCookie, UserInfoCookie, RefreshCookie} {
+		t.Run(base, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/account", nil)
+			// A value with a backslash first, then the genuine cookies.
+			r.Header.Add("Cookie", base+`=`+f.jar[base][:20]+`\`+f.jar[base][21:])
+			for _, name := range []string{AccessCookie, RefreshCookie, UserInfoCookie} {
+				r.AddCookie(&http.Cookie{Name: name, Value: f.jar[name]})
+			}
+			want, err := r.Cookie(base)
+			if err != nil || want.Value != f.jar[base] {
+				t.Fatalf("net/http reads %v, %v: the test's premise is off", want, err)
+			}
+			s, err := f.m.Load(context.Background(), httptest.NewRecorder(), r)
+			if err != nil {
+				t.Fatalf("the session net/http's reading gives was refused: %v", err)
+			}
+			if s.AccessToken != f.jar[AccessCookie] || s.refreshSealed != f.jar[RefreshCookie] {
+				t.Fatal("the session holds another value than the checked read's")
+			}
+		})
+	}
+}

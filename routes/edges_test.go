@@ -3,6 +3,7 @@ package routes
 import (
 	"encoding/json"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -289,9 +290,45 @@ func TestMeBodyBytes(t *testing.T) {
 		{apiUser{source: "bearer", claims: &tokens.Claims{Subject: "s-2", Expiry: claims.Expiry}},
 			`{"access_token_expires_at":"2027-01-15T08:01:00Z","access_token_expires_in":60,"authenticated_by":"bearer","roles":null,"scope":"","sub":"s-2"}`},
 	} {
-		raw, err := json.Marshal(meBody(tc.u, now))
-		if err != nil || string(raw) != tc.want {
-			t.Errorf("%s:\n got %s (%v)\nwant %s", tc.u.source, raw, err, tc.want)
+		body := meBody(tc.u, now)
+		if raw := body.appendJSON(nil); string(raw) != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.u.source, raw, tc.want)
+		}
+		// The golden bytes are encoding/json's, as gin's c.JSON wrote them.
+		if raw, err := json.Marshal(body); err != nil || string(raw) != tc.want {
+			t.Errorf("%s: encoding/json writes %s (%v)", tc.u.source, raw, err)
+		}
+	}
+}
+
+// TestMeBodyIsWhatEncodingJSONWrites holds /api/me's hand-written encoder to
+// encoding/json for the strings a provider may put in a token or profile:
+// quotes, backslashes, every control byte, HTML's <, > and &, invalid UTF-8,
+// U+2028 and U+2029, and random bytes.
+func TestMeBodyIsWhatEncodingJSONWrites(t *testing.T) {
+	hostile := []string{"", `a"b\c`, "<script>&amp;</script>", "\u2028\u2029 end", "caf\xc3\xa9 \xff\xfe \xc3", "\x7f\x00", "日本語"}
+	for b := 0; b < 0x20; b++ {
+		hostile = append(hostile, "x"+string(rune(b))+"y")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		b := make([]byte, rng.IntN(24))
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		hostile = append(hostile, string(b))
+	}
+	exp := tokens.UnixTime(1_800_000_060)
+	for _, s := range hostile {
+		v := true
+		a := &meAnswer{AccessTokenExpiresAt: s, AuthTime: s, AuthenticatedBy: s, Email: &s, EmailVerified: &v, Name: &s,
+			Roles: []string{s, s}, Scope: s, Subject: s, AccessTokenExpiresIn: int(exp)}
+		want, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.appendJSON(nil); string(got) != string(want) {
+			t.Fatalf("%q:\n got %s\nwant %s", s, got, want)
 		}
 	}
 }

@@ -92,7 +92,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, logout(sessions))
 	r.GET("/logout", frontChannelLogout(sessions))
-	r.GET("/api/me", apiSession(log, sessions, verifier), me(now))
+	r.GET("/api/me", apiSession(log, sessions, verifier, me(now)))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
 	r.StaticFS("/static", http.FS(filesOnly{static}))

@@ -74,9 +74,25 @@ func (c *CookieStore) Name(base string) string {
 // Get returns the named cookie's value, reassembled from its chunks when
 // it has some (see chunks.go), or "" when the request has none.
 func (c *CookieStore) Get(r *http.Request, base string) string {
+	if !headerMentions(r, c.Name(base)) {
+		// Most requests carry no notice: one fast scan says so, where
+		// parsing the whole header would take several times as long.
+		return ""
+	}
 	var v string
 	readCookies(r, []string{c.Name(base)}, []*string{&v}, true)
 	return c.assemble(r, base, v)
+}
+
+// headerMentions reports whether name appears anywhere in the request's
+// Cookie header: when it does not, the request has no such cookie.
+func headerMentions(r *http.Request, name string) bool {
+	for _, line := range r.Header["Cookie"] {
+		if strings.Contains(line, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // sessionValues are the values of the session cookies a request carries,
@@ -171,9 +187,19 @@ var cookieOctet = func() (t [256]bool) {
 }()
 
 // trimASCII trims the ASCII white space net/http trims from cookie parts.
+// By hand: strings.Trim builds its set of bytes on every call, which on a
+// session's Cookie header cost more than the rest of reading it.
 func trimASCII(s string) string {
-	return strings.Trim(s, " \t\r\n")
+	for len(s) > 0 && isCookieSpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isCookieSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
+
+func isCookieSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b == '\n' }
 
 // cookieValue checks a raw cookie value as net/http's reader does (RFC
 // 6265's cookie-octet, plus space and comma), dropping surrounding quotes.

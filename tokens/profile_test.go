@@ -516,6 +516,30 @@ func TestRevocationFollowsDiscovery(t *testing.T) {
 	}
 }
 
+// A browser that leaves while its logout is answered (a tab closed, the
+// provider's logout page moving on from the hidden frame that loads
+// GET /logout) ends that request's context. The revocation still reaches
+// the provider: this instance marks the token revoked before the call and
+// never tries again, so a call cut short would leave it working.
+func TestLogoutRevokesEvenWhenTheBrowserLeaves(t *testing.T) {
+	o := newOP(t, "", func(o *op) { o.revocation = true })
+	a := o.app(t, Profile{}, "")
+	j, _, err := a.login(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	a.m.Logout(gone, httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
+	a.m.Logout(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/logout")) // the same cookies again
+	o.mu.Lock()
+	got := strings.Join(o.revoked, ",")
+	o.mu.Unlock()
+	if got != "/oauth/revoke" {
+		t.Fatalf("revocation reached %q, want one call to /oauth/revoke", got)
+	}
+}
+
 func TestScopesFromScopeOrScp(t *testing.T) {
 	for _, tc := range []struct{ claims, want string }{
 		{`{"scope":"openid email"}`, "openid email"},

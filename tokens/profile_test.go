@@ -555,7 +555,7 @@ func TestLogoutRevokesEvenWhenTheBrowserLeaves(t *testing.T) {
 func TestALoginWithoutARefreshTokenDropsThePreviousOne(t *testing.T) {
 	o := newOP(t, "", nil)
 	a := o.app(t, Profile{}, "")
-	j, u, err := a.login(t)
+	j, _, err := a.login(t)
 	if err != nil || j[RefreshCookie] == nil {
 		t.Fatalf("first login: %v, cookies %v", err, j)
 	}
@@ -568,7 +568,7 @@ func TestALoginWithoutARefreshTokenDropsThePreviousOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.take(rec)
-	u = must(url.Parse(authURL))
+	u := must(url.Parse(authURL))
 	o.mu.Lock()
 	o.nonce = u.Query().Get("nonce")
 	o.mu.Unlock()

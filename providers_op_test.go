@@ -473,7 +473,6 @@ type opRecorder struct {
 	answers []tokenAnswer
 	calls   map[string]int // path: requests
 	logouts []url.Values   // end-session queries
-	authzs  []url.Values   // authorization queries
 	issued  []string       // codes and tokens the provider handed out
 }
 
@@ -498,9 +497,6 @@ func (rec *opRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.calls[r.URL.Path]++
 	if r.URL.Query().Has("post_logout_redirect_uri") || r.URL.Query().Has("id_token_hint") {
 		rec.logouts = append(rec.logouts, r.URL.Query())
-	}
-	if r.URL.Query().Has("code_challenge") {
-		rec.authzs = append(rec.authzs, r.URL.Query())
 	}
 	rec.mu.Unlock()
 	if r.URL.Path != rec.tokenPath {
@@ -612,15 +608,6 @@ func (rec *opRecorder) lastLogout() url.Values {
 		return nil
 	}
 	return rec.logouts[len(rec.logouts)-1]
-}
-
-func (rec *opRecorder) lastAuthorize() url.Values {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.authzs) == 0 {
-		return nil
-	}
-	return rec.authzs[len(rec.authzs)-1]
 }
 
 func (rec *opRecorder) issuedValues() []string {

@@ -72,7 +72,10 @@ func (m *Manager) ConfirmLogout(w http.ResponseWriter, r *http.Request, state st
 // token is marked before the call, so of requests that race with it one
 // calls. A revocation that failed is not tried again here: the user's own
 // cookies are gone by then, and the token ends at the provider anyway.
+// So the call is detached from the request (bounded by revokeTimeout
+// alone): a browser that leaves meanwhile must not cut it short.
 func (m *Manager) revokeOnce(ctx context.Context, rc refreshCookie) {
+	ctx = context.WithoutCancel(ctx)
 	now := m.now()
 	end := time.Unix(rc.Expires, 0)
 	if !now.Before(end) || !m.deadTokens.add(sha256.Sum256([]byte(rc.Token)), end, now) {

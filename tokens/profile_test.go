@@ -35,6 +35,7 @@ type op struct {
 	userinfo map[string]any                    // nil: no userinfo endpoint
 	revocation,
 	endSession bool
+	noRefresh bool // the token endpoint issues no refresh token (no offline_access)
 
 	mu            sync.Mutex
 	nonce         string // the last authorization request's
@@ -123,10 +124,16 @@ func (o *op) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{
+	answer := map[string]any{
 		"access_token": o.signer.sign(o.t, o.access(nonce), nil), "id_token": o.signer.sign(o.t, o.id(nonce), nil),
 		"refresh_token": "rt-" + rand.Text(), "token_type": "Bearer", "expires_in": 120,
-	})
+	}
+	o.mu.Lock()
+	if o.noRefresh {
+		delete(answer, "refresh_token")
+	}
+	o.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(answer)
 }
 
 // refuseRefresh makes the token endpoint answer refresh grants with status and body.
@@ -513,6 +520,72 @@ func TestRevocationFollowsDiscovery(t *testing.T) {
 				t.Fatalf("revocation reached %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A browser that leaves while its logout is answered (a tab closed, the
+// provider's logout page moving on from the hidden frame that loads
+// GET /logout) ends that request's context. The revocation still reaches
+// the provider: this instance marks the token revoked before the call and
+// never tries again, so a call cut short would leave it working.
+func TestLogoutRevokesEvenWhenTheBrowserLeaves(t *testing.T) {
+	o := newOP(t, "", func(o *op) { o.revocation = true })
+	a := o.app(t, Profile{}, "")
+	j, _, err := a.login(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	a.m.Logout(gone, httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
+	a.m.Logout(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/logout")) // the same cookies again
+	o.mu.Lock()
+	got := strings.Join(o.revoked, ",")
+	o.mu.Unlock()
+	if got != "/oauth/revoke" {
+		t.Fatalf("revocation reached %q, want one call to /oauth/revoke", got)
+	}
+}
+
+// A login that brings no refresh token (SCOPES without offline_access, or
+// a provider that grants none this time) replaces the previous login's
+// refresh cookie too: left behind, it would refresh the new session with
+// the old login's token (revoked at this login, so the session ended as
+// "refused"), where the new session has none and simply reaches its end.
+func TestALoginWithoutARefreshTokenDropsThePreviousOne(t *testing.T) {
+	o := newOP(t, "", nil)
+	a := o.app(t, Profile{}, "")
+	j, _, err := a.login(t)
+	if err != nil || j[RefreshCookie] == nil {
+		t.Fatalf("first login: %v, cookies %v", err, j)
+	}
+	o.mu.Lock()
+	o.noRefresh = true
+	o.mu.Unlock()
+	rec := httptest.NewRecorder()
+	authURL, err := a.m.BeginLogin(rec, j.request(http.MethodGet, "/login"), "/account")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.take(rec)
+	u := must(url.Parse(authURL))
+	o.mu.Lock()
+	o.nonce = u.Query().Get("nonce")
+	o.mu.Unlock()
+	rec = httptest.NewRecorder()
+	if _, err := a.m.FinishLogin(context.Background(), rec, j.request(http.MethodGet, "/callback?code=c&state="+url.QueryEscape(u.Query().Get("state")))); err != nil {
+		t.Fatal(err)
+	}
+	j.take(rec)
+	if j[RefreshCookie] != nil {
+		t.Error("the second login, which brought no refresh token, left the first login's refresh cookie")
+	}
+	// Once the access token is gone the session ends as having reached
+	// its end, not as refused by the provider.
+	delete(j, AccessCookie)
+	_, err = a.m.Load(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/account"))
+	if why := EndReason(err); !errors.Is(err, ErrNoSession) || why != NoticeEndedExpired {
+		t.Fatalf("without an access token: %v (%s), want %s", err, why, NoticeEndedExpired)
 	}
 }
 

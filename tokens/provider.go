@@ -50,9 +50,6 @@ func NewProvider(profile Profile, client *http.Client, now func() time.Time, log
 // Issuer returns the expected iss of every token, exactly as configured.
 func (p *Provider) Issuer() string { return p.profile.Issuer }
 
-// Profile returns what this app knows of the provider from its settings.
-func (p *Provider) Profile() Profile { return p.profile }
-
 // Start discovers the provider and fetches its keys, retrying with backoff
 // until both succeed or ctx ends: under docker compose the app starts before
 // FusionAuth has finished its kickstart.

@@ -333,7 +333,7 @@ func (m *Manager) openRefresh(s *Session, now time.Time) NoticeCode {
 
 // write sets the session's cookies on w, each cut into chunks when it is
 // too large for one cookie, and expires the chunks the request carried
-// beyond the new counts. It sets none of them, and returns an error
+// beyond the new counts, and the refresh cookie when s has no refresh token. It sets none of them, and returns an error
 // wrapping ErrSessionTooLarge, when together they would pass
 // MaxSessionBytes.
 func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error {
@@ -381,6 +381,11 @@ func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error 
 	}
 	for _, cw := range writes {
 		m.cookies.write(w, cw, s.carried[cw.base])
+	}
+	if s.RefreshToken == "" {
+		// A login without a refresh token replaces one the browser may
+		// hold from the previous login, which must not refresh this one.
+		m.cookies.expireChunked(w, RefreshCookie, s.carried[RefreshCookie])
 	}
 	m.writeIDToken(w, s, now)
 	return nil

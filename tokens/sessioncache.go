@@ -8,18 +8,22 @@ import (
 	"time"
 )
 
-// maxCachedSessions bounds the session cache. An entry holds the three
-// cookie values it is keyed on (some 2 KB) and the claims: under 10 MB
-// (7 MB in TestSessionCacheStaysBounded), however many distinct sessions
-// arrive; a flood of them only evicts.
+// maxCachedSessions bounds the session cache. An entry holds the two
+// cookie values it is keyed on (some 2 KB for a session of the usual size,
+// up to MaxSessionBytes for a chunked one) and the claims: under 10 MB for
+// usual sessions (7 MB in TestSessionCacheStaysBounded), however many
+// distinct sessions arrive; a flood of them only evicts.
 const maxCachedSessions = 4096
 
-// sessionKey is the whole value of each cookie a session's validation
+// sessionKey is the whole value of each cookie that what an entry holds
 // depends on, as the request sent it. Two requests share an entry only when
-// they carry the very same bytes in all three: a cache keyed on any less (a
+// they carry the very same bytes in both: a cache keyed on any less (a
 // hash, a prefix, the subject) could answer for cookies it never checked.
+// The logout marker is not in it: it is checked against every request's
+// own (cachedSession), and a browser may set it to anything, so as part of
+// the key it would let one session fill the cache with copies of itself.
 type sessionKey struct {
-	access, userInfo, loggedOut string
+	access, userInfo string
 }
 
 // validSession is what a full load established for a sessionKey: the
@@ -49,7 +53,7 @@ func newSessionCache() *sessionCache {
 }
 
 func keyOf(v sessionValues) sessionKey {
-	return sessionKey{access: v.access, userInfo: v.userInfo, loggedOut: v.loggedOut}
+	return sessionKey{access: v.access, userInfo: v.userInfo}
 }
 
 func (c *sessionCache) get(v sessionValues) (*validSession, bool) {
@@ -65,7 +69,7 @@ func (c *sessionCache) get(v sessionValues) (*validSession, bool) {
 // frees too little, a quarter of the others (Go's map order is random, so
 // which ones cannot be steered).
 func (c *sessionCache) put(v sessionValues, e *validSession, now time.Time) {
-	k := sessionKey{access: strings.Clone(v.access), userInfo: strings.Clone(v.userInfo), loggedOut: strings.Clone(v.loggedOut)}
+	k := sessionKey{access: strings.Clone(v.access), userInfo: strings.Clone(v.userInfo)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= maxCachedSessions {
@@ -104,8 +108,8 @@ func (c *sessionCache) len() int {
 // token's expiry that makes a full load refresh. When any of them fails it
 // returns false, and the full load, which records why, decides.
 //
-// A check of the full load that depends on the three values alone (a
-// signature, a binding between the cookies) holds for the key as it did
+// A check of the full load that depends on the two values of the key alone
+// (a signature, a binding between the cookies) holds for the key as it did
 // when cached. A check that depends on anything else (the clock, the key
 // set, a memory of refused tokens) must be made here too.
 //

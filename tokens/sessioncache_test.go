@@ -136,6 +136,29 @@ func refused(t *testing.T, _ *sessionFixture, s *Session, err error) {
 	}
 }
 
+// The logout marker is the one cookie a browser may set to anything:
+// checked on every request, it is no part of what a cache entry holds, so
+// one session sent with ever new markers (each older than its login, or
+// not a number) takes one entry. Were it part of the key, each marker
+// would copy the session's cookies into an entry of its own and push
+// everyone else's sessions out.
+func TestLogoutMarkersDoNotMultiplyCachedSessions(t *testing.T) {
+	f := newSessionFixture(t)
+	for i := range maxCachedSessions + 10 {
+		f.jar[LogoutCookie] = []string{strconv.FormatInt(f.start.Add(-2*time.Minute).Unix()-int64(i), 10), "x" + strconv.Itoa(i)}[i%2]
+		if _, err := f.load(); err != nil {
+			t.Fatalf("marker %q: %v", f.jar[LogoutCookie], err)
+		}
+	}
+	if n := f.m.sessions.len(); n != 1 {
+		t.Fatalf("one session with %d logout markers holds %d cache entries, want 1", maxCachedSessions+10, n)
+	}
+	// A marker from after the login still ends it, cached or not.
+	f.jar[LogoutCookie] = strconv.FormatInt(f.start.Unix(), 10)
+	s, err := f.load()
+	refused(t, f, s, err)
+}
+
 // The second request of a session costs one allocation, its Session: no
 // cookie is opened or hashed again, no claims copied.
 func TestCachedSessionAllocatesOnlyItsSession(t *testing.T) {

@@ -126,17 +126,19 @@ func (u *UnixTime) UnmarshalJSON(b []byte) error {
 // carries nonce or at_hash, an access token neither, and a provider
 // following RFC 9068 types its access tokens "at+jwt". Once one token so
 // typed has passed signature verification (only the provider can sign one),
-// the Verifier requires that type of every access token, for the life of the
-// process.
+// the Verifier requires that type of every access token not bound to a
+// session (a Bearer token, or a session written before the hash below),
+// for the life of the process.
 //
 // Some providers' access tokens carry at_hash and nonce like their ID tokens
 // (Dex), and then nothing in a token tells the two apart. A cookie session
 // does not need the token's shape: the userinfo cookie holds the SHA-256 of
 // the access token the token endpoint issued to it, and only that very
-// token passes (see accessToken). A Bearer token has no such binding: it is
-// refused when it looks like an ID token, unless this instance has itself
-// received such access tokens from the token endpoint (learned at a login or
-// refresh, see tokenEndpointAccess), for then the provider makes them so.
+// token passes, whatever its shape and typ (see accessToken). A Bearer
+// token has no such binding: it is refused when it looks like an ID token,
+// unless this instance has itself received such access tokens from the
+// token endpoint (learned at a login or refresh, see tokenEndpointAccess),
+// for then the provider makes them so.
 // Each instance learns both rules on its own, from the tokens it sees.
 type Verifier struct {
 	keys     KeySet

@@ -113,12 +113,13 @@ func (c *sessionCache) len() int {
 // when cached. A check that depends on anything else (the clock, the key
 // set, a memory of refused tokens) must be made here too.
 //
-// v comes from an unchecked read (uncheckedSessionValues): the three values
-// of the key were checked when cached, the refresh cookie's, which the
-// session carries along unopened, is checked here.
+// v comes from an unchecked read (uncheckedSessionValues): the values of
+// the key were checked when cached; the logout marker, checked against the
+// clock here, and the refresh cookie, which the session carries along
+// unopened, are checked here, so that a hit sees what a checked read would.
 func (m *Manager) cachedSession(ctx context.Context, v sessionValues, now time.Time) (*Session, bool) {
 	e, ok := m.sessions.get(v)
-	if !ok || !validCookieBytes(v.refresh) {
+	if !ok || !validCookieBytes(v.refresh) || !validCookieBytes(v.loggedOut) {
 		return nil, false
 	}
 	if why := m.userChecks(e.user, v.loggedOut, now, nil); why != "" {

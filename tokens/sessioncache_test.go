@@ -244,3 +244,18 @@ func TestTheCacheLookupReadsAsACheckedReadWould(t *testing.T) {
 		})
 	}
 }
+
+// TestTheCacheLookupSeesTheMarkerACheckedReadWould: a logout marker that a
+// checked read skips (a byte no cookie value holds) must not hide the next
+// one, from after the login, which ends the session.
+func TestTheCacheLookupSeesTheMarkerACheckedReadWould(t *testing.T) {
+	f := newSessionFixture(t)
+	if _, err := f.load(); err != nil { // now cached
+		t.Fatal(err)
+	}
+	r := f.request()
+	r.Header.Set("Cookie", LogoutCookie+`=1\; `+LogoutCookie+"="+strconv.FormatInt(f.start.Unix(), 10)+"; "+r.Header.Get("Cookie"))
+	if _, err := f.m.Load(context.Background(), httptest.NewRecorder(), r); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a session from before the logout marker net/http reads was served: %v", err)
+	}
+}

@@ -12,7 +12,9 @@ import (
 var (
 	// ErrNoSession means the request carries no usable session: none at all,
 	// one that ended (logout, refresh token refused), or one whose tokens
-	// failed validation. Any session cookies have been expired on the response.
+	// failed validation. From Load and Refresh, the session cookies have been
+	// expired on the response; from FinishLogin (a login whose tokens did not
+	// validate or fit) nothing was written, and a previous session stays.
 	ErrNoSession = errors.New("tokens: no session")
 	// ErrProviderUnavailable means the provider could not be asked: not
 	// discovered yet, unreachable, failing, or its signing keys could not be

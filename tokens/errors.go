@@ -14,7 +14,7 @@ var (
 	// one that ended (logout, refresh token refused), or one whose tokens
 	// failed validation. From Load and Refresh, the session cookies have been
 	// expired on the response; from FinishLogin (a login whose tokens did not
-	// validate or fit) nothing was written, and a previous session stays.
+	// validate or fit) no session cookie was written, and a previous session stays.
 	ErrNoSession = errors.New("tokens: no session")
 	// ErrProviderUnavailable means the provider could not be asked: not
 	// discovered yet, unreachable, failing, or its signing keys could not be

@@ -192,13 +192,16 @@ func TestBrowserSixteenKilobyteToken(t *testing.T) {
 		logIn(t, ctx, "gilfoyle@example.com", "password")
 		run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#problem")))
 		msg := text(t, ctx, "#problem")
-		for _, want := range []string{"access token is too large to keep in cookies", "trimming the token's claims"} {
+		for _, want := range []string{"access token is too large to keep in cookies", "24,576 bytes it allows", "trimming the token's claims"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("the page does not say %q: %q", want, msg)
 			}
 		}
 		if strings.Contains(msg, "did not pass our checks") {
 			t.Errorf("the page blames a check: %q", msg)
+		}
+		if strings.Contains(msg, "a browser can carry") {
+			t.Errorf("the page blames the browser for the app's own limit: %q", msg)
 		}
 		// It stays: no link or redirect takes the user round the login again.
 		time.Sleep(time.Second)

@@ -47,6 +47,17 @@ func TestBrowserAttackerPage(t *testing.T) {
 		t.Fatalf("after Expire: notice %q, this request refreshed %q", n, r)
 	}
 	shoot(t, ctx, "session-expired")
+	// The refresh set cb_id_token with Path=/logout: the page that shows the
+	// line explains it, and the meter does not count attributes it never saw.
+	if lines := text(t, ctx, "#set-cookies"); !strings.Contains(lines, "Path=/logout") {
+		t.Fatalf("the refresh's Set-Cookie lines show no cb_id_token on /logout: %q", lines)
+	}
+	if why := text(t, ctx, ".why"); !strings.Contains(why, "cb_id_token") || !strings.Contains(why, "Path=/logout") {
+		t.Errorf("\"Why these attributes\" says every cookie has Path=/ beside a Path=/logout line: %q", why)
+	}
+	if meter := text(t, ctx, "label[for=cookie-meter]"); !strings.Contains(meter, "name and value as sent") {
+		t.Errorf("the largest cookie's meter does not say what it measures: %q", meter)
+	}
 	run1(t, ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#countdown")))
 	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#notice").length`)); n != 0 {
 		t.Fatal("a reload repeats the notice")

@@ -123,3 +123,45 @@ func landingNotice(t *testing.T, ctx context.Context) string {
 	}
 	return text(t, ctx, "#notice")
 }
+
+// TestBrowserLogoutAtTheProviderButton: the button the refused logout's
+// notice offers does what it says. A second instance's logout, which the
+// provider refuses, leaves the notice; on the first instance, whose URL the
+// provider authorizes, the button ends the provider's session: the page
+// says both ended, and the next login asks for the password.
+func TestBrowserLogoutAtTheProviderButton(t *testing.T) {
+	ctx := newBrowser(t)
+	d := startDemo(t, nil)
+	env := map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": d.issuer}
+	for k, v := range demoEnv {
+		env[k] = v
+	}
+	second := startRun(t, env)
+
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"))
+	logIn(t, ctx, "richard@example.com", "password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
+	rememberCookies(t, ctx, d)
+	second.secrets.remember(d.secrets.values...)
+	run1(t, ctx, chromedp.Navigate(second.appURL+"/account"), chromedp.WaitVisible(chromedp.CSS("#logout")),
+		chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#error")))
+	if end, err := url.Parse(location(t, ctx)); err == nil {
+		d.secrets.remember(end.Query().Get("state"))
+		second.secrets.remember(end.Query().Get("state"))
+	}
+
+	run1(t, ctx, chromedp.Navigate(d.appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#end-provider-session")))
+	if msg := landingNotice(t, ctx); strings.Contains(msg, "of the identity provider") {
+		t.Fatalf("before the button the page says %q", msg)
+	}
+	// This page has a Log in button too: wait for the page the logout lands on.
+	run1(t, ctx, chromedp.Click(chromedp.CSS("#end-provider-session")), chromedp.WaitNotPresent(chromedp.CSS("#end-provider-session")),
+		chromedp.WaitVisible(chromedp.CSS("#hero-login")))
+	if u := location(t, ctx); u != d.appURL+"/" {
+		t.Fatalf("the button's logout landed on %s", u)
+	}
+	if msg := landingNotice(t, ctx); !strings.Contains(msg, "You are logged out of ChangeBank and of the identity provider") {
+		t.Fatalf("after the button the page says %q", msg)
+	}
+	run1(t, ctx, chromedp.Click(chromedp.CSS("#hero-login")), chromedp.WaitVisible(chromedp.CSS("#loginId")))
+}

@@ -172,7 +172,7 @@ func judge(attempt string, seen witnessed, arrived bool, appOrigin string) verdi
 		} else {
 			v.Text = "Nothing in the app stops a GET /logout, but this one carried no cookies (SameSite=Lax, a cross-site image), and a browser does not store SameSite=Lax cookies from a cross-site image's answer, so you are still logged in; a link to /logout that you follow would log you out. "
 		}
-		v.Text += "That is accepted: FusionAuth's front-channel logout loads this address as a GET in a frame, so it cannot ask for a token, and the worst an attacker gets is a logout."
+		v.Text += "That is accepted: a provider's front-channel logout (FusionAuth's logout page, the stand-in's) loads this address as a GET in a frame, so it cannot ask for a token, and the worst an attacker gets is a logout."
 	case "frame-account":
 		v.Stopped = true
 		if !cookies {

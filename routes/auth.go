@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -55,9 +56,9 @@ func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views) g
 // tooLargeMessage is the page for a session whose tokens cannot be kept in
 // cookies. It offers no "try again": a new login brings the same token.
 var tooLargeMessage = fmt.Sprintf("Your account's access token is too large to keep in cookies: "+
-	"with it, this app's session would pass the %d bytes a browser can carry to it on every request, so you are not logged in. "+
+	"with it, this app's session would pass the %s bytes it allows, a limit set because the browser sends every cookie with every request and servers refuse large request headers, so you are not logged in. "+
 	"Nothing is wrong with your password. Whoever runs the identity provider can fix it by trimming the token's claims "+
-	"for this application (fewer roles or groups, shorter names).", tokens.MaxSessionBytes)
+	"for this application (fewer roles or groups, shorter names).", group(strconv.Itoa(tokens.MaxSessionBytes)))
 
 // maxFormBytes bounds a form body: ours are a few fields.
 const maxFormBytes = 64 << 10

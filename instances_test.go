@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -32,25 +31,8 @@ func startRun(t testing.TB, env map[string]string, args ...string) demo {
 			t.Errorf("a secret, token or cookie value was logged after ...%s", before)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second) // a loaded machine
-	for {
-		resp, err := http.Get(d.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run %v stopped: %v\n%s", args, err, d.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run %v never became ready\n%s", args, d.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	awaitReady(t, d.base, done, 30*time.Second /* a loaded machine */, d.logs)
+	return d
 }
 
 // TestATakenPortNamesTheSettingToChange: a port already in use stops the

@@ -181,25 +181,8 @@ func startDemo(t testing.TB, extra map[string]string) demo {
 			t.Errorf("a secret, token or cookie value was logged after ...%s", before)
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(d.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("run stopped: %v\n%s", err, d.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the demo never became ready\n%s", d.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	awaitReady(t, d.base, done, 15*time.Second, d.logs)
+	return d
 }
 
 func TestRunServesTheDemoWithTheEmbeddedProvider(t *testing.T) {
@@ -624,5 +607,32 @@ func waitServing(t *testing.T, addr string) {
 			t.Fatalf("%s never answered: %v", addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitReady polls base's /readyz until it answers 200. It fails the test
+// when run, whose result arrives on done (buffered), stops first (then it
+// puts nil back for the test's cleanup, which waits on done, so the stop is
+// reported once), or when within has passed.
+func awaitReady(t testing.TB, base string, done chan error, within time.Duration, logs interface{ String() string }) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-done:
+			done <- nil
+			t.Fatalf("run stopped: %v\n%s", err, logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never became ready within %s\n%s", base, within, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -588,26 +588,8 @@ func startApp(t *testing.T, env map[string]string) demo {
 			t.Logf("the app's last logs:\n%s", logs[max(0, len(logs)-3000):])
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(d.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
-		}
-		select {
-		case err := <-done:
-			done <- nil // the cleanup reads it
-			t.Fatalf("run stopped: %v\n%s", err, d.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the app never became ready with %s\n%s", env["ISSUER"], d.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	awaitReady(t, d.base, done, 20*time.Second, d.logs)
+	return d
 }
 
 // jwtView is a JWT's header and claims, decoded without a check.

@@ -28,6 +28,14 @@ func (m *Manager) Logout(ctx context.Context, w http.ResponseWriter, r *http.Req
 
 	if hadRefresh {
 		m.revokeOnce(ctx, rc)
+		// A refresh that crossed this logout (another tab's, whose answer
+		// had not reached the browser) rotated the token: its result is in
+		// the grace window, and the rotated token goes too. One still in
+		// flight at the provider is not caught here; the logout marker
+		// refuses the cookies it brings.
+		if res := m.refresh.remembered(sha256.Sum256([]byte(rc.Token))); res != nil && res.refreshToken != rc.Token {
+			m.revokeOnce(ctx, refreshCookie{Token: res.refreshToken, Subject: rc.Subject, Expires: rc.Expires})
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,7 @@ type op struct {
 	refreshStatus int
 	userinfoCalls atomic.Int32
 	revoked       []string // the paths revocation calls reached
+	revokedTokens []string // the tokens RFC 7009 revocation calls named
 }
 
 // newOP serves a provider whose issuer is the server's URL plus path.
@@ -93,8 +95,10 @@ func newOP(t *testing.T, path string, shape func(o *op)) *op {
 		_ = json.NewEncoder(w).Encode(o.userinfo)
 	})
 	mux.HandleFunc("POST /oauth/revoke", func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
 		o.mu.Lock()
 		o.revoked = append(o.revoked, r.URL.Path)
+		o.revokedTokens = append(o.revokedTokens, r.PostForm.Get("token"))
 		o.mu.Unlock()
 	})
 	mux.HandleFunc("DELETE /api/jwt/refresh", func(w http.ResponseWriter, r *http.Request) {
@@ -600,5 +604,35 @@ func TestScopesFromScopeOrScp(t *testing.T) {
 		if err := json.Unmarshal([]byte(tc.claims), &c); err != nil || c.Scopes() != tc.want {
 			t.Errorf("%s: %q, %v; want %q", tc.claims, c.Scopes(), err, tc.want)
 		}
+	}
+}
+
+// TestLogoutAlsoRevokesTheTokenARacingRefreshGot: a refresh and a logout
+// cross (another tab refreshed; its answer, with the rotated refresh token,
+// had not reached the browser when Log out was pressed, so the logout
+// carries the old one). Revoking only the old token would leave the
+// rotated one alive at the provider: the logout revokes both.
+func TestLogoutAlsoRevokesTheTokenARacingRefreshGot(t *testing.T) {
+	o := newOP(t, "", func(o *op) { o.revocation = true })
+	a := o.app(t, Profile{}, "")
+	j, _, err := a.login(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := j.request(http.MethodGet, "/account")
+	s, err := a.m.Load(context.Background(), httptest.NewRecorder(), old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.m.Refresh(context.Background(), httptest.NewRecorder(), s); err != nil { // its cookies never arrive
+		t.Fatal(err)
+	}
+	rotated := s.RefreshToken
+	a.m.Logout(context.Background(), httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
+	o.mu.Lock()
+	got := o.revokedTokens
+	o.mu.Unlock()
+	if !slices.Contains(got, rotated) || len(got) != 2 {
+		t.Fatalf("revoked %d tokens, the rotated one among them: %v; want the old and the rotated one", len(got), slices.Contains(got, rotated))
 	}
 }

@@ -31,9 +31,9 @@ var DefaultScopes = []string{"openid", "email", "profile", "offline_access"}
 //   - Endpoints are used as discovery gives them, unless InternalURL is set:
 //     see moveEndpoints.
 //   - Revocation at logout: RFC 7009 where discovery lists a
-//     revocation_endpoint, FusionAuth's API where it does not and an API
-//     key is set (FusionAuth has no RFC 7009 endpoint), else none: see
-//     revocationFor.
+//     revocation_endpoint, FusionAuth's API where it does not, an API key
+//     is set and the endpoints are FusionAuth's (FusionAuth has no RFC 7009
+//     endpoint), else none: see revocationFor.
 //   - Token kinds, a JWKS key without alg, userinfo and logout's
 //     id_token_hint apply to every provider alike: see Verifier, and
 //     Manager's login, refresh and Logout.
@@ -180,16 +180,29 @@ var errNoRevocation = errors.New("tokens: no way to revoke: the provider lists n
 
 // revocationFor picks how to revoke: the standard endpoint wherever
 // discovery lists one; FusionAuth's API only when discovery lists none (no
-// FusionAuth version has an RFC 7009 endpoint) and an API key is set, which
-// only a FusionAuth deployment has. So a FusionAuth API key left in .env
-// never sends a refresh token to another provider's /api/jwt/refresh.
+// FusionAuth version has an RFC 7009 endpoint), an API key is set, and the
+// discovered endpoints are FusionAuth's (fusionAuthShaped). So a FusionAuth
+// API key left in .env never sends a refresh token to another provider's
+// /api/jwt/refresh: Dex, for one, lists no revocation endpoint either.
 func revocationFor(m metadata, apiKey string) revocation {
 	switch {
 	case m.RevocationEndpoint != "":
 		return revokeRFC7009
-	case apiKey != "":
+	case apiKey != "" && fusionAuthShaped(m):
 		return revokeFusionAuthAPI
 	default:
 		return revokeNone
 	}
+}
+
+// fusionAuthShaped reports whether discovery names FusionAuth's endpoint
+// paths: the token endpoint at /oauth2/token and the keys at
+// /.well-known/jwks.json, at the root of their host.
+func fusionAuthShaped(m metadata) bool {
+	token, err := url.Parse(m.TokenEndpoint)
+	if err != nil {
+		return false
+	}
+	keys, err := url.Parse(m.JWKSURI)
+	return err == nil && token.Path == "/oauth2/token" && keys.Path == "/.well-known/jwks.json"
 }

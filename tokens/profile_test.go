@@ -45,6 +45,7 @@ type op struct {
 	userinfoCalls atomic.Int32
 	revoked       []string // the paths revocation calls reached
 	revokedTokens []string // the tokens RFC 7009 revocation calls named
+	jwksAt        string   // the jwks_uri discovery names
 }
 
 // newOP serves a provider whose issuer is the server's URL plus path.
@@ -60,6 +61,7 @@ func newOP(t *testing.T, path string, shape func(o *op)) *op {
 	o.id = func(nonce string) map[string]any {
 		return with(o.claims(), "nonce", nonce, "email", "r@example.com", "name", "Richard Hendricks")
 	}
+	o.jwksAt = o.srv.URL + "/oauth/jwks"
 	if shape != nil {
 		shape(o)
 	}
@@ -67,7 +69,7 @@ func newOP(t *testing.T, path string, shape func(o *op)) *op {
 	mux.HandleFunc("GET "+base+"/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
 		doc := map[string]any{
 			"issuer": o.issuer, "authorization_endpoint": o.srv.URL + "/oauth/authorize",
-			"token_endpoint": o.tokenAt, "jwks_uri": o.srv.URL + "/oauth/jwks",
+			"token_endpoint": o.tokenAt, "jwks_uri": o.jwksAt,
 		}
 		if o.userinfo != nil {
 			doc["userinfo_endpoint"] = o.srv.URL + "/oauth/userinfo"
@@ -80,12 +82,15 @@ func newOP(t *testing.T, path string, shape func(o *op)) *op {
 		}
 		_ = json.NewEncoder(w).Encode(doc)
 	})
-	mux.HandleFunc("GET /oauth/jwks", func(w http.ResponseWriter, _ *http.Request) {
+	jwks := func(w http.ResponseWriter, _ *http.Request) {
 		set := jwk.NewSet()
 		_ = set.AddKey(o.signer.pub)
 		_ = json.NewEncoder(w).Encode(set)
-	})
+	}
+	mux.HandleFunc("GET /oauth/jwks", jwks)
+	mux.HandleFunc("GET /.well-known/jwks.json", jwks)
 	mux.HandleFunc("POST /oauth/token", o.token)
+	mux.HandleFunc("POST /oauth2/token", o.token)
 	mux.HandleFunc("GET /oauth/userinfo", func(w http.ResponseWriter, r *http.Request) {
 		o.userinfoCalls.Add(1)
 		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
@@ -107,6 +112,12 @@ func newOP(t *testing.T, path string, shape func(o *op)) *op {
 		o.mu.Unlock()
 	})
 	return o
+}
+
+// fusionAuthPaths makes o name its token endpoint and keys where FusionAuth
+// does (/oauth2/token, /.well-known/jwks.json).
+func (o *op) fusionAuthPaths() {
+	o.tokenAt, o.jwksAt = o.srv.URL+"/oauth2/token", o.srv.URL+"/.well-known/jwks.json"
 }
 
 // claims are genuine claims of a token from o, for the client.
@@ -506,11 +517,17 @@ func TestRevocationFollowsDiscovery(t *testing.T) {
 	}{
 		{"RFC 7009 listed, API key set", true, "key", "/oauth/revoke"},
 		{"RFC 7009 listed", true, "", "/oauth/revoke"},
-		{"none listed, API key set (FusionAuth)", false, "key", "/api/jwt/refresh"},
+		{"none listed, API key set, FusionAuth's endpoints", false, "key", "/api/jwt/refresh"},
 		{"none listed, no key", false, "", ""},
+		{"none listed, API key set, another provider's endpoints (Dex)", false, "key", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := newOP(t, "", func(o *op) { o.revocation = tc.revocation })
+			o := newOP(t, "", func(o *op) {
+				o.revocation = tc.revocation
+				if !strings.Contains(tc.name, "another provider") {
+					o.fusionAuthPaths()
+				}
+			})
 			a := o.app(t, Profile{}, tc.apiKey)
 			j, _, err := a.login(t)
 			if err != nil {

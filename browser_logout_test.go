@@ -76,31 +76,7 @@ func TestBrowserLogoutSaysSoOnTheLandingPage(t *testing.T) {
 // session ended, and indeed it did not: the next login goes straight through.
 func TestBrowserLogoutTheProviderRefusedIsNotClaimed(t *testing.T) {
 	ctx := newBrowser(t)
-	d := startDemo(t, nil)
-	env := map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": d.issuer}
-	for k, v := range demoEnv {
-		env[k] = v
-	}
-	second := startRun(t, env)
-
-	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"))
-	logIn(t, ctx, "richard@example.com", "password")
-	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
-	rememberCookies(t, ctx, d)
-	second.secrets.remember(d.secrets.values...)
-
-	run1(t, ctx, chromedp.Navigate(second.appURL+"/account"), chromedp.WaitVisible(chromedp.CSS("#logout")),
-		chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#error")))
-	if msg := text(t, ctx, "#error"); !strings.Contains(msg, "invalid_post_logout_redirect_uri") {
-		t.Fatalf("the provider's answer to the second instance's logout: %q", msg)
-	}
-	// The logout's one-time state is no secret to log either.
-	if end, err := url.Parse(location(t, ctx)); err != nil || end.Query().Get("state") == "" {
-		t.Fatalf("the end-session URL %s carries no state", location(t, ctx))
-	} else {
-		d.secrets.remember(end.Query().Get("state"))
-		second.secrets.remember(end.Query().Get("state"))
-	}
+	d, second := refusedLogout(t, ctx)
 	// The user gives up on the provider and goes back to the app.
 	run1(t, ctx, chromedp.Navigate(second.appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#hero-login")))
 	msg := landingNotice(t, ctx)
@@ -131,24 +107,7 @@ func landingNotice(t *testing.T, ctx context.Context) string {
 // says both ended, and the next login asks for the password.
 func TestBrowserLogoutAtTheProviderButton(t *testing.T) {
 	ctx := newBrowser(t)
-	d := startDemo(t, nil)
-	env := map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": d.issuer}
-	for k, v := range demoEnv {
-		env[k] = v
-	}
-	second := startRun(t, env)
-
-	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"))
-	logIn(t, ctx, "richard@example.com", "password")
-	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
-	rememberCookies(t, ctx, d)
-	second.secrets.remember(d.secrets.values...)
-	run1(t, ctx, chromedp.Navigate(second.appURL+"/account"), chromedp.WaitVisible(chromedp.CSS("#logout")),
-		chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#error")))
-	if end, err := url.Parse(location(t, ctx)); err == nil {
-		d.secrets.remember(end.Query().Get("state"))
-		second.secrets.remember(end.Query().Get("state"))
-	}
+	d, _ := refusedLogout(t, ctx)
 
 	run1(t, ctx, chromedp.Navigate(d.appURL+"/"), chromedp.WaitVisible(chromedp.CSS("#end-provider-session")))
 	if msg := landingNotice(t, ctx); strings.Contains(msg, "of the identity provider") {
@@ -164,4 +123,39 @@ func TestBrowserLogoutAtTheProviderButton(t *testing.T) {
 		t.Fatalf("after the button the page says %q", msg)
 	}
 	run1(t, ctx, chromedp.Click(chromedp.CSS("#hero-login")), chromedp.WaitVisible(chromedp.CSS("#loginId")))
+}
+
+// refusedLogout starts the demo and a second instance on a URL the provider
+// does not authorize (same secret, so it serves the demo's session), logs
+// richard in on the demo, and presses Log out on the second instance: the
+// provider refuses that logout (invalid_post_logout_redirect_uri), and the
+// browser is left on its error page. The one-time state of that logout is
+// added to both instances' secrets, which their logs must not show.
+func refusedLogout(t *testing.T, ctx context.Context) (first, second demo) {
+	t.Helper()
+	first = startDemo(t, nil)
+	env := map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": first.issuer}
+	for k, v := range demoEnv {
+		env[k] = v
+	}
+	second = startRun(t, env)
+
+	run1(t, ctx, chromedp.Navigate(first.appURL+"/account"))
+	logIn(t, ctx, "richard@example.com", "password")
+	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
+	rememberCookies(t, ctx, first)
+	second.secrets.remember(first.secrets.values...)
+
+	run1(t, ctx, chromedp.Navigate(second.appURL+"/account"), chromedp.WaitVisible(chromedp.CSS("#logout")),
+		chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#error")))
+	if msg := text(t, ctx, "#error"); !strings.Contains(msg, "invalid_post_logout_redirect_uri") {
+		t.Fatalf("the provider's answer to the second instance's logout: %q", msg)
+	}
+	end, err := url.Parse(location(t, ctx))
+	if err != nil || end.Query().Get("state") == "" {
+		t.Fatalf("the end-session URL %s carries no state", location(t, ctx))
+	}
+	first.secrets.remember(end.Query().Get("state"))
+	second.secrets.remember(end.Query().Get("state"))
+	return first, second
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"maps"
@@ -16,7 +16,7 @@ import (
 // readmeHeadings returns the text of every heading of README.md.
 func readmeHeadings(t *testing.T) []string {
 	t.Helper()
-	data, err := os.ReadFile("README.md")
+	data, err := os.ReadFile(repo("README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestPointersIntoTheREADMEArrive(t *testing.T) {
 	pointer := regexp.MustCompile(`README, "([^"]+)"`)
 	found := 0
 	for _, name := range []string{".env", "docker-compose.yml"} {
-		data, err := os.ReadFile(name)
+		data, err := os.ReadFile(repo(name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func TestPointersIntoTheREADMEArrive(t *testing.T) {
 // `go run .` and the arguments after it.
 func readmeCommands(t *testing.T, marker string) []readmeCommand {
 	t.Helper()
-	data, err := os.ReadFile("README.md")
+	data, err := os.ReadFile(repo("README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,10 +104,11 @@ func TestREADMESecondInstanceWithoutDocker(t *testing.T) {
 	if len(cmds) != 2 {
 		t.Fatalf("the README gives %d commands, want two terminals", len(cmds))
 	}
-	dotenv, err := godotenv.Read(".env")
+	dotenv, err := godotenv.Read(repo(".env"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Chdir(repo(".")) // where the README's `go run .` runs, so the default KICKSTART_FILE is found
 	ctx := newBrowser(t)
 	var instances []demo
 	for _, cmd := range cmds {

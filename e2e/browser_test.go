@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// The whole journey in a real headless Chromium, against run() with the
+// The whole journey in a real headless Chromium, against app.Run with the
 // embedded provider on free loopback ports.
 
-var screenshots = flag.String("screenshots", "", "write README screenshots of the main pages to this directory (e.g. docs/screenshots)")
+var screenshots = flag.String("screenshots", "", "write README screenshots of the main pages to this directory, relative to the repository root (e.g. docs/screenshots)")
 
 const (
 	noChromium = "Chromium not found: install it (Debian: apt-get install chromium) to run the browser tests"
@@ -357,10 +357,14 @@ func saveShot(t *testing.T, ctx context.Context, name string, capture chromedp.A
 	}
 	run1(t, ctx, chromedp.Sleep(200*time.Millisecond))
 	png := get(t, ctx, capture)
-	if err := os.MkdirAll(*screenshots, 0o755); err != nil {
+	dir := *screenshots
+	if !filepath.IsAbs(dir) {
+		dir = repo(dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(*screenshots, name+".png"), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

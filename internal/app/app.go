@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	profile := tokens.Profile{
 		Issuer: cfg.Issuer, InternalURL: cfg.IssuerInternalURL, ClientID: cfg.ClientID,
 		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams,
+		RequireHTTPS: strings.HasPrefix(cfg.AppURL, "https://"),
 	}
 	provider := tokens.NewProvider(profile, client, time.Now, log)
 	sealer, err := tokens.NewSealer(cfg.Secrets...)

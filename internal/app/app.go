@@ -27,7 +27,7 @@ import (
 // with their own. Every exit path closes what it started: a failing server
 // stops the others before Run returns.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig(args, getenv, stderr)
+	cfg, err := LoadConfig(args, getenv, stderr)
 	if errors.Is(err, errHelp) {
 		usage(stdout)
 		return nil
@@ -83,7 +83,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.AttackerAddr != "" {
 		witness := routes.NewWitness()
 		handler = witness.Wrap(handler)
-		attacker, err := routes.Attacker(cfg.AppURL, assets, witness)
+		attacker, err := routes.Attacker(cfg.AppURL, cfg.Issuer, assets, witness)
 		if err != nil {
 			return fmt.Errorf("changebank: %w", err)
 		}
@@ -178,7 +178,7 @@ const (
 // hintWhileUnreachable logs, until the provider is ready, the URL the app
 // is waiting for and the two ways to run a provider: a first-time user who
 // typed `go run .` otherwise waits without knowing why.
-func hintWhileUnreachable(ctx context.Context, provider *tokens.Provider, cfg config, log *slog.Logger) {
+func hintWhileUnreachable(ctx context.Context, provider *tokens.Provider, cfg Config, log *slog.Logger) {
 	wait := hintFirst
 	for {
 		waitCtx, done := context.WithTimeout(ctx, wait)
@@ -200,7 +200,7 @@ func hintWhileUnreachable(ctx context.Context, provider *tokens.Provider, cfg co
 
 // embeddedIdP prepares the FusionAuth stand-in on the issuer's host and
 // port; serve runs it.
-func embeddedIdP(cfg config, getenv func(string) string, log *slog.Logger) (server, error) {
+func embeddedIdP(cfg Config, getenv func(string) string, log *slog.Logger) (server, error) {
 	ks, err := idp.LoadKickstart(cfg.KickstartFile, getenv, log)
 	if err != nil {
 		return server{}, fmt.Errorf("changebank: %w", err)

@@ -41,7 +41,7 @@ func TestServeStopsEveryServerWhenOneFails(t *testing.T) {
 			server{name: "embedded identity provider", srv: newServer(ok), ln: idpLn},
 			server{name: "app", srv: newServer(ok), ln: appLn})
 	}()
-	waitServing(t, appAddr)
+	apptest.WaitServing(t, appAddr)
 	idpLn.Close() // the provider's server fails
 	err := <-done
 	if err == nil || !strings.Contains(err.Error(), "embedded identity provider") {
@@ -75,21 +75,5 @@ func TestRunNamesTheProviderItCannotReach(t *testing.T) {
 			t.Fatalf("the logs never say %q:\n%s", want, logs)
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func waitServing(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/")
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

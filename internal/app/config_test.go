@@ -25,7 +25,7 @@ func TestConfigNamesEveryBadSetting(t *testing.T) {
 		"REFRESH_TOKEN_TTL": "forever",
 		"LOG_LEVEL":         "loud",
 	}
-	_, err := loadConfig(nil, apptest.Getenv(env), io.Discard)
+	_, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 	if err == nil {
 		t.Fatal("bad settings were accepted")
 	}
@@ -40,7 +40,7 @@ func TestConfigNamesEveryBadSetting(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := loadConfig([]string{"-embedded-idp"}, apptest.Getenv(apptest.DemoEnv), io.Discard)
+	cfg, err := LoadConfig([]string{"-embedded-idp"}, apptest.Getenv(apptest.DemoEnv), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestConfigKeepsTheIssuerExactly(t *testing.T) {
 				env[k] = v
 			}
 			env["ISSUER"] = issuer
-			cfg, err := loadConfig(nil, apptest.Getenv(env), io.Discard)
+			cfg, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func TestConfigKeepsTheIssuerExactly(t *testing.T) {
 		env[k] = v
 	}
 	env["ISSUER"] = "http://localhost:9011/dex"
-	if _, err := loadConfig([]string{"-embedded-idp"}, apptest.Getenv(env), io.Discard); err == nil || !strings.Contains(err.Error(), "embedded stand-in") {
+	if _, err := LoadConfig([]string{"-embedded-idp"}, apptest.Getenv(env), io.Discard); err == nil || !strings.Contains(err.Error(), "embedded stand-in") {
 		t.Fatalf("-embedded-idp with an issuer path: %v", err)
 	}
 }
@@ -90,7 +90,7 @@ func TestConfigKeepsTheIssuerExactly(t *testing.T) {
 // four FusionAuth needs, and AUTHORIZE_PARAMS may add parameters but not
 // replace the flow's own.
 func TestConfigProviderSettings(t *testing.T) {
-	load := func(extra map[string]string) (config, error) {
+	load := func(extra map[string]string) (Config, error) {
 		env := map[string]string{}
 		for k, v := range apptest.DemoEnv {
 			env[k] = v
@@ -98,7 +98,7 @@ func TestConfigProviderSettings(t *testing.T) {
 		for k, v := range extra {
 			env[k] = v
 		}
-		return loadConfig(nil, apptest.Getenv(env), io.Discard)
+		return LoadConfig(nil, apptest.Getenv(env), io.Discard)
 	}
 	cfg, err := load(nil)
 	if err != nil {
@@ -136,7 +136,7 @@ func TestConfigRefusesRequestObjectsAndControlCharacters(t *testing.T) {
 		env[k] = v
 	}
 	env["AUTHORIZE_PARAMS"] = "prompt=consent&request=eyJ9&request_uri=https%3A%2F%2Fevil.test&response_mode=form_post&redirect_uri%00=x&login_hint=a%0D%0AX&scope=all"
-	_, err := loadConfig(nil, apptest.Getenv(env), io.Discard)
+	_, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -159,7 +159,7 @@ func TestConfigRefusesRequestObjectsAndControlCharacters(t *testing.T) {
 		t.Errorf("an allowed parameter is named: %s", params[0])
 	}
 	env["AUTHORIZE_PARAMS"] = "resource=https%3A%2F%2Fa.example&prompt=consent&resource=https%3A%2F%2Fb.example&access_type=offline"
-	cfg, err := loadConfig(nil, apptest.Getenv(env), io.Discard)
+	cfg, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,14 +182,14 @@ func TestConfigHTTPSAppNeedsHTTPSIssuer(t *testing.T) {
 	} {
 		env := map[string]string{"APP_URL": "https://bank.example", "ISSUER": issuer,
 			"CLIENT_ID": "app", "CLIENT_SECRET": "a-real-secret-for-this-test", "APP_SECRET_KEY": "an-https-test-secret-0123456789-abcdefg"}
-		_, err := loadConfig(nil, apptest.Getenv(env), io.Discard)
+		_, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 		if got := err == nil; got != ok {
 			t.Errorf("ISSUER %s under an https APP_URL: err %v", issuer, err)
 		} else if !ok && !strings.Contains(err.Error(), "ISSUER") {
 			t.Errorf("ISSUER %s: the error does not name ISSUER: %v", issuer, err)
 		}
 		env["APP_URL"] = "http://localhost:8080"
-		if _, err := loadConfig(nil, apptest.Getenv(env), io.Discard); err != nil {
+		if _, err := LoadConfig(nil, apptest.Getenv(env), io.Discard); err != nil {
 			t.Errorf("ISSUER %s under an http APP_URL: %v", issuer, err)
 		}
 	}
@@ -214,7 +214,7 @@ func TestConfigNormalisesURLs(t *testing.T) {
 			for k, v := range apptest.RealSecrets {
 				env[k] = v
 			}
-			cfg, err := loadConfig(nil, apptest.Getenv(env), io.Discard)
+			cfg, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -249,7 +249,7 @@ func TestPublishedSecretsAreRefusedOverHTTPS(t *testing.T) {
 				env[k] = v
 			}
 			env[tc.setting] = tc.value
-			_, err := loadConfig(nil, apptest.Getenv(env), io.Discard)
+			_, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 			if (err != nil) != tc.refused {
 				t.Fatalf("refused = %v, want %v: %v", err != nil, tc.refused, err)
 			}
@@ -303,9 +303,9 @@ func TestHelpListsEverySettingAndExitsCleanly(t *testing.T) {
 	if stderr.Len() != 0 {
 		t.Errorf("-h wrote to stderr: %s", stderr.String())
 	}
-	// Every variable loadConfig reads is listed, with its default.
+	// Every variable LoadConfig reads is listed, with its default.
 	var read []string
-	if _, err := loadConfig([]string{"-embedded-idp"}, func(k string) string { read = append(read, k); return apptest.DemoEnv[k] }, io.Discard); err != nil {
+	if _, err := LoadConfig([]string{"-embedded-idp"}, func(k string) string { read = append(read, k); return apptest.DemoEnv[k] }, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	help := stdout.String()
@@ -315,7 +315,7 @@ func TestHelpListsEverySettingAndExitsCleanly(t *testing.T) {
 		}
 	}
 	if len(read) < len(settings) {
-		t.Errorf("loadConfig read %d variables, the table lists %d", len(read), len(settings))
+		t.Errorf("LoadConfig read %d variables, the table lists %d", len(read), len(settings))
 	}
 	if err := Run(context.Background(), []string{"-nope"}, apptest.Getenv(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "-h") {
 		t.Errorf("an unknown flag: %v, want an error pointing at -h", err)
@@ -373,7 +373,7 @@ func TestAttackerAddrMustBeAnotherSite(t *testing.T) {
 			if tc.appURL != "" {
 				env["APP_URL"] = tc.appURL
 			}
-			cfg, err := loadConfig(nil, apptest.Getenv(env), io.Discard)
+			cfg, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 			switch {
 			case tc.problem == "" && err != nil:
 				t.Fatalf("refused: %v", err)

@@ -6,9 +6,11 @@ package apptest
 import (
 	"bytes"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // DemoEnv is the shipped .env's settings, as tests pass them to app.Run.
@@ -68,4 +70,21 @@ func ContainsAll(s string, subs []string) bool {
 		}
 	}
 	return true
+}
+
+// WaitServing waits, up to 10 s, until addr answers HTTP.
+func WaitServing(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never answered: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

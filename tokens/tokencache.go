@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"sync"
 
+	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
@@ -23,6 +24,7 @@ type verifiedToken struct {
 	claims Claims
 	typ    string
 	kid    string
+	alg    jwa.SignatureAlgorithm // what the key checked, to find it again when the token has no kid
 	key    jwk.Key
 }
 

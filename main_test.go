@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -522,7 +523,11 @@ func TestPublishedSecretsAreListed(t *testing.T) {
 		regexp.MustCompile(`(?m)^\s*-\s*` + secretName + `=([^\s"$]+)`),         // compose list form
 	}
 	found := 0
-	for _, file := range []string{".env", "docker-compose.yml", "README.md", "kickstart/kickstart.json"} {
+	pages, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range append([]string{".env", "docker-compose.yml", "README.md", "kickstart/kickstart.json"}, pages...) {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)

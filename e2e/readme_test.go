@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -18,7 +18,8 @@ import (
 // pinned in package.json, installed by `npm ci`) in headless Chromium, with
 // no network: GitHub shows an error box where a diagram does not parse.
 
-const mermaidJS = "node_modules/mermaid/dist/mermaid.min.js"
+// mermaidJS is where `npm ci`, run at the repository's root, installs mermaid.
+const mermaidJS = "../node_modules/mermaid/dist/mermaid.min.js"
 
 // mermaidBlock is one ```mermaid fence of a Markdown file.
 type mermaidBlock struct {
@@ -156,8 +157,8 @@ func TestReadmeDiagramsRender(t *testing.T) {
 	}
 	var pages []page
 	total := 0
-	for _, p := range docPages(t, ".") {
-		md, err := os.ReadFile(p)
+	for _, p := range docPages(t, repo(".")) {
+		md, err := os.ReadFile(repo(p))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"maps"
@@ -21,13 +21,13 @@ var docPointer = regexp.MustCompile(`\b((?:README|docs/[\w-]+)\.md(?:#[\w-]+)?)`
 func TestPointersIntoTheDocsArrive(t *testing.T) {
 	found := 0
 	for _, name := range []string{".env", "docker-compose.yml"} {
-		data, err := os.ReadFile(name)
+		data, err := os.ReadFile(repo(name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range docPointer.FindAllStringSubmatch(string(data), -1) {
 			found++
-			if msg := checkLink(".", "README.md", m[1]); msg != "" {
+			if msg := checkLink(repo("."), "README.md", m[1]); msg != "" {
 				t.Errorf("%s points at %s, which %s", name, m[1], msg)
 			}
 		}
@@ -45,7 +45,7 @@ func TestPointersIntoTheDocsArrive(t *testing.T) {
 // `go run .` and the arguments after it.
 func readmeCommands(t *testing.T, path, marker string) []readmeCommand {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(repo(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,10 +94,11 @@ func TestREADMESecondInstanceWithoutDocker(t *testing.T) {
 	if len(cmds) != 2 {
 		t.Fatalf("docs/instances.md gives %d commands, want two terminals", len(cmds))
 	}
-	dotenv, err := godotenv.Read(".env")
+	dotenv, err := godotenv.Read(repo(".env"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Chdir(repo(".")) // where the README's `go run .` runs, so the default KICKSTART_FILE is found
 	ctx := newBrowser(t)
 	var instances []demo
 	for _, cmd := range cmds {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"cmp"
@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changebank/changebank/internal/app"
+	"github.com/changebank/changebank/internal/apptest"
 	"github.com/changebank/changebank/tokens"
 )
 
@@ -146,7 +148,7 @@ var providerJourneys = []providerJourney{
 		settings: func(issuer string) map[string]string {
 			// FUSIONAUTH_API_KEY as the shipped .env sets it: a user who
 			// copied .env must still get RFC 7009 revocation, not FusionAuth's API.
-			return map[string]string{"ISSUER": issuer, "AUDIENCE": "account", "FUSIONAUTH_API_KEY": demoEnv["FUSIONAUTH_API_KEY"]}
+			return map[string]string{"ISSUER": issuer, "AUDIENCE": "account", "FUSIONAUTH_API_KEY": apptest.DemoEnv["FUSIONAUTH_API_KEY"]}
 		},
 		kindsApart: true, logoutHint: true, revocation: true,
 		shape: func(t *testing.T, issuer, clientID string, access, id jwtView) {
@@ -189,7 +191,7 @@ func TestProviderJourneys(t *testing.T) {
 			op := j.start(t, clientID, secret)
 			rec := op.recorder()
 			env := map[string]string{
-				"CLIENT_ID": clientID, "CLIENT_SECRET": secret, "APP_SECRET_KEY": demoEnv["APP_SECRET_KEY"], "LOG_LEVEL": "debug",
+				"CLIENT_ID": clientID, "CLIENT_SECRET": secret, "APP_SECRET_KEY": apptest.DemoEnv["APP_SECRET_KEY"], "LOG_LEVEL": "debug",
 			}
 			for k, v := range j.settings(op.issuerURL()) {
 				env[k] = v
@@ -568,12 +570,12 @@ func (b *person) remember() { b.d.rememberJar(b.jar) }
 // the test ends, failing the test if a remembered value reached the logs.
 func startApp(t *testing.T, env map[string]string) demo {
 	t.Helper()
-	env["APP_URL"] = "http://" + freePort(t)
-	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &syncBuffer{}, secrets: &secretList{}}
+	env["APP_URL"] = "http://" + apptest.FreePort(t)
+	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &apptest.Logs{}, secrets: &secretList{}}
 	d.secrets.remember(env["CLIENT_SECRET"], env["APP_SECRET_KEY"], env["FUSIONAUTH_API_KEY"])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, getenvFrom(env), io.Discard, d.logs) }()
+	go func() { done <- app.Run(ctx, nil, apptest.Getenv(env), io.Discard, d.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -743,7 +745,7 @@ func TestProviderShapes(t *testing.T) {
 // needed, with the same values where the recipe gives one, and an ISSUER of
 // the same form (trailing slash, path).
 func TestProviderRecipesMatchTheJourneys(t *testing.T) {
-	data, err := os.ReadFile("docs/providers.md")
+	data, err := os.ReadFile(repo("docs/providers.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -176,13 +176,13 @@ func checkLink(root, p, target string) string {
 // docs/ leads to a file and a heading that exist, and no page cites an
 // issue by number.
 func TestDocsLinksArrive(t *testing.T) {
-	pages := docPages(t, ".")
+	pages := docPages(t, repo("."))
 	if len(pages) < 10 {
 		t.Fatalf("found %d pages: %v", len(pages), pages)
 	}
 	links := 0
 	for _, p := range pages {
-		data, err := os.ReadFile(p)
+		data, err := os.ReadFile(repo(p))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +190,7 @@ func TestDocsLinksArrive(t *testing.T) {
 		for _, l := range prose {
 			links += len(inlineLink.FindAllString(l.text, -1))
 		}
-		for _, msg := range brokenLinks(".", p, string(data)) {
+		for _, msg := range brokenLinks(repo("."), p, string(data)) {
 			t.Error(msg)
 		}
 	}

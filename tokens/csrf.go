@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"hash"
 	"sync"
+
+	"github.com/changebank/changebank/internal/bounded"
 )
 
 // CSRF makes and checks anti-CSRF tokens for forms. A token is an HMAC,
@@ -19,14 +21,14 @@ type CSRF struct {
 
 	// made remembers the tokens Token made: every page of a session shows
 	// the same one, and a map lookup costs a fraction of the MAC.
-	mu   sync.RWMutex
-	made map[csrfInput]string
+	made *bounded.Map[csrfInput, string]
 }
 
 // csrfInput is what a CSRF token is made from.
 type csrfInput struct{ subject, loginID string }
 
-// maxCSRFTokens bounds CSRF.made; past it the map starts again empty.
+// maxCSRFTokens bounds CSRF.made; past it arbitrary tokens are forgotten
+// (and made again when asked for).
 const maxCSRFTokens = 4096
 
 // NewCSRF returns a CSRF for the app secrets, newest first: tokens are made
@@ -36,7 +38,7 @@ func NewCSRF(secrets ...[]byte) (*CSRF, error) {
 	if err := checkSecrets(secrets); err != nil {
 		return nil, err
 	}
-	c := &CSRF{made: make(map[csrfInput]string)}
+	c := &CSRF{made: bounded.New[csrfInput, string](maxCSRFTokens, bounded.Evict)}
 	for _, secret := range secrets {
 		key, err := hkdf.Key(sha256.New, secret, nil, "changebank csrf v1", 32)
 		if err != nil {
@@ -52,19 +54,11 @@ func NewCSRF(secrets ...[]byte) (*CSRF, error) {
 // Token returns the anti-CSRF token for the forms of u's session.
 func (c *CSRF) Token(u UserInfo) string {
 	in := csrfInput{u.Subject, u.LoginID}
-	c.mu.RLock()
-	token, ok := c.made[in]
-	c.mu.RUnlock()
-	if ok {
+	if token, ok := c.made.Get(in); ok {
 		return token
 	}
-	token = csrfMAC(c.macs[0], u)
-	c.mu.Lock()
-	if len(c.made) >= maxCSRFTokens {
-		clear(c.made)
-	}
-	c.made[in] = token
-	c.mu.Unlock()
+	token := csrfMAC(c.macs[0], u)
+	c.made.Put(in, token, nil)
 	return token
 }
 

@@ -62,8 +62,8 @@ func TestCSRFTokenIsRememberedWithinBounds(t *testing.T) {
 			t.Fatalf("session %d: %s, want %s", i, got, want)
 		}
 	}
-	if len(c.made) > maxCSRFTokens {
-		t.Fatalf("%d tokens remembered, bound %d", len(c.made), maxCSRFTokens)
+	if c.made.Len() > maxCSRFTokens {
+		t.Fatalf("%d tokens remembered, bound %d", c.made.Len(), maxCSRFTokens)
 	}
 	if c.Token(u) != first {
 		t.Fatal("a session's token changed after the bound was reached")

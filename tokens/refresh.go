@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/changebank/changebank/internal/bounded"
 )
 
 // RefreshGrace is how long after a refresh the requests that still carry
@@ -50,8 +51,11 @@ type refresher struct {
 	wait  time.Duration // how long a request waits for the token call
 	group singleflight.Group
 
-	mu     sync.Mutex
-	recent map[[sha256.Size]byte]graceEntry
+	// recent holds the results of the grace window by the old token's
+	// hash. Full of live entries, it takes no more (bounded.Refuse): under
+	// a flood the refresher falls back to plain single-flight rather than
+	// forget a result a browser may still need.
+	recent *bounded.Map[[sha256.Size]byte, graceEntry]
 
 	// dead holds the hashes of refresh tokens the provider refused (or
 	// this instance revoked): they are never sent again, so a spent token
@@ -66,7 +70,7 @@ type graceEntry struct {
 }
 
 func newRefresher(now func() time.Time, grace, wait time.Duration) *refresher {
-	return &refresher{now: now, grace: grace, wait: wait, recent: make(map[[sha256.Size]byte]graceEntry)}
+	return &refresher{now: now, grace: grace, wait: wait, recent: bounded.New[[sha256.Size]byte, graceEntry](maxGraceEntries, bounded.Refuse)}
 }
 
 // do returns the result of redeeming refreshToken, calling redeem at most
@@ -119,29 +123,15 @@ func (f *refresher) do(ctx context.Context, refreshToken string, until time.Time
 }
 
 func (f *refresher) remembered(key [sha256.Size]byte) *refreshed {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if e, ok := f.recent[key]; ok && f.now().Before(e.until) {
+	if e, ok := f.recent.Get(key); ok && f.now().Before(e.until) {
 		return e.res
 	}
 	return nil
 }
 
 func (f *refresher) remember(key [sha256.Size]byte, res *refreshed) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	now := f.now()
-	if len(f.recent) >= maxGraceEntries/2 {
-		for k, e := range f.recent {
-			if !now.Before(e.until) {
-				delete(f.recent, k)
-			}
-		}
-	}
-	if len(f.recent) >= maxGraceEntries {
-		return // under a flood, fall back to plain single-flight
-	}
-	f.recent[key] = graceEntry{res: res, until: now.Add(f.grace)}
+	f.recent.Put(key, graceEntry{res: res, until: now.Add(f.grace)}, func(e graceEntry) bool { return !now.Before(e.until) })
 }
 
 // TokenCallTimeout bounds each call to the provider when the HTTP client

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/changebank/changebank/internal/bounded"
 )
 
 // maxCachedSessions bounds the session cache. An entry holds the two
@@ -42,14 +43,14 @@ type validSession struct {
 // themselves costs one pass of the runtime's hash over them where SHA-256
 // took one per cache. Memory so holds, for each cached session, its access
 // token and its sealed userinfo cookie, as it does while serving a request;
-// never the refresh cookie.
+// never the refresh cookie. When full, the sessions that have ended go
+// first, then arbitrary ones (see bounded.Evict).
 type sessionCache struct {
-	mu      sync.RWMutex
-	entries map[sessionKey]*validSession
+	m *bounded.Map[sessionKey, *validSession]
 }
 
 func newSessionCache() *sessionCache {
-	return &sessionCache{entries: make(map[sessionKey]*validSession)}
+	return &sessionCache{m: bounded.New[sessionKey, *validSession](maxCachedSessions, bounded.Evict)}
 }
 
 func keyOf(v sessionValues) sessionKey {
@@ -57,48 +58,21 @@ func keyOf(v sessionValues) sessionKey {
 }
 
 func (c *sessionCache) get(v sessionValues) (*validSession, bool) {
-	c.mu.RLock()
-	e, ok := c.entries[keyOf(v)]
-	c.mu.RUnlock()
-	return e, ok
+	return c.m.Get(keyOf(v))
 }
 
 // put remembers e for v's values, copied: the request's strings point into
-// its whole Cookie header, which the cache must not keep alive. When the
-// cache is full it first drops the sessions that have ended and, if that
-// frees too little, a quarter of the others (Go's map order is random, so
-// which ones cannot be steered).
+// its whole Cookie header, which the cache must not keep alive.
 func (c *sessionCache) put(v sessionValues, e *validSession, now time.Time) {
 	k := sessionKey{access: strings.Clone(v.access), userInfo: strings.Clone(v.userInfo)}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= maxCachedSessions {
-		for k, old := range c.entries {
-			if old.user.Expires <= now.Unix() || int64(old.token.claims.Expiry) <= now.Unix() {
-				delete(c.entries, k)
-			}
-		}
-		for k := range c.entries {
-			if len(c.entries) < maxCachedSessions*3/4 {
-				break
-			}
-			delete(c.entries, k)
-		}
-	}
-	c.entries[k] = e
+	c.m.Put(k, e, func(old *validSession) bool {
+		return old.user.Expires <= now.Unix() || int64(old.token.claims.Expiry) <= now.Unix()
+	})
 }
 
-func (c *sessionCache) drop(v sessionValues) {
-	c.mu.Lock()
-	delete(c.entries, keyOf(v))
-	c.mu.Unlock()
-}
+func (c *sessionCache) drop(v sessionValues) { c.m.Delete(keyOf(v)) }
 
-func (c *sessionCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}
+func (c *sessionCache) len() int { return c.m.Len() }
 
 // cachedSession returns the session of values a full load accepted before,
 // after making again every check whose answer can have changed since: the

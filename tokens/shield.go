@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/changebank/changebank/internal/bounded"
 )
 
 // This file keeps attacker input from costing the provider more than one
@@ -20,49 +22,27 @@ const maxSpentEntries = 10000
 
 // hashSet remembers SHA-256 hashes of values (never the values: memory
 // holds no usable token) until an expiry, at most maxSpentEntries of them.
+// When full, the expired go first, then arbitrary ones (see bounded.Evict):
+// what is forgotten can cost the provider one more call, which the callers
+// bound otherwise (the exchange budget).
 type hashSet struct {
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]int64 // hash -> Unix expiry
+	entries *bounded.Map[[sha256.Size]byte, int64] // hash -> Unix expiry
 }
 
 func newHashSet() *hashSet {
-	return &hashSet{entries: make(map[[sha256.Size]byte]int64)}
+	return &hashSet{entries: bounded.New[[sha256.Size]byte, int64](maxSpentEntries, bounded.Evict)}
 }
 
 // add records sum until exp and reports whether it was new (false: it is
 // already there and unexpired). Check and record are one step, so of
 // requests that race with one value exactly one gets true.
 func (s *hashSet) add(sum [sha256.Size]byte, exp time.Time, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.entries[sum]; ok && now.Unix() < e {
-		return false
-	}
-	if len(s.entries) >= maxSpentEntries {
-		for k, e := range s.entries {
-			if now.Unix() >= e {
-				delete(s.entries, k)
-			}
-		}
-		// Still full of live entries: forget a quarter (random map order).
-		// What is forgotten can cost the provider one more call, which
-		// the callers bound otherwise (the exchange budget).
-		for k := range s.entries {
-			if len(s.entries) < maxSpentEntries*3/4 {
-				break
-			}
-			delete(s.entries, k)
-		}
-	}
-	s.entries[sum] = exp.Unix()
-	return true
+	return s.entries.Add(sum, exp.Unix(), func(e int64) bool { return now.Unix() >= e })
 }
 
 // has reports whether sum is recorded and unexpired.
 func (s *hashSet) has(sum [sha256.Size]byte, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.entries[sum]
+	e, ok := s.entries.Get(sum)
 	return ok && now.Unix() < e
 }
 

@@ -243,8 +243,8 @@ func TestShieldMemoryIsBounded(t *testing.T) {
 	s.add(first, now.Add(time.Hour), now)
 	for i := range 3 * maxSpentEntries {
 		s.add(sha256.Sum256([]byte(strconv.Itoa(i))), now.Add(time.Hour), now)
-		if len(s.entries) > maxSpentEntries {
-			t.Fatalf("%d entries, more than %d", len(s.entries), maxSpentEntries)
+		if s.entries.Len() > maxSpentEntries {
+			t.Fatalf("%d entries, more than %d", s.entries.Len(), maxSpentEntries)
 		}
 	}
 	// Expired entries go first when it is full.
@@ -255,8 +255,8 @@ func TestShieldMemoryIsBounded(t *testing.T) {
 	s.add(first, now.Add(time.Hour), now)
 	later := now.Add(time.Minute)
 	s.add(sha256.Sum256([]byte("new")), later.Add(time.Hour), later)
-	if !s.has(first, later) || len(s.entries) != 2 {
-		t.Fatalf("after the sweep: first kept %v, %d entries, want 2", s.has(first, later), len(s.entries))
+	if !s.has(first, later) || s.entries.Len() != 2 {
+		t.Fatalf("after the sweep: first kept %v, %d entries, want 2", s.has(first, later), s.entries.Len())
 	}
 	if s.add(first, later.Add(time.Hour), later) {
 		t.Fatal("a live entry was added twice")

@@ -2,9 +2,10 @@ package tokens
 
 import (
 	"crypto/sha256"
-	"sync"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/changebank/changebank/internal/bounded"
 )
 
 // maxCachedEntries bounds each of the caches below. A session's entries
@@ -28,10 +29,10 @@ type verifiedToken struct {
 
 // boundedCache maps the SHA-256 of a value (memory never holds a usable
 // token or cookie value) to what checking it established, until exp (Unix
-// seconds). It holds at most maxCachedEntries.
+// seconds). It holds at most maxCachedEntries; when full, the expired go
+// first, then arbitrary ones (see bounded.Evict).
 type boundedCache[V any] struct {
-	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]cached[V]
+	m *bounded.Map[[sha256.Size]byte, cached[V]]
 }
 
 type cached[V any] struct {
@@ -40,46 +41,19 @@ type cached[V any] struct {
 }
 
 func newBoundedCache[V any]() *boundedCache[V] {
-	return &boundedCache[V]{entries: make(map[[sha256.Size]byte]cached[V])}
+	return &boundedCache[V]{m: bounded.New[[sha256.Size]byte, cached[V]](maxCachedEntries, bounded.Evict)}
 }
 
 func (c *boundedCache[V]) get(sum [sha256.Size]byte) (V, bool) {
-	c.mu.RLock()
-	e, ok := c.entries[sum]
-	c.mu.RUnlock()
+	e, ok := c.m.Get(sum)
 	return e.v, ok
 }
 
-// put remembers v until exp. When the cache is full it first drops the
-// expired entries and, if that frees too little, a quarter of the others
-// (Go's map order is random, so which ones cannot be steered).
+// put remembers v until exp.
 func (c *boundedCache[V]) put(sum [sha256.Size]byte, v V, exp, nowUnix int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= maxCachedEntries {
-		for k, old := range c.entries {
-			if old.exp < nowUnix {
-				delete(c.entries, k)
-			}
-		}
-		for k := range c.entries {
-			if len(c.entries) < maxCachedEntries*3/4 {
-				break
-			}
-			delete(c.entries, k)
-		}
-	}
-	c.entries[sum] = cached[V]{v: v, exp: exp}
+	c.m.Put(sum, cached[V]{v: v, exp: exp}, func(old cached[V]) bool { return old.exp < nowUnix })
 }
 
-func (c *boundedCache[V]) drop(sum [sha256.Size]byte) {
-	c.mu.Lock()
-	delete(c.entries, sum)
-	c.mu.Unlock()
-}
+func (c *boundedCache[V]) drop(sum [sha256.Size]byte) { c.m.Delete(sum) }
 
-func (c *boundedCache[V]) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}
+func (c *boundedCache[V]) len() int { return c.m.Len() }

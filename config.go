@@ -48,12 +48,12 @@ type setting struct {
 var settings = []setting{
 	{"APP_URL", "http://localhost:8080", "where browsers reach the app; https:// turns on Secure, __Host- cookies"},
 	{"LISTEN_ADDR", "", "address to listen on (default: \":\" + APP_URL's port)"},
-	{"ISSUER", "http://localhost:9011", "the provider's issuer exactly as its tokens' iss carries it (a path and trailing slash are kept)"},
+	{"ISSUER", "http://localhost:9011", "the provider's issuer exactly as its tokens' iss carries it (a path and trailing slash are kept); https when APP_URL is, unless on loopback"},
 	{"ISSUER_INTERNAL_URL", "", "the provider as the app reaches it, when different (FusionAuth in compose); moves the endpoints the app calls onto this host"},
 	{"CLIENT_ID", "", "this app's client id at the provider (FusionAuth: the application id) (required)"},
 	{"CLIENT_SECRET", "", "this app's client secret at the provider (required)"},
 	{"AUDIENCE", "", "the value every access token's aud must hold (default: CLIENT_ID)"},
-	{"AUTHORIZE_PARAMS", "", "extra authorization request parameters in URL query form, such as audience=https%3A%2F%2Fapi.example.com"},
+	{"AUTHORIZE_PARAMS", "", "extra authorization request parameters in URL query form, such as audience=https%3A%2F%2Fapi.example.com (names may repeat; not the flow's own, request, request_uri or response_mode)"},
 	{"SCOPES", "openid email profile offline_access", "space-separated scopes to ask for"},
 	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes: the first seals, all open (required)"},
 	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at the provider; session cookies live this long"},
@@ -141,6 +141,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	var appURL, issuer *url.URL
 	cfg.AppURL, appURL = baseURL("APP_URL", get("APP_URL"), bad)
 	cfg.Issuer, issuer = issuerURL(get("ISSUER"), cfg.EmbeddedIdP, bad)
+	if issuer != nil && appURL != nil && appURL.Scheme == "https" && issuer.Scheme != "https" && !tokens.Loopback(issuer.Hostname()) {
+		bad("ISSUER", "%q is plain http, but APP_URL is https: the client secret and the tokens would cross the network unencrypted; use the provider's https URL (only loopback hosts may be http)", cfg.Issuer)
+	}
 	if v := get("ISSUER_INTERNAL_URL"); v != "" {
 		cfg.IssuerInternalURL, _ = baseURL("ISSUER_INTERNAL_URL", v, bad)
 	}
@@ -253,8 +256,9 @@ func issuerURL(raw string, embedded bool, bad func(name, format string, a ...any
 	return "", nil
 }
 
-// authorizeParams parses AUTHORIZE_PARAMS (URL query form) and refuses
-// any parameter the flow sets itself (tokens.FlowParams).
+// authorizeParams parses AUTHORIZE_PARAMS (URL query form) and refuses,
+// in one message, every parameter tokens.CheckAuthorizeParams refuses: the
+// flow's own, request objects, response_mode, control characters.
 func authorizeParams(raw string, bad func(name, format string, a ...any)) url.Values {
 	if raw == "" {
 		return nil
@@ -264,10 +268,8 @@ func authorizeParams(raw string, bad func(name, format string, a ...any)) url.Va
 		bad("AUTHORIZE_PARAMS", "not in URL query form (name=value&name=value, values percent-encoded)")
 		return nil
 	}
-	for name := range v {
-		if slices.Contains(tokens.FlowParams, strings.ToLower(name)) {
-			bad("AUTHORIZE_PARAMS", "%s is the login flow's own parameter: it cannot be set here (SCOPES sets the scope)", name)
-		}
+	if err := tokens.CheckAuthorizeParams(v); err != nil {
+		bad("AUTHORIZE_PARAMS", "%s (SCOPES sets the scope; the login flow sets state, nonce, PKCE and redirect_uri itself)", strings.TrimPrefix(err.Error(), "tokens: "))
 	}
 	return v
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -79,6 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	profile := tokens.Profile{
 		Issuer: cfg.Issuer, InternalURL: cfg.IssuerInternalURL, ClientID: cfg.ClientID,
 		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams,
+		RequireHTTPS: strings.HasPrefix(cfg.AppURL, "https://"),
 	}
 	provider := tokens.NewProvider(profile, client, time.Now, log)
 	sealer, err := tokens.NewSealer(cfg.Secrets...)

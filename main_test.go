@@ -331,6 +331,75 @@ func TestConfigProviderSettings(t *testing.T) {
 	}
 }
 
+// TestConfigRefusesRequestObjectsAndControlCharacters: AUTHORIZE_PARAMS
+// may not carry a request object or a response_mode (each would take the
+// flow out of the app's hands) nor control characters, and says so at
+// start in one line naming each; repeated names pass, every value in order.
+func TestConfigRefusesRequestObjectsAndControlCharacters(t *testing.T) {
+	env := map[string]string{}
+	for k, v := range demoEnv {
+		env[k] = v
+	}
+	env["AUTHORIZE_PARAMS"] = "prompt=consent&request=eyJ9&request_uri=https%3A%2F%2Fevil.test&response_mode=form_post&redirect_uri%00=x&login_hint=a%0D%0AX&scope=all"
+	_, err := loadConfig(nil, getenvFrom(env), io.Discard)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	var params []string
+	for _, l := range lines {
+		if strings.Contains(l, "AUTHORIZE_PARAMS") {
+			params = append(params, l)
+		}
+	}
+	if len(params) != 1 {
+		t.Fatalf("%d lines about AUTHORIZE_PARAMS, want one:\n%v", len(params), err)
+	}
+	for _, want := range []string{"request (", "request_uri (", "response_mode (", `"redirect_uri\x00" (`, "login_hint (", "scope ("} {
+		if !strings.Contains(params[0], want) {
+			t.Errorf("the message does not name %s: %s", want, params[0])
+		}
+	}
+	if strings.Contains(params[0], "prompt") {
+		t.Errorf("an allowed parameter is named: %s", params[0])
+	}
+	env["AUTHORIZE_PARAMS"] = "resource=https%3A%2F%2Fa.example&prompt=consent&resource=https%3A%2F%2Fb.example&access_type=offline"
+	cfg, err := loadConfig(nil, getenvFrom(env), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.AuthorizeParams["resource"], " "); got != "https://a.example https://b.example" {
+		t.Fatalf("repeated resource: %q", got)
+	}
+}
+
+// TestConfigHTTPSAppNeedsHTTPSIssuer: over https, a plain-http ISSUER would
+// send the client secret and the tokens across the network unencrypted;
+// loopback is this machine and stays allowed.
+func TestConfigHTTPSAppNeedsHTTPSIssuer(t *testing.T) {
+	for issuer, ok := range map[string]bool{
+		"http://id.example":         false,
+		"http://10.0.0.5:9011/dex":  false,
+		"https://id.example/dex":    true,
+		"http://localhost:9011":     true,
+		"http://127.0.0.1:5556/dex": true,
+		"http://[::1]:4444/":        true,
+	} {
+		env := map[string]string{"APP_URL": "https://bank.example", "ISSUER": issuer,
+			"CLIENT_ID": "app", "CLIENT_SECRET": "a-real-secret-for-this-test", "APP_SECRET_KEY": "an-https-test-secret-0123456789-abcdefg"}
+		_, err := loadConfig(nil, getenvFrom(env), io.Discard)
+		if got := err == nil; got != ok {
+			t.Errorf("ISSUER %s under an https APP_URL: err %v", issuer, err)
+		} else if !ok && !strings.Contains(err.Error(), "ISSUER") {
+			t.Errorf("ISSUER %s: the error does not name ISSUER: %v", issuer, err)
+		}
+		env["APP_URL"] = "http://localhost:8080"
+		if _, err := loadConfig(nil, getenvFrom(env), io.Discard); err != nil {
+			t.Errorf("ISSUER %s under an http APP_URL: %v", issuer, err)
+		}
+	}
+}
+
 func TestConfigNormalisesURLs(t *testing.T) {
 	cases := []struct{ in, want, listen string }{
 		{"HTTPS://Bank.Example", "https://bank.example", ":443"},

@@ -164,12 +164,17 @@ func healthz() gin.HandlerFunc {
 	return func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
 }
 
-// readyz answers 200 once the provider's metadata and keys are loaded.
+// readyz answers 200 once the provider's metadata and keys are loaded;
+// until then 503, with the reason when a setting must change.
 func readyz(provider *tokens.Provider) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if !provider.Ready() {
 			c.Header("Retry-After", "5")
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "waiting for the identity provider"})
+			body := gin.H{"status": "waiting for the identity provider"}
+			if p := provider.Problem(); p != "" {
+				body["problem"] = p
+			}
+			c.JSON(http.StatusServiceUnavailable, body)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"status": "ready"})

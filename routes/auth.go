@@ -122,8 +122,10 @@ func home(sessions *tokens.Manager, views *views) gin.HandlerFunc {
 	}
 }
 
-// login starts the authorization code flow and sends the browser to the provider.
-func login(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+// login starts the authorization code flow and sends the browser to the
+// provider. While the provider cannot be used it says why: a setting to
+// change when provider.Problem names one, else "wait".
+func login(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		returnTo := tokens.SafeReturnPath(c.Query("return_to"))
 		if returnTo == "" {
@@ -131,6 +133,9 @@ func login(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Handler
 		}
 		authURL, err := sessions.BeginLogin(c.Writer, c.Request, returnTo)
 		switch {
+		case errors.Is(err, tokens.ErrProviderUnavailable) && provider.Problem() != "":
+			views.failRetry(c, http.StatusServiceUnavailable,
+				"The identity provider at "+views.issuer+" cannot be used: "+provider.Problem(), c.Request.URL.RequestURI())
 		case errors.Is(err, tokens.ErrProviderUnavailable):
 			views.failRetry(c, http.StatusServiceUnavailable,
 				"The identity provider at "+views.issuer+" is starting or cannot be reached. Wait a few seconds and try again. "+

@@ -436,6 +436,47 @@ func TestProviderStartingUp(t *testing.T) {
 	}
 }
 
+// TestProviderMisconfiguredIsNamed: a discovery document naming another
+// issuer than ISSUER is a setting to fix, not a provider starting: /login
+// and /readyz name both values instead of "wait".
+func TestProviderMisconfiguredIsNamed(t *testing.T) {
+	wrong := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": "https://tenant.example/", "authorization_endpoint": "https://tenant.example/authorize",
+			"token_endpoint": "https://tenant.example/token", "jwks_uri": "https://tenant.example/jwks"})
+	}))
+	t.Cleanup(wrong.Close)
+	log := slog.New(slog.DiscardHandler)
+	client := &http.Client{Timeout: time.Second}
+	provider := tokens.NewProvider(tokens.Profile{Issuer: wrong.URL}, client, time.Now, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go provider.Start(ctx)
+	sealer, _ := tokens.NewSealer(testSecret)
+	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"}, client, time.Hour, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); provider.Problem() == "" && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, path := range []string{"/login", "/readyz"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		body := html.UnescapeString(rec.Body.String())
+		if path == "/readyz" {
+			var ready struct{ Problem string }
+			_ = json.Unmarshal(rec.Body.Bytes(), &ready)
+			body = ready.Problem
+		}
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(body, `"https://tenant.example/"`) || !strings.Contains(body, `"`+wrong.URL+`"`) {
+			t.Errorf("%s: %d, does not name both issuers:\n%s", path, rec.Code, body)
+		}
+		if strings.Contains(body, "is starting or cannot be reached") {
+			t.Errorf("%s still says the provider is starting", path)
+		}
+	}
+}
+
 // appWithoutProvider is the app facing a provider that is not there (yet):
 // discovery keeps failing. It returns the handler and the provider's URL.
 func appWithoutProvider(t *testing.T) (http.Handler, string) {

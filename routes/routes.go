@@ -80,7 +80,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	form := checkForm(log, sessions, csrf, views, origin.Scheme+"://"+origin.Host)
 
 	r.GET("/", home(sessions, views))
-	r.GET("/login", login(log, sessions, views))
+	r.GET("/login", login(log, sessions, provider, views))
 	r.GET("/callback", callback(log, sessions, views))
 	r.GET("/account", page, account(csrf, views))
 	r.GET("/make-change", page, makeChangeForm(csrf, views))

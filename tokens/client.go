@@ -67,21 +67,31 @@ func (c *Client) oauthConfig() (*oauth2.Config, error) {
 }
 
 // authCodeURL returns the provider's authorization URL for one login: the
-// profile's extra parameters first, then the flow's own, which the extra
-// ones can never replace.
+// flow's own parameters, and the profile's extra ones, which can never
+// replace them. A name the profile repeats is sent with each of its
+// values, in order.
 func (c *Client) authCodeURL(state, pkceVerifier, nonce string) (string, error) {
 	conf, err := c.oauthConfig()
 	if err != nil {
 		return "", err
 	}
-	var opts []oauth2.AuthCodeOption
-	for name, vals := range c.provider.profile.authorizeParams() {
+	raw := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(pkceVerifier), oauth2.SetAuthURLParam("nonce", nonce))
+	extra := c.provider.profile.authorizeParams()
+	if len(extra) == 0 {
+		return raw, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("tokens: the authorization URL: %w", err)
+	}
+	q := u.Query()
+	for name, vals := range extra {
 		for _, v := range vals {
-			opts = append(opts, oauth2.SetAuthURLParam(name, v))
+			q.Add(name, v)
 		}
 	}
-	opts = append(opts, oauth2.S256ChallengeOption(pkceVerifier), oauth2.SetAuthURLParam("nonce", nonce))
-	return conf.AuthCodeURL(state, opts...), nil
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 // exchange redeems an authorization code. A code the provider refuses

@@ -154,6 +154,14 @@ func TestAccessTokensTypedAtJWTAreRequiredOnceSeen(t *testing.T) {
 			t.Fatalf("typ %s: %v", typ, err)
 		}
 	}
+	// Sent as Bearer tokens, genuine at+jwt tokens teach nothing either:
+	// only the token endpoint's answer to this app does.
+	if _, err := v.AccessToken(ctx, plain); err != nil {
+		t.Fatalf("Bearer at+jwt tokens made the verifier require at+jwt: %v", err)
+	}
+	if _, err := v.tokenEndpointAccess(ctx, signer.sign(t, goodClaims(now), map[string]any{"typ": "at+jwt"})); err != nil {
+		t.Fatal(err)
+	}
 	cases := map[string]string{
 		"typ JWT":    plain,
 		"typ absent": unsignedTyp(t, signer, goodClaims(now)),

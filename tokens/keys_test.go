@@ -65,7 +65,7 @@ func newKeysFixture(t *testing.T, first *testSigner) *keysFixture {
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ks, err := NewRemoteKeySet(ctx, srv.URL, &http.Client{Timeout: 2 * time.Second}, f.clock)
+	ks, err := NewRemoteKeySet(ctx, srv.URL, &http.Client{Timeout: 2 * time.Second}, f.clock, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

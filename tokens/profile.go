@@ -3,8 +3,10 @@ package tokens
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -52,8 +54,15 @@ type Profile struct {
 	Scopes []string
 	// AuthorizeParams are added to the authorization request; they never
 	// replace the flow's own parameters (state, nonce, PKCE, redirect_uri,
-	// client_id, response_type, scope).
+	// client_id, response_type, scope), nor carry a request object
+	// (request, request_uri) or a response_mode: see RefusedParams.
 	AuthorizeParams url.Values
+	// RequireHTTPS, set when the app is served over https, refuses a
+	// provider whose issuer or discovered endpoints are plain http on a
+	// host other than loopback: the client secret and the tokens would
+	// cross the network unencrypted. Endpoints moved onto InternalURL are
+	// the operator's own choice and exempt.
+	RequireHTTPS bool
 }
 
 // audience is what an access token's aud must hold.
@@ -138,6 +147,49 @@ func (p Profile) moveEndpoints(m *metadata) error {
 	return nil
 }
 
+// plainEndpoints names the discovered endpoints (after moveEndpoints) that
+// RequireHTTPS refuses: plain http on a host that is not loopback. The
+// issuer counts too, for a Profile built in code.
+func (p Profile) plainEndpoints(m metadata) []string {
+	if !p.RequireHTTPS {
+		return nil
+	}
+	internal := ""
+	if u, err := url.Parse(p.InternalURL); err == nil && p.InternalURL != "" {
+		internal = u.Host
+	}
+	var bad []string
+	for _, e := range []struct{ name, u string }{
+		{"issuer", p.Issuer},
+		{"authorization_endpoint", m.AuthorizationEndpoint},
+		{"token_endpoint", m.TokenEndpoint},
+		{"userinfo_endpoint", m.UserinfoEndpoint},
+		{"jwks_uri", m.JWKSURI},
+		{"end_session_endpoint", m.EndSessionEndpoint},
+		{"revocation_endpoint", m.RevocationEndpoint},
+	} {
+		u, err := url.Parse(e.u)
+		if e.u == "" || (err == nil && (u.Scheme == "https" || Loopback(u.Hostname()) || (internal != "" && u.Host == internal))) {
+			continue
+		}
+		bad = append(bad, e.name+" "+e.u)
+	}
+	return bad
+}
+
+// Loopback reports whether host (a name or an address, without port) is
+// this machine's own: localhost, a name under .localhost, or a loopback
+// address. Traffic to it never crosses a network, so plain http is allowed
+// there even for an https app.
+func Loopback(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
 // onto moves u onto base's scheme and host, keeping its path and query.
 func onto(u *url.URL, base string) error {
 	b, err := url.Parse(base)
@@ -149,12 +201,12 @@ func onto(u *url.URL, base string) error {
 }
 
 // authorizeParams returns the profile's extra authorization parameters
-// without any the flow sets itself (the settings refuse those already;
-// this keeps a Profile built in code as safe).
+// without any CheckAuthorizeParams refuses (the settings refuse those at
+// start already; this keeps a Profile built in code as safe).
 func (p Profile) authorizeParams() url.Values {
 	v := url.Values{}
 	for name, vals := range p.AuthorizeParams {
-		if !slices.Contains(FlowParams, strings.ToLower(name)) {
+		if refusedParam(name, vals) == "" {
 			v[name] = vals
 		}
 	}
@@ -165,6 +217,68 @@ func (p Profile) authorizeParams() url.Values {
 // itself: a Profile's AuthorizeParams may not replace them, or a setting
 // could turn off state, nonce or PKCE, or send the code elsewhere.
 var FlowParams = []string{"state", "nonce", "code_challenge", "code_challenge_method", "redirect_uri", "client_id", "response_type", "scope"}
+
+// requestObjectParams would let the authorization request carry its own
+// parameters in a request object (OpenID Connect Core 1.0, section 6; RFC
+// 9101), which the provider then takes over the query's: redirect_uri,
+// state, nonce and the PKCE challenge among them. response_mode would send
+// the code back in a form post or a fragment, which the callback does not
+// read.
+var requestObjectParams = []string{"request", "request_uri", "response_mode"}
+
+// CheckAuthorizeParams returns an error naming, in one message, every
+// parameter of v a Profile's AuthorizeParams may not carry: the flow's own
+// (FlowParams), request, request_uri and response_mode, an empty name, and
+// any name or value holding a control character. Repeated names are fine:
+// each value is sent, in order (RFC 8707 allows several resource values).
+func CheckAuthorizeParams(v url.Values) error {
+	names := make([]string, 0, len(v))
+	for name := range v {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var refused []string
+	for _, name := range names {
+		if why := refusedParam(name, v[name]); why != "" {
+			shown := name
+			if name == "" || hasControl(name) {
+				shown = strconv.Quote(name)
+			}
+			refused = append(refused, shown+" ("+why+")")
+		}
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	return fmt.Errorf("tokens: %s: refused as extra authorization parameters", strings.Join(refused, ", "))
+}
+
+// refusedParam says why an extra authorization parameter is refused, or "".
+func refusedParam(name string, vals []string) string {
+	lower := strings.ToLower(name)
+	switch {
+	case name == "":
+		return "no name"
+	case hasControl(name):
+		return "control characters in the name"
+	case slices.Contains(FlowParams, lower):
+		return "the login flow's own parameter"
+	case slices.Contains(requestObjectParams, lower):
+		if lower == "response_mode" {
+			return "the callback reads the code from the query only"
+		}
+		return "a request object would replace the flow's own redirect_uri, state, nonce and PKCE challenge"
+	case slices.ContainsFunc(vals, hasControl):
+		return "control characters in a value"
+	}
+	return ""
+}
+
+// hasControl reports whether s holds an ASCII control character (NUL, CR,
+// LF, tab, DEL...).
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
 
 // revocation is how logout revokes a refresh token at this provider.
 type revocation int

@@ -305,6 +305,50 @@ func TestTheAuthorizationRequestCarriesScopesAndExtraParams(t *testing.T) {
 	}
 }
 
+// TestExtraParamsKeepEveryValueAndNoRequestObject: RFC 8707 lets a client
+// ask for several resources, each a resource parameter; a request object
+// (request, request_uri) or a response_mode would take the flow out of the
+// app's hands, and a control character has no business in a URL. A
+// Profile built in code drops those, as the settings refuse them at start.
+func TestExtraParamsKeepEveryValueAndNoRequestObject(t *testing.T) {
+	params := url.Values{
+		"resource":      {"https://a.example/", "https://b.example/", "https://c.example/"},
+		"prompt":        {"consent"},
+		"request":       {"eyJhbGciOiJub25lIn0.e30."},
+		"Request_URI":   {"https://evil.test/ro"},
+		"response_mode": {"form_post"},
+		"x\x00":         {"1"},
+		"login_hint":    {"r@example.com\r\nX: y"},
+	}
+	o := newOP(t, "", nil)
+	a := o.app(t, Profile{AuthorizeParams: params}, "")
+	_, u, err := a.login(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	if got := strings.Join(q["resource"], " "); got != "https://a.example/ https://b.example/ https://c.example/" || q.Get("prompt") != "consent" {
+		t.Fatalf("resource %q (want all three, in order), prompt %q", got, q.Get("prompt"))
+	}
+	for _, name := range []string{"request", "Request_URI", "response_mode", "x\x00", "login_hint"} {
+		if q.Has(name) {
+			t.Errorf("%s went to the provider: %v", name, q)
+		}
+	}
+	err = CheckAuthorizeParams(params)
+	if err == nil {
+		t.Fatal("CheckAuthorizeParams let them all pass")
+	}
+	for _, want := range []string{"request (", "Request_URI (", "response_mode (", `"x\x00" (`, "login_hint (control characters in a value)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the message lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "resource") || strings.Contains(err.Error(), "prompt") {
+		t.Errorf("the message names an allowed parameter: %v", err)
+	}
+}
+
 // TestIDTokenShapedAccessTokens is Dex: its access token carries at_hash
 // and nonce and the client id as aud, like its ID token. The session's own
 // access token works; an ID token swapped into the cookie does not.

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -38,8 +40,16 @@ type Provider struct {
 	meta *metadata
 	keys KeySet
 
-	ready chan struct{}
+	ready   chan struct{}
+	problem atomic.Pointer[string] // why the last discovery failed, when settings must change; nil otherwise
 }
+
+// A setupError is a discovery failure that waiting will not cure: the
+// provider and the settings disagree. Its text is written for the person
+// who runs the app, and names only public values (issuers, URLs).
+type setupError struct{ msg string }
+
+func (e *setupError) Error() string { return "tokens: " + e.msg }
 
 // NewProvider returns the Provider profile describes, reached through
 // client. Call Start to discover it.
@@ -58,9 +68,20 @@ func (p *Provider) Start(ctx context.Context) {
 	for attempt := 1; ; attempt++ {
 		err := p.discover(ctx)
 		if err == nil {
+			p.problem.Store(nil)
 			close(p.ready)
 			p.log.Info("identity provider ready", "issuer", p.profile.Issuer, "attempts", attempt)
 			return
+		}
+		var se *setupError
+		switch {
+		case errors.As(err, &se):
+			p.problem.Store(&se.msg)
+		case errors.Is(err, errNoSigningKey):
+			msg := "The provider's key set (jwks_uri) holds no key this app can check signatures with (RSA, EC P-256/P-384/P-521 or Ed25519, for signing): the app's log names each key it skipped and why."
+			p.problem.Store(&msg)
+		default:
+			p.problem.Store(nil)
 		}
 		p.log.Warn("identity provider not ready, retrying", "issuer", p.profile.Issuer, "attempt", attempt, "retry_in", backoff, "err", err)
 		select {
@@ -92,6 +113,17 @@ func (p *Provider) Ready() bool {
 	}
 }
 
+// Problem says, for people, why the provider cannot be used when waiting
+// will not cure it (a discovery document naming another issuer, a key set
+// without a usable signing key, plain http endpoints for an https app);
+// "" while it is merely starting or unreachable, and once it is ready.
+func (p *Provider) Problem() string {
+	if m := p.problem.Load(); m != nil && !p.Ready() {
+		return *m
+	}
+	return ""
+}
+
 // metadata returns the endpoints, or an error wrapping ErrProviderUnavailable
 // until discovery has succeeded.
 func (p *Provider) metadata() (metadata, error) {
@@ -112,6 +144,17 @@ func (p *Provider) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
 		return nil, fmt.Errorf("%w (%w)", errKeysUnavailable, errNotReady)
 	}
 	return ks.LookupKey(ctx, kid)
+}
+
+// Keys implements KeySet with the provider's JWKS.
+func (p *Provider) Keys(ctx context.Context) ([]jwk.Key, error) {
+	p.mu.RLock()
+	ks := p.keys
+	p.mu.RUnlock()
+	if ks == nil {
+		return nil, fmt.Errorf("%w (%w)", errKeysUnavailable, errNotReady)
+	}
+	return ks.Keys(ctx)
 }
 
 // apiURL returns the URL of one of FusionAuth's own API paths, reached
@@ -149,7 +192,7 @@ func (p *Provider) discover(ctx context.Context) error {
 	// kickstart has set the tenant's issuer it still reports the default
 	// (acme.com): not ready yet.
 	if m.Issuer != p.profile.Issuer {
-		return fmt.Errorf("tokens: discovery names issuer %q, want exactly %q (ISSUER must be written as the provider writes it, trailing slash included; or is FusionAuth's kickstart still running?)", m.Issuer, p.profile.Issuer)
+		return &setupError{fmt.Sprintf("The provider's discovery document names the issuer %q, but this app expects exactly %q (ISSUER must be written as the provider writes it, trailing slash included; with FusionAuth, is its kickstart still running?).", m.Issuer, p.profile.Issuer)}
 	}
 	if m.AuthorizationEndpoint == "" || m.TokenEndpoint == "" || m.JWKSURI == "" {
 		return errors.New("tokens: discovery document lacks the authorization, token or JWKS endpoint")
@@ -157,7 +200,10 @@ func (p *Provider) discover(ctx context.Context) error {
 	if err := p.profile.moveEndpoints(&m); err != nil {
 		return err
 	}
-	ks, err := NewRemoteKeySet(ctx, m.JWKSURI, p.client, p.now)
+	if bad := p.profile.plainEndpoints(m); len(bad) > 0 {
+		return &setupError{fmt.Sprintf("This app is served over https, but the provider's discovery document names plain http endpoints (%s): the client secret and the tokens would cross the network unencrypted. Serve the provider over https (only loopback hosts are exempt).", strings.Join(bad, ", "))}
+	}
+	ks, err := NewRemoteKeySet(ctx, m.JWKSURI, p.client, p.now, p.log)
 	if err != nil {
 		return err
 	}

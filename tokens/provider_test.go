@@ -63,7 +63,7 @@ func TestUnknownKidRefetchIsSharedAndRateLimited(t *testing.T) {
 	now := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ks, err := NewRemoteKeySet(ctx, srv.URL, &http.Client{Timeout: time.Second}, func() time.Time { return now })
+	ks, err := NewRemoteKeySet(ctx, srv.URL, &http.Client{Timeout: time.Second}, func() time.Time { return now }, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func TestCachedSessionIsCheckedOnEveryRequest(t *testing.T) {
 		{"the key leaves the JWKS", func(f *sessionFixture) { delete(f.keys, "k1") }, refused},
 		{"the provider turns out to type its access tokens", func(f *sessionFixture) {
 			typed := f.signer.sign(t, goodClaims(f.start), map[string]any{"typ": "at+jwt"})
-			if _, err := f.m.verifier.AccessToken(context.Background(), typed); err != nil {
+			if _, err := f.m.verifier.tokenEndpointAccess(context.Background(), typed); err != nil {
 				t.Fatal(err)
 			}
 		}, refused},

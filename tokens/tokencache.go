@@ -3,6 +3,7 @@ package tokens
 import (
 	"crypto/sha256"
 
+	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/changebank/changebank/internal/bounded"
@@ -24,6 +25,7 @@ type verifiedToken struct {
 	claims Claims
 	typ    string
 	kid    string
+	alg    jwa.SignatureAlgorithm // what the key checked, to find it again when the token has no kid
 	key    jwk.Key
 }
 

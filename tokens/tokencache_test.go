@@ -60,7 +60,7 @@ func TestCachedTokenObeysKindRules(t *testing.T) {
 	}
 	// The provider turns out to type its access tokens: the untyped one,
 	// cached before that was learned, is refused like any other.
-	if _, err := v.AccessToken(ctx, signer.sign(t, goodClaims(now), map[string]any{"typ": "at+jwt"})); err != nil {
+	if _, err := v.tokenEndpointAccess(ctx, signer.sign(t, goodClaims(now), map[string]any{"typ": "at+jwt"})); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.AccessToken(ctx, untyped); !errors.Is(err, errInvalidToken) {
@@ -94,7 +94,7 @@ func TestKeyRemovedFromJWKSInvalidatesCachedTokens(t *testing.T) {
 	now := clock.clock()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ks, err := NewRemoteKeySet(ctx, srv.URL, &http.Client{Timeout: time.Second}, clock.clock)
+	ks, err := NewRemoteKeySet(ctx, srv.URL, &http.Client{Timeout: time.Second}, clock.clock, discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,11 +124,13 @@ func (u *UnixTime) UnmarshalJSON(b []byte) error {
 // It tells access tokens from ID tokens where the provider lets it. Most
 // providers do (FusionAuth, Hydra, ZITADEL, Auth0): an ID token
 // carries nonce or at_hash, an access token neither, and a provider
-// following RFC 9068 types its access tokens "at+jwt". Once one token so
-// typed has passed signature verification (only the provider can sign one),
-// the Verifier requires that type of every access token not bound to a
-// session (a Bearer token, or a session written before the hash below),
-// for the life of the process.
+// following RFC 9068 types its access tokens "at+jwt". Once the token
+// endpoint has issued this app an access token so typed, and it passed
+// every check, the Verifier requires that type of every access token not
+// bound to a session (a Bearer token, or a session written before the hash
+// below), for the life of the process. Only that teaches the rule: a token
+// someone sends, even one the provider signed (for another audience, or
+// long expired), must not change how this instance judges the next ones.
 //
 // Some providers' access tokens carry at_hash and nonce like their ID tokens
 // (Dex), and then nothing in a token tells the two apart. A cookie session
@@ -146,7 +148,7 @@ type Verifier struct {
 	clientID string // what an ID token's aud must hold
 	audience string // what an access token's aud must hold
 	now      func() time.Time
-	atJWT    atomic.Bool // an "at+jwt" token has been seen with a valid signature
+	atJWT    atomic.Bool // the token endpoint issued this app an "at+jwt" access token that passed every check
 	idShaped atomic.Bool // the token endpoint issued an access token carrying nonce or at_hash
 	cache    *boundedCache[verifiedToken]
 }
@@ -176,12 +178,16 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string) (*Claims, error)
 // from the token endpoint, at a login or refresh. Its shape proves nothing
 // there (the token endpoint said what it is), so an access token that
 // carries nonce or at_hash passes, and teaches this Verifier that the
-// provider's access tokens look like ID tokens (see Verifier).
+// provider's access tokens look like ID tokens; one typed at+jwt that
+// passed every check teaches it that the provider types them (see Verifier).
 func (v *Verifier) tokenEndpointAccess(ctx context.Context, raw string) (*Claims, error) {
 	sum := sha256.Sum256([]byte(raw))
-	c, err := v.accessToken(ctx, raw, sum[:], nil)
+	c, typ, err := v.accessTokenTyp(ctx, raw, sum[:], nil)
 	if c != nil && (c.AtHash != "" || c.Nonce != "") && !v.idShaped.Load() {
 		v.idShaped.Store(true)
+	}
+	if err == nil && typ == typAccess && !v.atJWT.Load() {
+		v.atJWT.Store(true)
 	}
 	return c, err
 }
@@ -196,36 +202,43 @@ func (v *Verifier) tokenEndpointAccess(ctx context.Context, raw string) (*Claims
 // verification, and only that: the hash computed for the cache is the one
 // compared with bound, so the binding costs nothing more.
 func (v *Verifier) accessToken(ctx context.Context, raw string, bound []byte, rec *recorder) (*Claims, error) {
+	c, _, err := v.accessTokenTyp(ctx, raw, bound, rec)
+	return c, err
+}
+
+// accessTokenTyp is accessToken that also returns the token's typ.
+func (v *Verifier) accessTokenTyp(ctx context.Context, raw string, bound []byte, rec *recorder) (*Claims, string, error) {
 	if len(raw) > maxTokenLen {
 		_, _, err := v.verify(ctx, raw, rec, nil, v.audience)
-		return nil, err
+		return nil, "", err
 	}
 	sum := sha256.Sum256([]byte(raw))
 	b := bindingOf(&sum, bound)
 	if rec != nil {
 		c, typ, err := v.verify(ctx, raw, rec, nil, v.audience)
 		if c == nil {
-			return nil, err
+			return nil, "", err
 		}
-		return v.accessRules(c, typ, err, rec, b)
+		c, err = v.accessRules(c, typ, err, rec, b)
+		return c, typ, err
 	}
 	if e, ok := v.cache.get(sum); ok {
 		if c, err := v.recheck(ctx, &e, b); !errors.Is(err, errStaleKey) {
-			return c, err
+			return c, e.typ, err
 		}
 		v.cache.drop(sum)
 	}
 	var used verifiedToken
 	c, typ, err := v.verify(ctx, raw, nil, &used, v.audience)
 	if c == nil {
-		return nil, err
+		return nil, "", err
 	}
 	c, err = v.accessRules(c, typ, err, nil, b)
 	if err == nil {
 		used.claims, used.typ = *c, typ
 		v.cache.put(sum, used, int64(c.Expiry), v.now().Unix())
 	}
-	return c, err
+	return c, typ, err
 }
 
 // binding is how a token relates to the session it arrived in.
@@ -258,7 +271,7 @@ var errStaleKey = errors.New("tokens: the key a remembered token was checked wit
 // rules are checked again, as on a first sight. The claims returned are
 // e's own, so e must not change afterwards.
 func (v *Verifier) recheck(ctx context.Context, e *verifiedToken, b binding) (*Claims, error) {
-	if key, err := v.keys.LookupKey(ctx, e.kid); err != nil || key != e.key {
+	if key, err := v.keyFor(ctx, e.kid, e.alg); err != nil || key != e.key {
 		return nil, errStaleKey
 	}
 	err := v.validate(&e.claims, nil, v.audience)
@@ -320,6 +333,9 @@ func (v *Verifier) idToken(ctx context.Context, raw, nonce string) (*Claims, err
 		return nil, err
 	case typ == typAccess:
 		return nil, fmt.Errorf("%w: an access token (typ at+jwt) is not an ID token", errInvalidToken)
+	case c.IssuedAt == 0:
+		// OpenID Connect Core 1.0, section 2: iat is REQUIRED in an ID token.
+		return nil, fmt.Errorf("%w: the ID token has no iat", errInvalidToken)
 	case c.AuthParty != "" && c.AuthParty != v.clientID:
 		// OpenID Connect Core 1.0, 3.1.3.7: an azp must be this client.
 		return nil, fmt.Errorf("%w: azp %q is another client", errInvalidToken, c.AuthParty)
@@ -369,11 +385,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *
 			return rec.fail(CheckHeader, fmt.Errorf("typ %q is neither JWT nor at+jwt", t))
 		}
 		rec.pass(CheckHeader)
-		kid, ok := hdr.KeyID()
-		if !ok || kid == "" {
-			return rec.fail(CheckKey, errors.New("no kid in the token's header"))
-		}
-		key, err := v.keys.LookupKey(ctx, kid)
+		kid, _ := hdr.KeyID()
+		tokAlg, _ := hdr.Algorithm()
+		key, err := v.keyFor(ctx, kid, tokAlg)
 		if err != nil {
 			lookupErr = err
 			if !errors.Is(err, ErrProviderUnavailable) {
@@ -382,7 +396,6 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *
 			return err
 		}
 		rec.pass(CheckKey)
-		tokAlg, _ := hdr.Algorithm()
 		alg, err := v.algorithm(key, tokAlg)
 		rec.usedKey(kid, alg.String())
 		if err != nil {
@@ -390,7 +403,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *
 		}
 		rec.pass(CheckAlgorithm)
 		if used != nil {
-			used.kid, used.key = kid, key
+			used.kid, used.alg, used.key = kid, alg, key
 		}
 		sink.Key(alg, key)
 		return nil
@@ -404,9 +417,6 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *
 		return nil, "", fmt.Errorf("%w: signature: %w", errInvalidToken, err)
 	}
 	rec.pass(CheckSignature)
-	if typ == typAccess {
-		v.atJWT.Store(true)
-	}
 	var c Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, "", rec.fail(CheckClaims, fmt.Errorf("%w: claims: %w", errInvalidToken, err))
@@ -420,6 +430,34 @@ func (v *Verifier) verify(ctx context.Context, raw string, rec *recorder, used *
 	default:
 		return nil, "", err
 	}
+}
+
+// keyFor returns the provider's key for a token's kid. A token with no kid
+// gets the one key of the set its algorithm fits, when there is exactly
+// one: OpenID Connect Core 1.0, section 10.1, requires a kid only when the
+// set holds several keys. With several that fit, which one is meant is not
+// said, and the token is refused (errUnknownKey) rather than tried against
+// each.
+func (v *Verifier) keyFor(ctx context.Context, kid string, tokAlg jwa.SignatureAlgorithm) (jwk.Key, error) {
+	if kid != "" {
+		return v.keys.LookupKey(ctx, kid)
+	}
+	keys, err := v.keys.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var found jwk.Key
+	n := 0
+	for _, k := range keys {
+		if _, err := v.algorithm(k, tokAlg); err == nil {
+			found = k
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("%w: no kid in the token's header, and %d keys of the set fit its alg %q (a kid is needed unless exactly one does)", errUnknownKey, n, tokAlg)
+	}
+	return found, nil
 }
 
 // algorithm returns the algorithm to check a token signed with tokAlg by

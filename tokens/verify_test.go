@@ -34,6 +34,14 @@ func (s staticKeys) LookupKey(_ context.Context, kid string) (jwk.Key, error) {
 	return nil, errUnknownKey
 }
 
+func (s staticKeys) Keys(context.Context) ([]jwk.Key, error) {
+	keys := make([]jwk.Key, 0, len(s))
+	for _, k := range s {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
 type testSigner struct {
 	kid  string
 	priv *rsa.PrivateKey
@@ -194,6 +202,10 @@ func (failingKeys) LookupKey(context.Context, string) (jwk.Key, error) {
 	return nil, errKeysUnavailable
 }
 
+func (failingKeys) Keys(context.Context) ([]jwk.Key, error) {
+	return nil, errKeysUnavailable
+}
+
 func TestVerifierSaysWhenKeysAreUnavailable(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
@@ -214,5 +226,61 @@ func BenchmarkVerifyAccessToken(b *testing.B) {
 		if _, err := v.AccessToken(ctx, token); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAtJWTRuleIsLearnedOnlyFromTheTokenEndpoint: the rule "this provider
+// types its access tokens at+jwt" refuses every untyped Bearer token once
+// learned, so nothing a client sends may teach it: neither a Bearer token,
+// nor a token-endpoint answer that failed a check. Before, one
+// provider-signed at+jwt token for another audience, even expired, locked
+// every ordinary Bearer token out until restart.
+func TestAtJWTRuleIsLearnedOnlyFromTheTokenEndpoint(t *testing.T) {
+	now := time.Now()
+	signer := newTestSigner(t, "k1")
+	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return now })
+	ctx := context.Background()
+	typed := map[string]any{"typ": "at+jwt"}
+	plain := signer.sign(t, goodClaims(now), nil)
+	teachNothing := map[string]func() error{
+		"a Bearer at+jwt token for another audience": func() error {
+			_, err := v.AccessToken(ctx, signer.sign(t, with(goodClaims(now), "aud", "another-api"), typed))
+			return err
+		},
+		"an expired Bearer at+jwt token": func() error {
+			_, err := v.AccessToken(ctx, signer.sign(t, with(goodClaims(now), "exp", now.Add(-time.Hour).Unix()), typed))
+			return err
+		},
+		"a genuine Bearer at+jwt token": func() error {
+			_, err := v.AccessToken(ctx, signer.sign(t, goodClaims(now), typed))
+			return err
+		},
+		"a token-endpoint at+jwt token for another audience": func() error {
+			_, err := v.tokenEndpointAccess(ctx, signer.sign(t, with(goodClaims(now), "aud", "another-api"), typed))
+			return err
+		},
+		"a token-endpoint at+jwt token from another issuer": func() error {
+			_, err := v.tokenEndpointAccess(ctx, signer.sign(t, with(goodClaims(now), "iss", "https://other.test"), typed))
+			return err
+		},
+		"an expired token-endpoint at+jwt token": func() error {
+			_, err := v.tokenEndpointAccess(ctx, signer.sign(t, with(goodClaims(now), "exp", now.Add(-time.Hour).Unix()), typed))
+			return err
+		},
+	}
+	for name, send := range teachNothing {
+		if err := send(); (err == nil) != (name == "a genuine Bearer at+jwt token") {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := v.AccessToken(ctx, plain); err != nil {
+			t.Fatalf("after %s, an ordinary Bearer token is refused: %v", name, err)
+		}
+	}
+	// The token endpoint's own at+jwt token, passing every check, teaches it.
+	if _, err := v.tokenEndpointAccess(ctx, signer.sign(t, with(goodClaims(now), "jti", "issued"), typed)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.AccessToken(ctx, signer.sign(t, with(goodClaims(now), "jti", "other"), nil)); !errors.Is(err, errInvalidToken) {
+		t.Fatalf("after the token endpoint issued at+jwt, an untyped Bearer token: %v, want refused", err)
 	}
 }

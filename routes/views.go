@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/changebank/changebank/internal/bounded"
+	"github.com/changebank/changebank/routes/inspect"
 	"github.com/changebank/changebank/tokens"
 )
 
@@ -55,7 +56,7 @@ type page struct {
 	Data  any              // the page's own
 	// Notice says what happened on the request before this page, once.
 	Notice *noticeView
-	Trace  *tokens.Trace // the verification trace of this request, when the route made one (withTrace)
+	Trace  *inspect.Trace // the verification trace of this request, when the route made one (withTrace)
 }
 
 // renderBuffers are reused across requests: a page is a few kilobytes, and
@@ -73,7 +74,7 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 		p.Notice = v.notice(c)
 	}
 	if t, ok := c.Get(traceKey); ok && p.Trace == nil {
-		p.Trace = t.(*tokens.Trace)
+		p.Trace = t.(*inspect.Trace)
 	}
 	buf := renderBuffers.Get().(*bytes.Buffer)
 	buf.Reset()

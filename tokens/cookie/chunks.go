@@ -1,4 +1,4 @@
-package tokens
+package cookie
 
 import (
 	"fmt"
@@ -27,10 +27,11 @@ import (
 // mixed chunk yields a value that fails its check: a broken session,
 // never a partial one.
 
-// maxSetCookieLine bounds each Set-Cookie line this app writes, name, value
-// and attributes together: RFC 6265 section 6.1 asks browsers to keep at
-// least 4,096 bytes per cookie, measured that way, and that is what they keep.
-const maxSetCookieLine = 4096
+// MaxLine bounds each Set-Cookie line a Store writes, name, value and
+// attributes together: RFC 6265 section 6.1 asks browsers to keep at least
+// 4,096 bytes per cookie, measured that way, and that is what they keep. A
+// longer value is cut into chunks.
+const MaxLine = 4096
 
 // maxChunks bounds the chunks of one cookie: one digit in the head.
 // MaxSessionBytes is reached well before.
@@ -45,7 +46,7 @@ const chunkSep = '~'
 // request headers (main.go), the compose balancer as much (deploy/nginx.conf),
 // and nginx's default is 8 KB per header line; 24 KB leaves room for the
 // login transactions, FusionAuth's own cookies on localhost and the other
-// headers. A larger session is refused with ErrSessionTooLarge.
+// headers. Package tokens refuses a larger session (ErrSessionTooLarge).
 const MaxSessionBytes = 24 << 10
 
 // chunkName is the name of chunk i (i ≥ 1) of cookie base. Chunk 0 is the
@@ -68,7 +69,7 @@ func chunkCount(raw string) int {
 // returned as is. When a chunk is missing or unreadable, it returns the
 // head itself, which no check accepts: the session is broken, as if the
 // cookie had been tampered with.
-func (c *CookieStore) assemble(r *http.Request, base, head string) string {
+func (c *Store) assemble(r *http.Request, base, head string) string {
 	n := chunkCount(head)
 	if n == 0 {
 		return head
@@ -96,15 +97,19 @@ func (c *CookieStore) assemble(r *http.Request, base, head string) string {
 	return b.String()
 }
 
-// A cookieWrite is one cookie value about to be written, cut into the
+// A Prepared is one cookie value about to be written, cut into the
 // Set-Cookie lines that hold it.
-type cookieWrite struct {
-	base  string
+type Prepared struct {
+	Base  string         // the cookie's base name
 	lines []*http.Cookie // the head first, then chunks 1..n-1
 }
 
-// size is what the browser will send back for it: name=value of each chunk.
-func (cw cookieWrite) size() int {
+// Chunks returns how many cookies hold the value: 1 when it fits in one,
+// 0 when there is nothing to keep (Write then expires the cookie).
+func (cw Prepared) Chunks() int { return len(cw.lines) }
+
+// Size is what the browser will send back for it: name=value of each chunk.
+func (cw Prepared) Size() int {
 	n := 0
 	for i, ck := range cw.lines {
 		if i > 0 {
@@ -115,25 +120,25 @@ func (cw cookieWrite) size() int {
 	return n
 }
 
-// prepare cuts value into the cookies that store it until expires, each
-// Set-Cookie line within maxSetCookieLine. It fails when more than
+// Prepare cuts value into the cookies that store it until expires, each
+// Set-Cookie line within MaxLine. It fails when more than
 // maxChunks would be needed.
-func (c *CookieStore) prepare(base, value string, expires, now time.Time) (cookieWrite, error) {
+func (c *Store) Prepare(base, value string, expires, now time.Time) (Prepared, error) {
 	maxAge := int(expires.Sub(now).Seconds())
-	cw := cookieWrite{base: base}
+	cw := Prepared{Base: base}
 	if maxAge <= 0 {
 		return cw, nil // nothing to keep: write expires it
 	}
 	whole := c.cookie(base, value, maxAge)
 	whole.Expires = now.Add(time.Duration(maxAge) * time.Second)
-	if len(whole.String()) <= maxSetCookieLine {
+	if len(whole.String()) <= MaxLine {
 		cw.lines = []*http.Cookie{whole}
 		return cw, nil
 	}
 	rest := value
 	for i := 0; rest != ""; i++ {
 		if i == maxChunks {
-			return cookieWrite{}, fmt.Errorf("tokens: %s of %d bytes needs more than %d cookies of %d bytes", base, len(value), maxChunks, maxSetCookieLine)
+			return Prepared{}, fmt.Errorf("cookie: %s of %d bytes needs more than %d cookies of %d bytes", base, len(value), maxChunks, MaxLine)
 		}
 		name := base
 		if i > 0 {
@@ -141,7 +146,7 @@ func (c *CookieStore) prepare(base, value string, expires, now time.Time) (cooki
 		}
 		ck := c.cookie(name, "", maxAge)
 		ck.Expires = whole.Expires
-		room := maxSetCookieLine - len(ck.String())
+		room := MaxLine - len(ck.String())
 		if i == 0 {
 			room -= 2 // "n~", filled in below
 		}
@@ -154,38 +159,34 @@ func (c *CookieStore) prepare(base, value string, expires, now time.Time) (cooki
 	return cw, nil
 }
 
-// write adds the Set-Cookie lines of cw, and expires the chunks beyond its
+// Write adds the Set-Cookie lines of cw, and expires the chunks beyond its
 // count that the request carried (carried is the count it had: 0 or 1 for
 // an unchunked cookie), so no stale chunk lingers after a value shrinks.
-func (c *CookieStore) write(w http.ResponseWriter, cw cookieWrite, carried int) {
+func (c *Store) Write(w http.ResponseWriter, cw Prepared, carried int) {
 	if len(cw.lines) == 0 {
-		c.expireChunked(w, cw.base, carried)
+		c.ExpireChunked(w, cw.Base, carried)
 		return
 	}
 	for _, ck := range cw.lines {
 		http.SetCookie(w, ck)
 	}
 	for i := max(len(cw.lines), 1); i < carried; i++ {
-		c.expire(w, chunkName(cw.base, i))
+		c.Expire(w, chunkName(cw.Base, i))
 	}
 }
 
-// expireChunked expires cookie base and the chunks 1..carried-1 the
+// ExpireChunked expires cookie base and the chunks 1..carried-1 the
 // request carried.
-func (c *CookieStore) expireChunked(w http.ResponseWriter, base string, carried int) {
-	c.expire(w, base)
+func (c *Store) ExpireChunked(w http.ResponseWriter, base string, carried int) {
+	c.Expire(w, base)
 	for i := 1; i < carried; i++ {
-		c.expire(w, chunkName(base, i))
+		c.Expire(w, chunkName(base, i))
 	}
 }
-
-// MaxCookieLine is what a browser keeps of one cookie, name, value and
-// attributes together; this app cuts a longer value into chunks.
-const MaxCookieLine = maxSetCookieLine
 
 // Chunks returns how many cookies the value of cookie base came in on r:
 // 0 when r has none, 1 when it is whole, n for a head announcing n chunks.
-func (c *CookieStore) Chunks(r *http.Request, base string) int {
+func (c *Store) Chunks(r *http.Request, base string) int {
 	var head string
 	readCookies(r, []string{c.Name(base)}, []*string{&head}, true)
 	if head == "" {
@@ -196,7 +197,7 @@ func (c *CookieStore) Chunks(r *http.Request, base string) int {
 
 // ChunkOf reports whether name, as on the wire, is chunk i (i ≥ 1) of the
 // cookie base.
-func (c *CookieStore) ChunkOf(name string) (base string, i int, ok bool) {
+func (c *Store) ChunkOf(name string) (base string, i int, ok bool) {
 	rest, digits, found := strings.Cut(name, ".")
 	if !found || len(digits) != 1 || digits[0] < '1' || digits[0] >= '0'+maxChunks {
 		return "", 0, false

@@ -1,4 +1,4 @@
-package tokens
+package cookie
 
 import (
 	"crypto/rand"
@@ -55,16 +55,16 @@ func TestOpenReadsWhatJWXSealsAndJWXReadsWhatOpenAccepts(t *testing.T) {
 	plain := []byte(`{"sub":"u1","lid":"x"}`)
 	kid := s.secrets[0].id
 	cases := map[string]string{
-		"sealed by jwx":                Must(s.Seal(UserInfoCookie, plain)),
-		"sealed by hand, jwx's order":  handSeal(t, s, UserInfoCookie, `{"alg":"dir","enc":"A256GCM","kid":"`+kid+`"}`, plain, 12),
-		"sealed by hand, other order":  handSeal(t, s, UserInfoCookie, `{"kid":"`+kid+`","enc":"A256GCM","alg":"dir"}`, plain, 12),
-		"login cookie, derived on use": Must(s.Seal(loginPrefix+"abc", plain)),
+		"sealed by jwx":                Must(s.Seal(UserInfo, plain)),
+		"sealed by hand, jwx's order":  handSeal(t, s, UserInfo, `{"alg":"dir","enc":"A256GCM","kid":"`+kid+`"}`, plain, 12),
+		"sealed by hand, other order":  handSeal(t, s, UserInfo, `{"kid":"`+kid+`","enc":"A256GCM","alg":"dir"}`, plain, 12),
+		"login cookie, derived on use": Must(s.Seal(LoginPrefix+"abc", plain)),
 	}
 	for name, sealed := range cases {
 		t.Run(name, func(t *testing.T) {
-			cookie := UserInfoCookie
+			cookie := UserInfo
 			if strings.HasPrefix(name, "login") {
-				cookie = loginPrefix + "abc"
+				cookie = LoginPrefix + "abc"
 			}
 			got, err := s.Open(cookie, sealed)
 			if err != nil || string(got) != string(plain) {
@@ -81,18 +81,18 @@ func TestOpenRefusesEveryOtherForm(t *testing.T) {
 	s := mustSealer(t, secretA, secretB)
 	plain := []byte(`{"sub":"u1"}`)
 	kid := s.secrets[0].id
-	good := Must(s.Seal(UserInfoCookie, plain))
+	good := Must(s.Seal(UserInfo, plain))
 	parts := strings.Split(good, ".")
 	join := func(p ...string) string { return strings.Join(p, ".") }
-	hdr := func(json string) string { return handSeal(t, s, UserInfoCookie, json, plain, 12) }
+	hdr := func(json string) string { return handSeal(t, s, UserInfo, json, plain, 12) }
 	cases := map[string]string{
 		"four parts":                      join(parts[0], parts[2], parts[3], parts[4]),
 		"six parts":                       good + ".",
 		"an encrypted key":                join(parts[0], "AAAA", parts[2], parts[3], parts[4]),
 		"padded base64":                   join(parts[0], "", parts[2], parts[3], parts[4]+"=="),
 		"standard base64 alphabet":        stdAlphabet(t, s, plain),
-		"11-byte IV":                      handSeal(t, s, UserInfoCookie, `{"alg":"dir","enc":"A256GCM","kid":"`+kid+`"}`, plain, 11),
-		"16-byte IV":                      handSeal(t, s, UserInfoCookie, `{"alg":"dir","enc":"A256GCM","kid":"`+kid+`"}`, plain, 16),
+		"11-byte IV":                      handSeal(t, s, UserInfo, `{"alg":"dir","enc":"A256GCM","kid":"`+kid+`"}`, plain, 11),
+		"16-byte IV":                      handSeal(t, s, UserInfo, `{"alg":"dir","enc":"A256GCM","kid":"`+kid+`"}`, plain, 16),
 		"15-byte tag":                     join(parts[0], "", parts[2], parts[3], parts[4][:20]),
 		"tag cut off":                     join(parts[0], "", parts[2], parts[3], ""),
 		"header changed, AAD kept":        join(base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"dir","enc":"A256GCM","kid":"`+kid+`" }`)), "", parts[2], parts[3], parts[4]),
@@ -106,13 +106,13 @@ func TestOpenRefusesEveryOtherForm(t *testing.T) {
 		"header not JSON":                 hdr(`alg=dir`),
 		"ciphertext bit flipped":          join(parts[0], "", parts[2], flip(parts[3]), parts[4]),
 		"IV bit flipped":                  join(parts[0], "", flip(parts[2]), parts[3], parts[4]),
-		"sealed for another cookie":       Must(s.Seal(RefreshCookie, plain)),
+		"sealed for another cookie":       Must(s.Seal(Refresh, plain)),
 		"JSON serialisation, not compact": `{"protected":"` + parts[0] + `","iv":"` + parts[2] + `","ciphertext":"` + parts[3] + `","tag":"` + parts[4] + `"}`,
 	}
 	for name, sealed := range cases {
 		t.Run(name, func(t *testing.T) {
-			if got, err := s.Open(UserInfoCookie, sealed); !errors.Is(err, errUnsealable) {
-				t.Fatalf("Open = %q, %v; want errUnsealable", got, err)
+			if got, err := s.Open(UserInfo, sealed); !errors.Is(err, ErrUnsealable) {
+				t.Fatalf("Open = %q, %v; want ErrUnsealable", got, err)
 			}
 		})
 	}
@@ -122,7 +122,7 @@ func TestOpenRefusesEveryOtherForm(t *testing.T) {
 // returns it in the standard base64 alphabet (+ and /), which JWE forbids.
 func stdAlphabet(t *testing.T, s *Sealer, plain []byte) string {
 	for range 1000 {
-		v := Must(s.Seal(UserInfoCookie, plain))
+		v := Must(s.Seal(UserInfo, plain))
 		h, rest, _ := strings.Cut(v, ".")
 		if strings.ContainsAny(rest, "-_") {
 			return h + "." + strings.NewReplacer("-", "+", "_", "/").Replace(rest)
@@ -153,10 +153,10 @@ func Must(v string, err error) string {
 
 func BenchmarkOpenUserInfo(b *testing.B) {
 	s, _ := NewSealer(secretA)
-	sealed, _ := s.Seal(UserInfoCookie, []byte(`{"sub":"00000000-0000-0000-0000-000000000001","name":"Richard Hendricks","email":"richard@example.com","lid":"abcdefghijklmnop","login_at":1,"exp":2}`))
+	sealed, _ := s.Seal(UserInfo, []byte(`{"sub":"00000000-0000-0000-0000-000000000001","name":"Richard Hendricks","email":"richard@example.com","lid":"abcdefghijklmnop","login_at":1,"exp":2}`))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.Open(UserInfoCookie, sealed); err != nil {
+		if _, err := s.Open(UserInfo, sealed); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -166,10 +166,10 @@ func BenchmarkOpenUserInfo(b *testing.B) {
 // reader, as Open did before: the difference is what the strict reader saves.
 func BenchmarkOpenUserInfoJWX(b *testing.B) {
 	s, _ := NewSealer(secretA)
-	sealed, _ := s.Seal(UserInfoCookie, []byte(`{"sub":"00000000-0000-0000-0000-000000000001","name":"Richard Hendricks","email":"richard@example.com","lid":"abcdefghijklmnop","login_at":1,"exp":2}`))
+	sealed, _ := s.Seal(UserInfo, []byte(`{"sub":"00000000-0000-0000-0000-000000000001","name":"Richard Hendricks","email":"richard@example.com","lid":"abcdefghijklmnop","login_at":1,"exp":2}`))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := jwxOpen(s, UserInfoCookie, sealed); err != nil {
+		if _, err := jwxOpen(s, UserInfo, sealed); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package tokens
+package oidc
 
 import (
 	"bytes"
@@ -73,7 +73,7 @@ func remoteVerifier(t *testing.T, url string, now time.Time, log *slog.Logger) (
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ks, err := NewRemoteKeySet(ctx, url, &http.Client{Timeout: 2 * time.Second}, func() time.Time { return now }, log)
+	ks, err := newRemoteKeySet(ctx, url, &http.Client{Timeout: 2 * time.Second}, func() time.Time { return now }, log)
 	if err != nil {
 		return nil, err
 	}
@@ -98,12 +98,12 @@ func publicJWK(t *testing.T, key any, kid string) map[string]any {
 }
 
 // signNoKid signs claims with RS256 and no kid in the header.
-func (s *testSigner) signNoKid(t *testing.T, claims map[string]any) string {
+func signNoKid(t *testing.T, s *testSigner, claims map[string]any) string {
 	t.Helper()
 	payload, _ := json.Marshal(claims)
 	hdr := jws.NewHeaders()
 	_ = hdr.Set("typ", "JWT")
-	out, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), s.priv, jws.WithProtectedHeaders(hdr)))
+	out, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), s.Priv, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,15 +134,15 @@ func TestOpenIDClientConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	single := rawJWKS(t, publicJWK(t, &signer.priv.PublicKey, "k1"))
-	singleNoKid := rawJWKS(t, publicJWK(t, &signer.priv.PublicKey, ""))
-	twoNoKid := rawJWKS(t, publicJWK(t, &signer.priv.PublicKey, ""), publicJWK(t, &other.priv.PublicKey, ""))
-	withUnusable := rawJWKS(t, append(unusableMembers(), publicJWK(t, &signer.priv.PublicKey, "k1"))...)
-	withEC := rawJWKS(t, publicJWK(t, &signer.priv.PublicKey, "k1"), publicJWK(t, &ecPriv.PublicKey, "ec1"))
+	single := rawJWKS(t, publicJWK(t, &signer.Priv.PublicKey, "k1"))
+	singleNoKid := rawJWKS(t, publicJWK(t, &signer.Priv.PublicKey, ""))
+	twoNoKid := rawJWKS(t, publicJWK(t, &signer.Priv.PublicKey, ""), publicJWK(t, &other.Priv.PublicKey, ""))
+	withUnusable := rawJWKS(t, append(unusableMembers(), publicJWK(t, &signer.Priv.PublicKey, "k1"))...)
+	withEC := rawJWKS(t, publicJWK(t, &signer.Priv.PublicKey, "k1"), publicJWK(t, &ecPriv.PublicKey, "ec1"))
 
 	// An HS256 token MACed with the provider's public key, and an ES256
 	// token whose signature is broken.
-	pubDER, _ := x509.MarshalPKIXPublicKey(&signer.priv.PublicKey)
+	pubDER, _ := x509.MarshalPKIXPublicKey(&signer.Priv.PublicKey)
 	hsInput := strings.Join(strings.Split(unsigned(map[string]any{"alg": "HS256", "kid": "k1"}, idClaims(now), ""), ".")[:2], ".")
 	mac := hmac.New(sha256.New, pubDER)
 	mac.Write([]byte(hsInput))
@@ -155,7 +155,7 @@ func TestOpenIDClientConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	badES256 := flipSignature(string(es256))
-	badRS256 := flipSignature(signer.sign(t, idClaims(now), nil))
+	badRS256 := flipSignature(signer.Sign(t, idClaims(now), nil))
 
 	cases := []struct {
 		suite  string // the suite's test name
@@ -164,26 +164,26 @@ func TestOpenIDClientConformance(t *testing.T) {
 		nonce  string
 		accept bool
 	}{
-		{"oidcc-client-test", single, signer.sign(t, idClaims(now), nil), "n-1", true},
-		{"oidcc-client-test-idtoken-sig-rs256", single, signer.sign(t, idClaims(now), nil), "n-1", true},
-		{"oidcc-client-test-missing-iat", single, signer.sign(t, with(idClaims(now), "iat", nil), nil), "n-1", false},
-		{"oidcc-client-test-kid-absent-single-jwks", singleNoKid, signer.signNoKid(t, idClaims(now)), "n-1", true},
-		{"oidcc-client-test-kid-absent-multiple-jwks", twoNoKid, signer.signNoKid(t, idClaims(now)), "n-1", false},
-		{"oidcc-client-test-ignores-unparseable-key-in-jwks (secp256k1, AKP, made-up kty)", withUnusable, signer.sign(t, idClaims(now), nil), "n-1", true},
-		{"oidcc-client-test-invalid-iss", single, signer.sign(t, with(idClaims(now), "iss", "https://evil.test"), nil), "n-1", false},
-		{"oidcc-client-test-missing-sub", single, signer.sign(t, with(idClaims(now), "sub", nil), nil), "n-1", false},
-		{"oidcc-client-test-invalid-aud", single, signer.sign(t, with(idClaims(now), "aud", "another-client"), nil), "n-1", false},
-		{"oidcc-client-test-missing-aud", single, signer.sign(t, with(idClaims(now), "aud", nil), nil), "n-1", false},
+		{"oidcc-client-test", single, signer.Sign(t, idClaims(now), nil), "n-1", true},
+		{"oidcc-client-test-idtoken-sig-rs256", single, signer.Sign(t, idClaims(now), nil), "n-1", true},
+		{"oidcc-client-test-missing-iat", single, signer.Sign(t, with(idClaims(now), "iat", nil), nil), "n-1", false},
+		{"oidcc-client-test-kid-absent-single-jwks", singleNoKid, signNoKid(t, signer, idClaims(now)), "n-1", true},
+		{"oidcc-client-test-kid-absent-multiple-jwks", twoNoKid, signNoKid(t, signer, idClaims(now)), "n-1", false},
+		{"oidcc-client-test-ignores-unparseable-key-in-jwks (secp256k1, AKP, made-up kty)", withUnusable, signer.Sign(t, idClaims(now), nil), "n-1", true},
+		{"oidcc-client-test-invalid-iss", single, signer.Sign(t, with(idClaims(now), "iss", "https://evil.test"), nil), "n-1", false},
+		{"oidcc-client-test-missing-sub", single, signer.Sign(t, with(idClaims(now), "sub", nil), nil), "n-1", false},
+		{"oidcc-client-test-invalid-aud", single, signer.Sign(t, with(idClaims(now), "aud", "another-client"), nil), "n-1", false},
+		{"oidcc-client-test-missing-aud", single, signer.Sign(t, with(idClaims(now), "aud", nil), nil), "n-1", false},
 		{"oidcc-client-test-idtoken-sig-none", single, unsigned(map[string]any{"alg": "none", "kid": "k1"}, idClaims(now), ""), "n-1", false},
 		{"oidcc-client-test-invalid-sig-rs256", single, badRS256, "n-1", false},
 		{"oidcc-client-test-invalid-sig-hs256", single, hs256, "n-1", false},
 		{"oidcc-client-test-invalid-sig-es256", withEC, badES256, "n-1", false},
-		{"oidcc-client-test-nonce-invalid", single, signer.sign(t, idClaims(now), nil), "n-other", false},
-		{"oidcc-client-test-expired-id-token", single, signer.sign(t, with(idClaims(now), "exp", now.Add(-time.Hour).Unix()), nil), "n-1", false},
+		{"oidcc-client-test-nonce-invalid", single, signer.Sign(t, idClaims(now), nil), "n-other", false},
+		{"oidcc-client-test-expired-id-token", single, signer.Sign(t, with(idClaims(now), "exp", now.Add(-time.Hour).Unix()), nil), "n-1", false},
 		// At a refresh the ID token is checked the same way, without nonce.
-		{"oidcc-client-test-refresh-token-invalid-issuer", single, signer.sign(t, with(goodClaims(now), "iss", "https://evil.test"), nil), "", false},
-		{"oidcc-client-test-refresh-token-invalid-aud", single, signer.sign(t, with(goodClaims(now), "aud", "another-client"), nil), "", false},
-		{"oidcc-client-test-refresh-token-invalid-azp", single, signer.sign(t, with(goodClaims(now), "azp", "another-client"), nil), "", false},
+		{"oidcc-client-test-refresh-token-invalid-issuer", single, signer.Sign(t, with(goodClaims(now), "iss", "https://evil.test"), nil), "", false},
+		{"oidcc-client-test-refresh-token-invalid-aud", single, signer.Sign(t, with(goodClaims(now), "aud", "another-client"), nil), "", false},
+		{"oidcc-client-test-refresh-token-invalid-azp", single, signer.Sign(t, with(goodClaims(now), "azp", "another-client"), nil), "", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.suite, func(t *testing.T) {
@@ -191,13 +191,13 @@ func TestOpenIDClientConformance(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the key set was refused: %v", err)
 			}
-			c, err := v.idToken(context.Background(), tc.token, tc.nonce)
+			c, err := v.IDToken(context.Background(), tc.token, tc.nonce)
 			switch {
 			case tc.accept && (err != nil || c.Subject != "user-1"):
 				t.Fatalf("a good ID token was refused: %v", err)
-			case !tc.accept && (err == nil || c != nil && !errors.Is(err, errExpired)):
+			case !tc.accept && (err == nil || c != nil && !errors.Is(err, ErrExpired)):
 				t.Fatalf("accepted: %+v, %v", c, err)
-			case !tc.accept && !errors.Is(err, errInvalidToken) && !errors.Is(err, errExpired):
+			case !tc.accept && !errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrExpired):
 				t.Fatalf("refused, but not as an invalid token (the user would be told to try again): %v", err)
 			}
 		})
@@ -217,15 +217,15 @@ func TestKeySetSkipsMembersItCannotUseOneLogLineEach(t *testing.T) {
 	signer := newTestSigner(t, "k1")
 	members := append(unusableMembers(),
 		map[string]any{"kty": "oct", "kid": "shared", "k": "c2VjcmV0"},
-		with(publicJWK(t, &signer.priv.PublicKey, "enc1"), "use", "enc"),
-		publicJWK(t, &signer.priv.PublicKey, "k1"))
+		with(publicJWK(t, &signer.Priv.PublicKey, "enc1"), "use", "enc"),
+		publicJWK(t, &signer.Priv.PublicKey, "k1"))
 	url := rawJWKS(t, members...)
 	logs := &syncBuffer{}
 	v, err := remoteVerifier(t, url, now, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("one usable key among unusable ones: the set was refused: %v", err)
 	}
-	if _, err := v.idToken(context.Background(), signer.sign(t, idClaims(now), nil), "n-1"); err != nil {
+	if _, err := v.IDToken(context.Background(), signer.Sign(t, idClaims(now), nil), "n-1"); err != nil {
 		t.Fatal(err)
 	}
 	// A refetch (here for an unknown kid) logs nothing again.
@@ -335,7 +335,7 @@ func TestDiscoveryIssuerMismatchIsNamed(t *testing.T) {
 
 func TestHTTPSAppRefusesPlainHTTPEndpoints(t *testing.T) {
 	signer := newTestSigner(t, "k1")
-	keys := rawJWKS(t, publicJWK(t, &signer.priv.PublicKey, "k1"))
+	keys := rawJWKS(t, publicJWK(t, &signer.Priv.PublicKey, "k1"))
 	// The provider runs on loopback in the test, so it names its token
 	// endpoint on a remote-looking host to be refused.
 	srv := discoveryServer(t, func(self string) map[string]any {
@@ -357,7 +357,7 @@ func TestHTTPSAppRefusesPlainHTTPEndpoints(t *testing.T) {
 	}
 	// Endpoints moved onto the operator's own InternalURL (compose's
 	// private network) are the operator's choice; the others still count.
-	m := metadata{AuthorizationEndpoint: "https://id.example/authorize", TokenEndpoint: "http://fusionauth:9011/oauth2/token",
+	m := Metadata{AuthorizationEndpoint: "https://id.example/authorize", TokenEndpoint: "http://fusionauth:9011/oauth2/token",
 		JWKSURI: "http://fusionauth:9011/.well-known/jwks.json", RevocationEndpoint: "http://elsewhere.example/revoke"}
 	bad := Profile{Issuer: "https://id.example", InternalURL: "http://fusionauth:9011", RequireHTTPS: true}.plainEndpoints(m)
 	if len(bad) != 1 || !strings.HasPrefix(bad[0], "revocation_endpoint") {

@@ -1,4 +1,4 @@
-package tokens
+package cookie
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 )
 
 // fuzzPlain is what the values in testdata/fuzz/FuzzOpen were sealed from,
-// for UserInfoCookie under secretA.
+// for UserInfo under secretA.
 const fuzzPlain = `{"sub":"x"}`
 
 // FuzzOpen: whatever a browser sends, Open does not panic and opens
@@ -18,7 +18,7 @@ const fuzzPlain = `{"sub":"x"}`
 func FuzzOpen(f *testing.F) {
 	s := mustSealer(f, secretA)
 	f.Fuzz(func(t *testing.T, v string) {
-		plain, err := s.Open(UserInfoCookie, v)
+		plain, err := s.Open(UserInfo, v)
 		if err == nil && string(plain) != fuzzPlain {
 			t.Fatalf("opened a value it did not seal, to %q", plain)
 		}

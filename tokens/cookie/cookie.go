@@ -1,4 +1,17 @@
-package tokens
+// Package cookie keeps values in browser cookies the way a session needs
+// them: sealed (AEAD under a key derived from the app secret and the
+// cookie's own name, with secret rotation), cut into chunks when a value
+// outgrows what a browser keeps of one cookie, and always HttpOnly,
+// SameSite=Lax, Path=/ and host-only, with Secure and the __Host- prefix
+// over https. It also names the cookies of a session.
+//
+// Package tokens builds its sessions on it; an application needs it only
+// to look at the cookies themselves (the session inspector does).
+//
+//   - seal.go: the Sealer: compact JWE (dir, A256GCM) under per-cookie keys, and its strict reader.
+//   - cookie.go: the Store: names, attributes, reading the Cookie header, sealed JSON values.
+//   - chunks.go: values cut into numbered chunks, and the size limits.
+package cookie
 
 import (
 	"bytes"
@@ -14,18 +27,22 @@ import (
 // refresh_token, fusionauth.*), which on localhost reach this app too:
 // cookies are not isolated by port.
 const (
-	AccessCookie   = "cb_access_token" // the access token (a signed JWT) as issued
-	RefreshCookie  = "cb_refresh_token"
-	UserInfoCookie = "cb_userinfo"
-	LogoutCookie   = "cb_logged_out" // when this browser last logged out
-	// IDTokenCookie holds the latest ID token, sealed, for logout's
+	Access    = "cb_access_token"  // the access token as issued
+	Refresh   = "cb_refresh_token" // sealed: the refresh token, its user and its end
+	UserInfo  = "cb_userinfo"      // sealed: the user's profile and the session's bounds
+	LoggedOut = "cb_logged_out"    // when this browser last logged out
+	// IDToken holds the latest ID token, sealed, for logout's
 	// id_token_hint. Its Path is /logout, so it rides on logout requests
 	// only and costs the others nothing.
-	IDTokenCookie = "cb_id_token"
-	loginPrefix   = "cb_login_" // + an id derived from the state: one per login transaction
+	IDToken = "cb_id_token"
+	// Notice carries a one-shot notice to the next page: a code from a
+	// fixed set and a time, sealed, so nobody can put text of their own on
+	// a page through it; no secret is in it.
+	Notice      = "cb_notice"
+	LoginPrefix = "cb_login_" // + an id derived from the state: one per login transaction
 )
 
-// A CookieStore reads and writes this app's cookies, sealing those that hold
+// A Store reads and writes this app's cookies, sealing those that hold
 // secrets with its Sealer. Every cookie is HttpOnly
 // (no script can read a token, so XSS cannot steal one), SameSite=Lax (sent
 // on top-level navigations such as the provider's redirect back to
@@ -34,22 +51,22 @@ const (
 // the browser refuse any version of them set without Secure, with a Domain,
 // or for another path. The one cookie with another path, cb_id_token
 // (Path=/logout), carries __Secure- instead: __Host- requires Path=/.
-type CookieStore struct {
+type Store struct {
 	secure bool
 	sealer *Sealer
 }
 
-// NewCookieStore returns the cookie store for an app served at appURL,
+// NewStore returns the cookie store for an app served at appURL,
 // sealing with sealer.
-func NewCookieStore(appURL string, sealer *Sealer) *CookieStore {
-	return &CookieStore{secure: strings.HasPrefix(appURL, "https://"), sealer: sealer}
+func NewStore(appURL string, sealer *Sealer) *Store {
+	return &Store{secure: strings.HasPrefix(appURL, "https://"), sealer: sealer}
 }
 
 // Secure reports whether cookies carry the Secure attribute and the __Host- prefix.
-func (c *CookieStore) Secure() bool { return c.secure }
+func (c *Store) Secure() bool { return c.secure }
 
 // cookiePaths are the cookies whose Path is not /.
-var cookiePaths = map[string]string{IDTokenCookie: "/logout"}
+var cookiePaths = map[string]string{IDToken: "/logout"}
 
 // pathOf returns the Path a cookie is set with.
 func pathOf(base string) string {
@@ -59,8 +76,8 @@ func pathOf(base string) string {
 	return "/"
 }
 
-// Name returns the name a cookie has on the wire.
-func (c *CookieStore) Name(base string) string {
+// Name returns the name cookie base has on the wire.
+func (c *Store) Name(base string) string {
 	switch {
 	case !c.secure:
 		return base
@@ -73,7 +90,7 @@ func (c *CookieStore) Name(base string) string {
 
 // Get returns the named cookie's value, reassembled from its chunks when
 // it has some (see chunks.go), or "" when the request has none.
-func (c *CookieStore) Get(r *http.Request, base string) string {
+func (c *Store) Get(r *http.Request, base string) string {
 	if !headerMentions(r, c.Name(base)) {
 		// Most requests carry no notice: one fast scan says so, where
 		// parsing the whole header would take several times as long.
@@ -95,51 +112,51 @@ func headerMentions(r *http.Request, name string) bool {
 	return false
 }
 
-// sessionValues are the values of the session cookies a request carries,
+// Values are the values of the session cookies a request carries,
 // reassembled from their chunks.
-type sessionValues struct {
-	access, refresh, userInfo, loggedOut string
-	// carried is how many chunks each chunked cookie came in; nil when
+type Values struct {
+	Access, Refresh, UserInfo, LoggedOut string
+	// Carried is how many chunks each chunked cookie came in; nil when
 	// none was chunked, as in almost every session.
-	carried map[string]int
+	Carried map[string]int
 }
 
-// sessionValues reads the session cookies in one pass over the Cookie
-// header, where one r.Cookie call per cookie would parse it once each.
-// Only a chunked cookie costs a second pass.
-func (c *CookieStore) sessionValues(r *http.Request) sessionValues {
+// Session reads the session cookies in one pass over the Cookie header,
+// where one r.Cookie call per cookie would parse it once each. Only a
+// chunked cookie costs a second pass.
+func (c *Store) Session(r *http.Request) Values {
 	return c.readSession(r, true)
 }
 
-// uncheckedSessionValues is sessionValues without checking the bytes of the
-// values, which on a 2 KB header costs more than the rest of a session
-// cache hit. Only the session cache's lookup uses it: a value found there is
+// SessionUnchecked is Session without checking the bytes of the values,
+// which on a 2 KB header costs more than the rest of a session cache hit.
+// Only a cache lookup may use it (package tokens' session cache does): a value found there is
 // the very value a checked read gave when it was cached, so it holds no byte
 // a cookie value cannot (and a read that takes the first cookie of a name,
 // checked or not, finds the same cookie). Anything else reads them checked.
-func (c *CookieStore) uncheckedSessionValues(r *http.Request) sessionValues {
+func (c *Store) SessionUnchecked(r *http.Request) Values {
 	return c.readSession(r, false)
 }
 
-func (c *CookieStore) readSession(r *http.Request, check bool) sessionValues {
-	var v sessionValues
+func (c *Store) readSession(r *http.Request, check bool) Values {
+	var v Values
 	readCookies(r,
-		[]string{c.Name(AccessCookie), c.Name(RefreshCookie), c.Name(UserInfoCookie), c.Name(LogoutCookie)},
-		[]*string{&v.access, &v.refresh, &v.userInfo, &v.loggedOut}, check)
-	if chunkCount(v.access)|chunkCount(v.refresh)|chunkCount(v.userInfo) == 0 {
+		[]string{c.Name(Access), c.Name(Refresh), c.Name(UserInfo), c.Name(LoggedOut)},
+		[]*string{&v.Access, &v.Refresh, &v.UserInfo, &v.LoggedOut}, check)
+	if chunkCount(v.Access)|chunkCount(v.Refresh)|chunkCount(v.UserInfo) == 0 {
 		return v
 	}
-	v.carried = map[string]int{}
-	v.access = c.assembleCounting(r, v.carried, AccessCookie, v.access)
-	v.refresh = c.assembleCounting(r, v.carried, RefreshCookie, v.refresh)
-	v.userInfo = c.assembleCounting(r, v.carried, UserInfoCookie, v.userInfo)
+	v.Carried = map[string]int{}
+	v.Access = c.assembleCounting(r, v.Carried, Access, v.Access)
+	v.Refresh = c.assembleCounting(r, v.Carried, Refresh, v.Refresh)
+	v.UserInfo = c.assembleCounting(r, v.Carried, UserInfo, v.UserInfo)
 	return v
 }
 
 // assembleCounting is assemble, noting in carried the chunks a head announced.
 // (Not a loop over pointers to v's fields: those would move v to the heap
 // on every request, chunked or not.)
-func (c *CookieStore) assembleCounting(r *http.Request, carried map[string]int, base, head string) string {
+func (c *Store) assembleCounting(r *http.Request, carried map[string]int, base, head string) string {
 	if n := chunkCount(head); n > 0 {
 		carried[base] = n
 		return c.assemble(r, base, head)
@@ -205,7 +222,7 @@ func isCookieSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b
 // 6265's cookie-octet, plus space and comma), dropping surrounding quotes.
 func cookieValue(raw string) (string, bool) {
 	raw = unquote(raw)
-	if !validCookieBytes(raw) {
+	if !ValidValue(raw) {
 		return "", false
 	}
 	return raw, true
@@ -219,8 +236,8 @@ func unquote(raw string) string {
 	return raw
 }
 
-// validCookieBytes reports whether every byte of v may be in a cookie value.
-func validCookieBytes(v string) bool {
+// ValidValue reports whether every byte of v may be in a cookie value.
+func ValidValue(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if !cookieOctet[v[i]] {
 			return false
@@ -229,11 +246,11 @@ func validCookieBytes(v string) bool {
 	return true
 }
 
-// set adds a Set-Cookie header that stores value until expires.
-func (c *CookieStore) set(w http.ResponseWriter, base, value string, expires time.Time, now time.Time) {
+// Set adds a Set-Cookie header that stores value until expires.
+func (c *Store) Set(w http.ResponseWriter, base, value string, expires time.Time, now time.Time) {
 	maxAge := int(expires.Sub(now).Seconds())
 	if maxAge <= 0 {
-		c.expire(w, base)
+		c.Expire(w, base)
 		return
 	}
 	ck := c.cookie(base, value, maxAge)
@@ -241,16 +258,16 @@ func (c *CookieStore) set(w http.ResponseWriter, base, value string, expires tim
 	http.SetCookie(w, ck)
 }
 
-// expire adds a Set-Cookie header that deletes the cookie. The attributes
+// Expire adds a Set-Cookie header that deletes the cookie. The attributes
 // match those it was set with: a browser only replaces a cookie whose name,
 // path and domain match, and refuses a __Host- cookie without Secure.
-func (c *CookieStore) expire(w http.ResponseWriter, base string) {
+func (c *Store) Expire(w http.ResponseWriter, base string) {
 	ck := c.cookie(base, "", -1)
 	ck.Expires = time.Unix(0, 0)
 	http.SetCookie(w, ck)
 }
 
-func (c *CookieStore) cookie(base, value string, maxAge int) *http.Cookie {
+func (c *Store) cookie(base, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name:     c.Name(base),
 		Value:    value,
@@ -262,17 +279,18 @@ func (c *CookieStore) cookie(base, value string, maxAge int) *http.Cookie {
 	}
 }
 
-// open reads the sealed cookie base and decodes its JSON content into v.
-func (c *CookieStore) open(r *http.Request, base string, v any) error {
+// Open reads the sealed cookie base and decodes its JSON content into v:
+// http.ErrNoCookie when r has none, ErrUnsealable when it does not open.
+func (c *Store) Open(r *http.Request, base string, v any) error {
 	raw := c.Get(r, base)
 	if raw == "" {
 		return http.ErrNoCookie
 	}
-	return c.openValue(base, raw, v)
+	return c.OpenValue(base, raw, v)
 }
 
-// openValue opens a sealed value of cookie base into v.
-func (c *CookieStore) openValue(base, raw string, v any) error {
+// OpenValue opens a sealed value of cookie base into v.
+func (c *Store) OpenValue(base, raw string, v any) error {
 	plain, err := c.sealer.Open(base, raw)
 	if err != nil {
 		return err
@@ -280,15 +298,15 @@ func (c *CookieStore) openValue(base, raw string, v any) error {
 	return json.Unmarshal(plain, v)
 }
 
-// seal encodes v as JSON and seals it for cookie base. The JSON is never
+// Seal encodes v as JSON and seals it for cookie base. The JSON is never
 // put in a page, so & < > stay one byte each, not json.Marshal's six: a
 // return path full of & would otherwise outgrow its cookie.
-func (c *CookieStore) seal(base string, v any) (string, error) {
+func (c *Store) Seal(base string, v any) (string, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return "", fmt.Errorf("tokens: encoding %s: %w", base, err)
+		return "", fmt.Errorf("cookie: encoding %s: %w", base, err)
 	}
 	return c.sealer.Seal(base, bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }

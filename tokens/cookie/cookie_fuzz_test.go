@@ -1,4 +1,4 @@
-package tokens
+package cookie
 
 import (
 	"net/http"
@@ -10,7 +10,7 @@ import (
 // header: the checked read finds what r.Cookie finds, and the unchecked read
 // the session cache is looked up with finds the same values whenever what
 // it found holds only bytes a cookie value may hold (the premise of
-// uncheckedSessionValues). Chunked values are reassembled by both, so they
+// SessionUnchecked). Chunked values are reassembled by both, so they
 // are compared with each other only.
 func FuzzCookieReaders(f *testing.F) {
 	for _, seed := range []string{
@@ -23,16 +23,16 @@ func FuzzCookieReaders(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	c := NewCookieStore("http://app.test", mustSealer(f, secretA))
-	names := []string{AccessCookie, RefreshCookie, UserInfoCookie, LogoutCookie}
+	c := NewStore("http://app.test", mustSealer(f, secretA))
+	names := []string{Access, Refresh, UserInfo, LoggedOut}
 	f.Fuzz(func(t *testing.T, header string) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("Cookie", header)
-		checked, unchecked := c.sessionValues(r), c.uncheckedSessionValues(r)
-		got := []string{checked.access, checked.refresh, checked.userInfo, checked.loggedOut}
-		raw := []string{unchecked.access, unchecked.refresh, unchecked.userInfo, unchecked.loggedOut}
+		checked, unchecked := c.Session(r), c.SessionUnchecked(r)
+		got := []string{checked.Access, checked.Refresh, checked.UserInfo, checked.LoggedOut}
+		raw := []string{unchecked.Access, unchecked.Refresh, unchecked.UserInfo, unchecked.LoggedOut}
 		for i, name := range names {
-			if validCookieBytes(raw[i]) && raw[i] != got[i] {
+			if ValidValue(raw[i]) && raw[i] != got[i] {
 				t.Fatalf("%s: the unchecked read found %q, the checked one %q", name, raw[i], got[i])
 			}
 			want := ""

@@ -1,4 +1,4 @@
-package tokens
+package oidc
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/changebank/changebank/internal/oidctest"
 )
 
 // rotatingJWKS is a provider's JWKS endpoint that tests can rotate, break
@@ -39,7 +41,7 @@ func (j *rotatingJWKS) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 	set := jwk.NewSet()
 	for _, s := range signers {
-		_ = set.AddKey(s.pub)
+		_ = set.AddKey(s.Pub)
 	}
 	_ = json.NewEncoder(w).Encode(set)
 }
@@ -53,45 +55,30 @@ func (j *rotatingJWKS) set(f func(*rotatingJWKS)) {
 // keysFixture is a verifier over a RemoteKeySet on a fake clock.
 type keysFixture struct {
 	jwks *rotatingJWKS
-	keys *RemoteKeySet
+	keys *remoteKeySet
 	v    *Verifier
 	manualClock
 }
 
 func newKeysFixture(t *testing.T, first *testSigner) *keysFixture {
 	t.Helper()
-	f := &keysFixture{jwks: &rotatingJWKS{signers: []*testSigner{first}}, manualClock: manualClock{at: time.Now()}}
+	f := &keysFixture{jwks: &rotatingJWKS{signers: []*testSigner{first}}, manualClock: manualClock{At: time.Now()}}
 	srv := httptest.NewServer(f.jwks)
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ks, err := NewRemoteKeySet(ctx, srv.URL, &http.Client{Timeout: 2 * time.Second}, f.clock, discard)
+	ks, err := newRemoteKeySet(ctx, srv.URL, &http.Client{Timeout: 2 * time.Second}, f.Now, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ks.Close() })
 	f.keys = ks
-	f.v = NewVerifier(ks, Profile{Issuer: testIssuer, ClientID: testClient}, f.clock)
+	f.v = NewVerifier(ks, Profile{Issuer: testIssuer, ClientID: testClient}, f.Now)
 	return f
 }
 
 // manualClock is a clock that moves only when a test advances it.
-type manualClock struct {
-	cmu sync.Mutex
-	at  time.Time
-}
-
-func (c *manualClock) clock() time.Time {
-	c.cmu.Lock()
-	defer c.cmu.Unlock()
-	return c.at
-}
-
-func (c *manualClock) advance(d time.Duration) {
-	c.cmu.Lock()
-	c.at = c.at.Add(d)
-	c.cmu.Unlock()
-}
+type manualClock = oidctest.ManualClock
 
 func TestUnknownKidBeforeARotationLogsNobodyOut(t *testing.T) {
 	old := newTestSigner(t, "k1")
@@ -101,23 +88,23 @@ func TestUnknownKidBeforeARotationLogsNobodyOut(t *testing.T) {
 
 	// Anyone can send a token with a made-up kid: it costs one refetch,
 	// which lacks the kid, so that token is invalid.
-	forged := newTestSigner(t, "made-up").sign(t, goodClaims(f.clock()), nil)
-	if _, err := f.v.AccessToken(ctx, forged); !errors.Is(err, errInvalidToken) {
+	forged := newTestSigner(t, "made-up").Sign(t, goodClaims(f.Now()), nil)
+	if _, err := f.v.AccessToken(ctx, forged); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("made-up kid: %v, want invalid", err)
 	}
 
 	// The provider rotates its key within the refetch interval.
 	rotated := newTestSigner(t, "k2")
 	f.jwks.set(func(j *rotatingJWKS) { j.signers = append(j.signers, rotated) })
-	f.advance(RefetchInterval / 2)
-	genuine := rotated.sign(t, goodClaims(f.clock()), nil)
+	f.Advance(RefetchInterval / 2)
+	genuine := rotated.Sign(t, goodClaims(f.Now()), nil)
 	_, err := f.v.AccessToken(ctx, genuine)
-	if !errors.Is(err, errKeysUnavailable) || errors.Is(err, errInvalidToken) {
+	if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("a genuine token under the new key, refetch not yet allowed: %v, want keys unavailable (try again), not invalid (logout)", err)
 	}
 
 	// Once the interval has passed, the next request brings the key.
-	f.advance(RefetchInterval / 2)
+	f.Advance(RefetchInterval / 2)
 	if c, err := f.v.AccessToken(ctx, genuine); err != nil || c.Subject != "user-1" {
 		t.Fatalf("after the interval: %+v, %v", c, err)
 	}
@@ -125,7 +112,7 @@ func TestUnknownKidBeforeARotationLogsNobodyOut(t *testing.T) {
 		t.Fatalf("%d JWKS fetches, want 2 (one per interval)", n)
 	}
 	// Tokens under the old key still verify, without a fetch.
-	if _, err := f.v.AccessToken(ctx, old.sign(t, goodClaims(f.clock()), nil)); err != nil || f.jwks.fetches.Load()-start != 2 {
+	if _, err := f.v.AccessToken(ctx, old.Sign(t, goodClaims(f.Now()), nil)); err != nil || f.jwks.fetches.Load()-start != 2 {
 		t.Fatalf("old key: %v, %d fetches", err, f.jwks.fetches.Load()-start)
 	}
 }
@@ -147,7 +134,7 @@ func TestAFloodOfMadeUpKidsCostsOneFetchPerInterval(t *testing.T) {
 		if n := f.jwks.fetches.Load() - start; n != int32(round) {
 			t.Fatalf("round %d: %d JWKS fetches in all, want %d (one per %s)", round, n, round, RefetchInterval)
 		}
-		f.advance(RefetchInterval)
+		f.Advance(RefetchInterval)
 	}
 }
 
@@ -156,16 +143,16 @@ func TestFailedJWKSFetchIsTryAgainNotInvalid(t *testing.T) {
 	ctx := context.Background()
 	rotated := newTestSigner(t, "k2")
 	f.jwks.set(func(j *rotatingJWKS) { j.signers = append(j.signers, rotated); j.failing = true })
-	genuine := rotated.sign(t, goodClaims(f.clock()), nil)
+	genuine := rotated.Sign(t, goodClaims(f.Now()), nil)
 	for _, when := range []string{"the fetch fails", "within the interval after it"} {
 		_, err := f.v.AccessToken(ctx, genuine)
-		if !errors.Is(err, errKeysUnavailable) || errors.Is(err, errInvalidToken) {
+		if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, ErrInvalidToken) {
 			t.Fatalf("%s: %v, want keys unavailable", when, err)
 		}
-		f.advance(time.Second)
+		f.Advance(time.Second)
 	}
 	f.jwks.set(func(j *rotatingJWKS) { j.failing = false })
-	f.advance(RefetchInterval)
+	f.Advance(RefetchInterval)
 	if _, err := f.v.AccessToken(ctx, genuine); err != nil {
 		t.Fatalf("once the JWKS answers again: %v", err)
 	}
@@ -196,7 +183,7 @@ func TestKeyRefetchWaitersHonourTheirOwnContext(t *testing.T) {
 	}()
 	select {
 	case err := <-impatient:
-		if !errors.Is(err, errKeysUnavailable) || !errors.Is(err, context.Canceled) {
+		if !errors.Is(err, ErrKeysUnavailable) || !errors.Is(err, context.Canceled) {
 			t.Fatalf("a cancelled request waiting on the refetch: %v", err)
 		}
 	case <-time.After(5 * time.Second): // a hang, not a speed check

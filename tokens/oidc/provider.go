@@ -1,4 +1,19 @@
-package tokens
+// Package oidc is the OpenID provider as a relying party sees it: the
+// settings that differ between providers (Profile), discovery retried until
+// the provider answers (Provider), its signing keys, cached and refetched
+// once per unknown kid (keys.go), and the validation of access and ID tokens,
+// each check recorded as data (Verifier, with package tokens/check).
+//
+// Package tokens builds cookie sessions on it; an application needs it only
+// for what a session does not cover, such as the readiness of the provider.
+//
+//   - profile.go: Profile, everything that differs between providers, and the endpoint moves of InternalURL.
+//   - provider.go: Provider: discovery, retried with backoff, and readiness.
+//   - keys.go: the provider's JWKS, cached, refetched once on an unknown kid, rate-limited.
+//   - verify.go: Verifier and Claims: signature, header, claims and kind of access and ID tokens.
+//   - tokencache.go: the tokens that passed every check, remembered until they expire.
+//   - errors.go: the errors callers branch on.
+package oidc
 
 import (
 	"context"
@@ -16,9 +31,9 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
-// metadata holds the endpoints this app uses from the provider's OIDC
-// discovery document.
-type metadata struct {
+// Metadata holds the endpoints a relying party uses from the provider's
+// OIDC discovery document (moved onto InternalURL when the Profile sets it).
+type Metadata struct {
 	Issuer                string `json:"issuer"`
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
@@ -37,7 +52,7 @@ type Provider struct {
 	log     *slog.Logger
 
 	mu   sync.RWMutex
-	meta *metadata
+	meta *Metadata
 	keys KeySet
 
 	ready   chan struct{}
@@ -49,16 +64,20 @@ type Provider struct {
 // who runs the app, and names only public values (issuers, URLs).
 type setupError struct{ msg string }
 
-func (e *setupError) Error() string { return "tokens: " + e.msg }
+func (e *setupError) Error() string { return "oidc: " + e.msg }
 
 // NewProvider returns the Provider profile describes, reached through
 // client. Call Start to discover it.
 func NewProvider(profile Profile, client *http.Client, now func() time.Time, log *slog.Logger) *Provider {
-	return &Provider{profile: profile, client: client, now: now, log: log, ready: make(chan struct{})}
+	return &Provider{profile: profile.withDefaults(), client: client, now: now, log: log, ready: make(chan struct{})}
 }
 
 // Issuer returns the expected iss of every token, exactly as configured.
 func (p *Provider) Issuer() string { return p.profile.Issuer }
+
+// Profile returns the provider's profile with its defaults filled in:
+// Audience and Scopes are never empty.
+func (p *Provider) Profile() Profile { return p.profile }
 
 // Start discovers the provider and fetches its keys, retrying with backoff
 // until both succeed or ctx ends: under docker compose the app starts before
@@ -124,24 +143,24 @@ func (p *Provider) Problem() string {
 	return ""
 }
 
-// metadata returns the endpoints, or an error wrapping ErrProviderUnavailable
-// until discovery has succeeded.
-func (p *Provider) metadata() (metadata, error) {
+// Metadata returns the endpoints, or an error wrapping
+// ErrProviderUnavailable until discovery has succeeded.
+func (p *Provider) Metadata() (Metadata, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.meta == nil || !p.Ready() {
-		return metadata{}, errNotReady
+		return Metadata{}, errNotReady
 	}
 	return *p.meta, nil
 }
 
-// LookupKey implements KeySet with the provider's JWKS.
+// LookupKey implements KeySet with the provider's JWKS (see remoteKeySet).
 func (p *Provider) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
 	p.mu.RLock()
 	ks := p.keys
 	p.mu.RUnlock()
 	if ks == nil {
-		return nil, fmt.Errorf("%w (%w)", errKeysUnavailable, errNotReady)
+		return nil, fmt.Errorf("%w (%w)", ErrKeysUnavailable, errNotReady)
 	}
 	return ks.LookupKey(ctx, kid)
 }
@@ -152,14 +171,10 @@ func (p *Provider) Keys(ctx context.Context) ([]jwk.Key, error) {
 	ks := p.keys
 	p.mu.RUnlock()
 	if ks == nil {
-		return nil, fmt.Errorf("%w (%w)", errKeysUnavailable, errNotReady)
+		return nil, fmt.Errorf("%w (%w)", ErrKeysUnavailable, errNotReady)
 	}
 	return ks.Keys(ctx)
 }
-
-// apiURL returns the URL of one of FusionAuth's own API paths, reached
-// server to server.
-func (p *Provider) apiURL(path string) string { return p.profile.apiBase() + path }
 
 // maxDiscoveryBytes bounds the discovery document read.
 const maxDiscoveryBytes = 1 << 20
@@ -173,19 +188,19 @@ func (p *Provider) discover(ctx context.Context) error {
 	}
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, where, nil)
 	if err != nil {
-		return fmt.Errorf("tokens: discovery request: %w", err)
+		return fmt.Errorf("oidc: discovery request: %w", err)
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("tokens: discovery: %w", err)
+		return fmt.Errorf("oidc: discovery: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("tokens: discovery: status %d", resp.StatusCode)
+		return fmt.Errorf("oidc: discovery: status %d", resp.StatusCode)
 	}
-	var m metadata
+	var m Metadata
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDiscoveryBytes)).Decode(&m); err != nil {
-		return fmt.Errorf("tokens: discovery document: %w", err)
+		return fmt.Errorf("oidc: discovery document: %w", err)
 	}
 	// Compared exactly (OpenID Connect Discovery 1.0, section 4.3): a
 	// trailing slash or a path is part of the issuer. Until FusionAuth's
@@ -195,7 +210,7 @@ func (p *Provider) discover(ctx context.Context) error {
 		return &setupError{fmt.Sprintf("The provider's discovery document names the issuer %q, but this app expects exactly %q (ISSUER must be written as the provider writes it, trailing slash included; with FusionAuth, is its kickstart still running?).", m.Issuer, p.profile.Issuer)}
 	}
 	if m.AuthorizationEndpoint == "" || m.TokenEndpoint == "" || m.JWKSURI == "" {
-		return errors.New("tokens: discovery document lacks the authorization, token or JWKS endpoint")
+		return errors.New("oidc: discovery document lacks the authorization, token or JWKS endpoint")
 	}
 	if err := p.profile.moveEndpoints(&m); err != nil {
 		return err
@@ -203,7 +218,7 @@ func (p *Provider) discover(ctx context.Context) error {
 	if bad := p.profile.plainEndpoints(m); len(bad) > 0 {
 		return &setupError{fmt.Sprintf("This app is served over https, but the provider's discovery document names plain http endpoints (%s): the client secret and the tokens would cross the network unencrypted. Serve the provider over https (only loopback hosts are exempt).", strings.Join(bad, ", "))}
 	}
-	ks, err := NewRemoteKeySet(ctx, m.JWKSURI, p.client, p.now, p.log)
+	ks, err := newRemoteKeySet(ctx, m.JWKSURI, p.client, p.now, p.log)
 	if err != nil {
 		return err
 	}

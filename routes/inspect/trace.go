@@ -1,8 +1,18 @@
-package tokens
+// Package inspect words, for people, what the session's real checks make
+// of a request's cookies: the session inspector's verification trace, and
+// the attack lab, which runs the same checks on tampered copies of them.
+// It reads the checks as data (tokens.Sessions.Check) and decodes the
+// cookies for display; it never acts on a session.
+//
+//   - trace.go: a Trace of the checks, each step with its value in words, and the outcome.
+//   - lab.go: the attacks the lab tries, and what the checks made of each.
+//   - reveal.go: a sealed cookie's content and a secret's fingerprint, for display.
+package inspect
 
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -11,42 +21,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/check"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
-
-// Check names one check the session's validation makes. Load, the Verifier
-// and Trace share these names: the trace lists what the real code checked,
-// in the order it checked it.
-type Check string
-
-// The checks, in the order Load makes them.
-const (
-	CheckUserInfo   Check = "cb_userinfo opens"
-	CheckSessionEnd Check = "session end"
-	CheckLogout     Check = "logout marker"
-	CheckShape      Check = "token size and shape"
-	CheckHeader     Check = "header (crit, typ)"
-	CheckKey        Check = "key (kid)"
-	CheckAlgorithm  Check = "algorithm"
-	CheckSignature  Check = "signature"
-	CheckClaims     Check = "claims readable"
-	CheckIssuer     Check = "iss"
-	CheckAudience   Check = "aud"
-	CheckSubject    Check = "sub"
-	CheckNotBefore  Check = "nbf / iat"
-	CheckExpiry     Check = "exp"
-	CheckKind       Check = "token kind"
-	CheckBinding    Check = "subject binding"
-	// CheckRefresh comes last: the refresh cookie is opened only when the
-	// access token is missing, expired or about to be.
-	CheckRefresh Check = "refresh cookie"
-)
-
-// allChecks lists every check, so that a trace can name those never reached.
-var allChecks = []Check{
-	CheckUserInfo, CheckSessionEnd, CheckLogout, CheckShape, CheckHeader, CheckKey, CheckAlgorithm,
-	CheckSignature, CheckClaims, CheckIssuer, CheckAudience, CheckSubject, CheckNotBefore, CheckExpiry, CheckKind, CheckBinding,
-	CheckRefresh,
-}
 
 // Result is what one check found.
 type Result string
@@ -78,7 +58,7 @@ const (
 // Step is one check of a trace: what was looked at and what it found.
 // Value never holds a token or a cookie value, only decoded facts.
 type Step struct {
-	Check  Check
+	Check  check.Name
 	Value  string
 	Result Result
 }
@@ -90,12 +70,12 @@ type Trace struct {
 	Steps   []Step
 	Kid     string // the key that verified the access token's signature; "" when none did
 	Outcome Outcome
-	Decided Check     // the check that refused the session, when Outcome is Refused
-	At      time.Time // the time the checks were made against
+	Decided check.Name // the check that refused the session, when Outcome is Refused
+	At      time.Time  // the time the checks were made against
 }
 
 // Step returns the step for check c.
-func (t *Trace) Step(c Check) Step {
+func (t *Trace) Step(c check.Name) Step {
 	for _, s := range t.Steps {
 		if s.Check == c {
 			return s
@@ -104,103 +84,38 @@ func (t *Trace) Step(c Check) Step {
 	return Step{Check: c, Result: NotChecked}
 }
 
-// errWouldRefresh ends a traced load where Load would refresh.
-var errWouldRefresh = errors.New("tokens: the access token would be refreshed")
-
-// recorder collects a trace as the real checks run. A nil recorder records
-// nothing, costs a nil check, and reads the process's clock: that is the
-// path every ordinary request takes.
-type recorder struct {
-	at    time.Time // the clock the checks read, when not zero
-	steps []Step
-	kid   string // the kid whose key the signature was checked with
-	alg   string // that key's algorithm, or the one chosen for a key that names none
-}
-
-func (r *recorder) pass(c Check) {
-	if r != nil {
-		r.steps = append(r.steps, Step{Check: c, Result: Pass})
-	}
-}
-
-// fail records that check c failed and returns err, so a return can wrap it.
-func (r *recorder) fail(c Check, err error) error {
-	if r != nil {
-		r.steps = append(r.steps, Step{Check: c, Result: Fail})
-	}
-	return err
-}
-
-// verifyFailed records why jws.Verify failed, unless a check of the key
-// provider recorded it already: after the algorithm passed, it is the
-// signature; when the key provider never ran, jws could not parse the token.
-func (r *recorder) verifyFailed(err error) {
-	if r == nil {
-		return
-	}
-	var last Step
-	if n := len(r.steps); n > 0 {
-		last = r.steps[n-1]
+// Run runs the session's checks on r's cookies as of at (now when at is
+// zero) and words each one. It never refreshes, writes no cookie and calls
+// no token endpoint (the provider's JWKS may be fetched, as a load would).
+func Run(ctx context.Context, s *tokens.Sessions, r *http.Request, at time.Time) *Trace {
+	v := s.Check(ctx, r, at)
+	t := &Trace{At: v.At}
+	for _, st := range v.Steps {
+		res := Fail
+		if st.Passed {
+			res = Pass
+		}
+		t.Steps = append(t.Steps, Step{Check: st.Name, Result: res})
 	}
 	switch {
-	case last.Result == Fail:
-	case last.Check == CheckAlgorithm:
-		r.fail(CheckSignature, err)
-	default:
-		r.fail(CheckShape, err)
-	}
-}
-
-// usedKey records the key a signature is checked with.
-func (r *recorder) usedKey(kid, alg string) {
-	if r != nil {
-		r.kid, r.alg = kid, alg
-	}
-}
-
-// now returns the recorder's time when it has one, else clock's.
-func (r *recorder) now(clock func() time.Time) time.Time {
-	if r != nil && !r.at.IsZero() {
-		return r.at
-	}
-	return clock()
-}
-
-// Trace runs Load's checks on r's cookies and records each one. It never
-// refreshes, writes no cookie and calls no token endpoint (the provider's
-// JWKS may be fetched, as Load would): the session inspector and the
-// attack lab use it to show what the real code decides.
-func (m *Manager) Trace(ctx context.Context, r *http.Request) *Trace {
-	return m.TraceAt(ctx, r, time.Time{})
-}
-
-// TraceAt is Trace with every clock of the checks reading at (now when at is zero).
-func (m *Manager) TraceAt(ctx context.Context, r *http.Request, at time.Time) *Trace {
-	if at.IsZero() {
-		at = m.now()
-	}
-	rec := &recorder{at: at}
-	_, err := m.load(ctx, nil, r, rec)
-	t := &Trace{Steps: rec.steps, At: at}
-	switch {
-	case err == nil:
-		t.Outcome = Accepted
-	case errors.Is(err, errWouldRefresh):
+	case v.Err == nil && v.Refresh:
 		t.Outcome = WouldRefresh
-	case errors.Is(err, ErrProviderUnavailable):
+	case v.Err == nil:
+		t.Outcome = Accepted
+	case errors.Is(v.Err, tokens.ErrProviderUnavailable):
 		t.Outcome = Unjudged
 	default:
 		t.Outcome = Refused
-		t.Decided = decider(t, m.cookies.Get(r, RefreshCookie) != "")
+		t.Decided = decider(t, s.Cookies().Get(r, cookie.Refresh) != "")
 	}
-	if t.Step(CheckSignature).Result == Pass {
-		t.Kid = rec.kid
+	if t.Step(check.Signature).Result == Pass {
+		t.Kid = v.Kid
 	}
-	m.describe(t, r, rec)
-	for _, c := range allChecks {
+	describe(t, s, r, v.Alg, v.Kid)
+	for _, c := range check.All {
 		if t.Step(c).Result == NotChecked {
 			step := Step{Check: c, Result: NotChecked}
-			if c == CheckRefresh && t.Outcome == Accepted {
+			if c == check.Refresh && t.Outcome == Accepted {
 				step.Value = "not opened: it is needed only to refresh"
 			}
 			t.Steps = append(t.Steps, step)
@@ -213,8 +128,8 @@ func (m *Manager) TraceAt(ctx context.Context, r *http.Request, at time.Time) *T
 // A missing or expired access token alone ends nothing (it is refreshed):
 // when the refresh cookie failed only because none was sent, the check that
 // made a refresh necessary is the one that decided.
-func decider(t *Trace, refreshSent bool) Check {
-	var fails []Check
+func decider(t *Trace, refreshSent bool) check.Name {
+	var fails []check.Name
 	for _, s := range t.Steps {
 		if s.Result == Fail {
 			fails = append(fails, s.Check)
@@ -224,20 +139,29 @@ func decider(t *Trace, refreshSent bool) Check {
 	switch {
 	case n == 0:
 		return ""
-	case n > 1 && fails[n-1] == CheckRefresh && !refreshSent:
+	case n > 1 && fails[n-1] == check.Refresh && !refreshSent:
 		return fails[n-2]
 	}
 	return fails[n-1]
 }
 
+// refreshCookie is the sealed content of cb_refresh_token, as far as the
+// trace shows it: its user and its end (never the token).
+type refreshCookie struct {
+	Subject string `json:"sub"`
+	Expires int64  `json:"exp"`
+}
+
 // describe fills each step's Value from what the request carries, decoded
 // here for people: claims and headers, never a token or a cookie value.
-func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
-	var user UserInfo
-	userErr := m.cookies.open(r, UserInfoCookie, &user)
+func describe(t *Trace, s *tokens.Sessions, r *http.Request, alg, kid string) {
+	store := s.Cookies()
+	profile := s.Provider().Profile()
+	var user tokens.UserInfo
+	userErr := store.Open(r, cookie.UserInfo, &user)
 	var rc refreshCookie
-	rcErr := m.cookies.open(r, RefreshCookie, &rc)
-	access := m.cookies.Get(r, AccessCookie)
+	rcErr := store.Open(r, cookie.Refresh, &rc)
+	access := store.Get(r, cookie.Access)
 	hdr, claims := peekJWT(access)
 	at := t.At.UTC()
 	when := func(u int64) string { return time.Unix(u, 0).UTC().Format("2006-01-02 15:04:05 UTC") }
@@ -252,7 +176,7 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 		s := &t.Steps[i]
 		var v string
 		switch s.Check {
-		case CheckUserInfo:
+		case check.UserInfo:
 			switch {
 			case errors.Is(userErr, http.ErrNoCookie):
 				v = "not sent"
@@ -261,12 +185,12 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 			default:
 				v = "sealed by this app for this cookie; sub " + user.Subject
 			}
-		case CheckSessionEnd:
+		case check.SessionEnd:
 			if userErr == nil {
 				v = "ends " + when(user.Expires) + " (" + rel(user.Expires) + ")"
 			}
-		case CheckLogout:
-			out, err := strconv.ParseInt(m.cookies.Get(r, LogoutCookie), 10, 64)
+		case check.Logout:
+			out, err := strconv.ParseInt(store.Get(r, cookie.LoggedOut), 10, 64)
 			switch {
 			case err != nil:
 				v = "no logout recorded in this browser"
@@ -275,7 +199,7 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 			default:
 				v = "logged out " + when(out)
 			}
-		case CheckRefresh:
+		case check.Refresh:
 			switch {
 			case errors.Is(rcErr, http.ErrNoCookie):
 				v = "not sent: the access token cannot be renewed"
@@ -288,20 +212,20 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 			default:
 				v = "opens; same sub as cb_userinfo; ends " + when(rc.Expires)
 			}
-		case CheckShape:
+		case check.Shape:
 			if access == "" {
 				v = "no access token sent"
 			} else {
-				v = fmt.Sprintf("%d bytes (at most %d), %d dot-separated parts", len(access), maxTokenLen, strings.Count(access, ".")+1)
+				v = fmt.Sprintf("%d bytes (at most %d), %d dot-separated parts", len(access), oidc.MaxTokenLen, strings.Count(access, ".")+1)
 			}
-		case CheckHeader:
+		case check.Header:
 			v = fmt.Sprintf("typ %q", str(hdr["typ"]))
 			if crit, ok := hdr["crit"]; ok {
 				v += fmt.Sprintf(", crit %v", crit)
 			} else {
 				v += ", no crit"
 			}
-		case CheckKey:
+		case check.Key:
 			v = "kid " + str(hdr["kid"])
 			if s.Result == Pass {
 				v += ", found in the provider's JWKS"
@@ -310,32 +234,34 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 			} else {
 				v += ", not in the provider's JWKS"
 			}
-		case CheckAlgorithm:
-			v = fmt.Sprintf("the token says %q; the provider's key allows %s", str(hdr["alg"]), rec.alg)
-		case CheckSignature:
-			v = fmt.Sprintf("%s with the key %s", rec.alg, rec.kid)
-		case CheckClaims:
+		case check.Algorithm:
+			v = fmt.Sprintf("the token says %q; the provider's key allows %s", str(hdr["alg"]), alg)
+		case check.Signature:
+			v = fmt.Sprintf("%s with the key %s", alg, kid)
+		case check.Claims:
 			v = "a JSON object"
-		case CheckIssuer:
-			v = fmt.Sprintf("%q; trusted: %q", str(claims["iss"]), m.verifier.issuer)
-		case CheckAudience:
-			v = fmt.Sprintf("%v; must hold: %s", claims["aud"], m.verifier.audience)
-		case CheckSubject:
+		case check.Issuer:
+			v = fmt.Sprintf("%q; trusted: %q", str(claims["iss"]), profile.Issuer)
+		case check.Audience:
+			v = fmt.Sprintf("%v; must hold: %s", claims["aud"], profile.Audience)
+		case check.Subject:
 			v = str(claims["sub"])
-		case CheckNotBefore:
-			v = "nbf " + optTime(claims["nbf"], when) + ", iat " + optTime(claims["iat"], when) + fmt.Sprintf(" (%s leeway)", leeway)
-		case CheckExpiry:
+		case check.NotBefore:
+			v = "nbf " + optTime(claims["nbf"], when) + ", iat " + optTime(claims["iat"], when) + fmt.Sprintf(" (%s oidc.Leeway)", oidc.Leeway)
+		case check.Expiry:
 			if e, ok := claims["exp"].(float64); ok {
-				v = fmt.Sprintf("exp %s (%s), %s leeway", when(int64(e)), rel(int64(e)), leeway)
+				v = fmt.Sprintf("exp %s (%s), %s oidc.Leeway", when(int64(e)), rel(int64(e)), oidc.Leeway)
 			} else {
 				v = "no exp"
 			}
-		case CheckKind:
+		case check.Kind:
 			_, nonce := claims["nonce"]
 			_, atHash := claims["at_hash"]
 			sum := sha256.Sum256([]byte(access))
-			switch b := bindingOf(&sum, user.AccessHash); {
-			case b == boundOwn:
+			own := len(user.AccessHash) > 0 && subtle.ConstantTimeCompare(sum[:], user.AccessHash) == 1
+			other := len(user.AccessHash) > 0 && !own
+			switch {
+			case own:
 				v = "the very access token the provider issued to this session (its SHA-256 is the one cb_userinfo holds)"
 				if nonce || atHash {
 					v += "; it carries nonce or at_hash like an ID token, as this provider's access tokens do"
@@ -344,12 +270,12 @@ func (m *Manager) describe(t *Trace, r *http.Request, rec *recorder) {
 				v = "ID token: it carries a nonce"
 			case atHash:
 				v = "ID token: it carries at_hash"
-			case b == boundOther:
+			case other:
 				v = "not the access token issued to this session: its SHA-256 is not the one cb_userinfo holds"
 			default:
 				v = fmt.Sprintf("access token: no nonce, no at_hash, typ %q", str(hdr["typ"]))
 			}
-		case CheckBinding:
+		case check.Binding:
 			v = fmt.Sprintf("access token sub %s, cb_userinfo sub %s", str(claims["sub"]), user.Subject)
 		}
 		s.Value = v

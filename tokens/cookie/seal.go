@@ -1,23 +1,4 @@
-// Package tokens keeps a whole OpenID Connect login session in browser cookies.
-//
-// It knows tokens and cookies and nothing of any web framework: it reads an
-// *http.Request and writes Set-Cookie headers to an http.ResponseWriter.
-// The pieces, one file each:
-//
-//   - seal.go: AEAD sealing of cookie values under per-cookie keys, with secret rotation.
-//   - cookies.go: the cookie store: names, attributes (HttpOnly, SameSite, Secure, __Host-), sealed values.
-//   - csrf.go: anti-CSRF tokens for forms, bound to the login.
-//   - provider.go: OIDC discovery, retried until the provider is up.
-//   - client.go: this app as the provider's OAuth client: code exchange, refresh, revocation, end-session URL.
-//   - keys.go: the provider's JWKS, cached, refetched once on an unknown kid.
-//   - verify.go: access-token and ID-token validation.
-//   - session.go: the session the cookies hold, loaded and written per request.
-//   - refresh.go: silent refresh, once per browser even when requests race.
-//   - login.go: the login transaction (state, nonce, PKCE) and the code exchange.
-//   - logout.go: refresh-token revocation and the provider's end-session URL.
-//   - trace.go: the session's checks recorded one by one, for the inspector's verification trace.
-//   - lab.go: the attack lab's tampered copies of a session's cookies, judged by the real checks.
-package tokens
+package cookie
 
 import (
 	"crypto/aes"
@@ -38,10 +19,10 @@ import (
 // size of the AES-256 key derived from it.
 const MinSecretLen = 32
 
-// errUnsealable is returned by Sealer.Open for a value that was not sealed by
+// ErrUnsealable is returned by Sealer.Open for a value that was not sealed by
 // this app for this cookie under any current secret: tampered, truncated,
 // moved from another cookie, or sealed under a retired secret.
-var errUnsealable = errors.New("tokens: cookie value cannot be opened")
+var ErrUnsealable = errors.New("cookie: cookie value cannot be opened")
 
 // A Sealer encrypts and authenticates cookie values. Each value is a compact
 // JWE (alg "dir", enc "A256GCM") under a key derived with HKDF-SHA256 from an
@@ -65,7 +46,7 @@ type secretKeys struct {
 
 // derivedAtStart are the sealed cookies read on every request: their keys
 // are derived once. Others (the login transaction's) are derived on use.
-var derivedAtStart = []string{RefreshCookie, UserInfoCookie}
+var derivedAtStart = []string{Refresh, UserInfo}
 
 // NewSealer returns a Sealer for the given secrets, newest first.
 // Each must be at least MinSecretLen bytes.
@@ -77,14 +58,14 @@ func NewSealer(secrets ...[]byte) (*Sealer, error) {
 	for _, secret := range secrets {
 		id, err := hkdf.Key(sha256.New, secret, nil, "changebank secret id", 6)
 		if err != nil {
-			return nil, fmt.Errorf("tokens: deriving secret id: %w", err)
+			return nil, fmt.Errorf("cookie: deriving secret id: %w", err)
 		}
 		k := secretKeys{id: base64.RawURLEncoding.EncodeToString(id), secret: secret,
 			aeads: map[string]cipher.AEAD{}, keys: map[string][]byte{}}
 		for _, name := range derivedAtStart {
 			key, err := k.deriveKey(name)
 			if err != nil {
-				return nil, fmt.Errorf("tokens: deriving key: %w", err)
+				return nil, fmt.Errorf("cookie: deriving key: %w", err)
 			}
 			if k.aeads[name], err = newGCM(key); err != nil {
 				return nil, err
@@ -106,11 +87,11 @@ func NewSealer(secrets ...[]byte) (*Sealer, error) {
 // checkSecrets refuses an empty list and any secret shorter than MinSecretLen.
 func checkSecrets(secrets [][]byte) error {
 	if len(secrets) == 0 {
-		return errors.New("tokens: no secret given")
+		return errors.New("cookie: no secret given")
 	}
 	for i, secret := range secrets {
 		if len(secret) < MinSecretLen {
-			return fmt.Errorf("tokens: secret #%d is %d bytes, want at least %d", i+1, len(secret), MinSecretLen)
+			return fmt.Errorf("cookie: secret #%d is %d bytes, want at least %d", i+1, len(secret), MinSecretLen)
 		}
 	}
 	return nil
@@ -146,11 +127,11 @@ func (k secretKeys) aead(cookie string) (cipher.AEAD, error) {
 func newGCM(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, fmt.Errorf("tokens: AES key: %w", err)
+		return nil, fmt.Errorf("cookie: AES key: %w", err)
 	}
 	gcm, err := cipher.NewGCM(block) // 12-byte nonce, 16-byte tag: JWE's A256GCM
 	if err != nil {
-		return nil, fmt.Errorf("tokens: AES-GCM: %w", err)
+		return nil, fmt.Errorf("cookie: AES-GCM: %w", err)
 	}
 	return gcm, nil
 }
@@ -163,18 +144,18 @@ func (s *Sealer) Seal(cookie string, plaintext []byte) (string, error) {
 func (k secretKeys) seal(cookie string, plaintext []byte) (string, error) {
 	key, err := k.key(cookie)
 	if err != nil {
-		return "", fmt.Errorf("tokens: deriving key: %w", err)
+		return "", fmt.Errorf("cookie: deriving key: %w", err)
 	}
 	hdr := jwe.NewHeaders()
 	if err := hdr.Set("kid", k.id); err != nil {
-		return "", fmt.Errorf("tokens: sealing: %w", err)
+		return "", fmt.Errorf("cookie: sealing: %w", err)
 	}
 	out, err := jwe.Encrypt(plaintext,
 		jwe.WithKey(jwa.DIRECT(), key),
 		jwe.WithContentEncryption(jwa.A256GCM()),
 		jwe.WithProtectedHeaders(hdr))
 	if err != nil {
-		return "", fmt.Errorf("tokens: sealing: %w", err)
+		return "", fmt.Errorf("cookie: sealing: %w", err)
 	}
 	return string(out), nil
 }
@@ -188,7 +169,7 @@ const maxSealedLen = MaxSessionBytes
 var b64 = base64.RawURLEncoding.Strict()
 
 // Open decrypts a value sealed for the named cookie. Any failure is
-// errUnsealable: callers treat every one alike, as a missing cookie.
+// ErrUnsealable: callers treat every one alike, as a missing cookie.
 //
 // It reads the compact JWE this app writes and nothing else: exactly five
 // parts in base64url without padding; a protected header of exactly alg
@@ -198,47 +179,47 @@ var b64 = base64.RawURLEncoding.Strict()
 // chooses nothing else: no other algorithm, no compression, no crit.
 func (s *Sealer) Open(cookie, sealed string) ([]byte, error) {
 	if sealed == "" || len(sealed) > maxSealedLen {
-		return nil, errUnsealable
+		return nil, ErrUnsealable
 	}
 	var parts [5]string
 	rest := sealed
 	for i := range 4 {
 		var ok bool
 		if parts[i], rest, ok = strings.Cut(rest, "."); !ok {
-			return nil, errUnsealable
+			return nil, ErrUnsealable
 		}
 	}
 	parts[4] = rest
 	if strings.Contains(rest, ".") || parts[1] != "" {
-		return nil, errUnsealable // six parts or more; an encrypted key, which "dir" has not
+		return nil, ErrUnsealable // six parts or more; an encrypted key, which "dir" has not
 	}
 	k, ok := s.secretFor(parts[0])
 	if !ok {
-		return nil, errUnsealable
+		return nil, ErrUnsealable
 	}
 	if b64.DecodedLen(len(parts[2])) != 12 || b64.DecodedLen(len(parts[4])) != 16 {
-		return nil, errUnsealable
+		return nil, ErrUnsealable
 	}
 	// One buffer: IV, then ciphertext followed by the tag, as Go's GCM wants it.
 	buf := make([]byte, 12+b64.DecodedLen(len(parts[3]))+16)
 	iv, sealedText := buf[:12], buf[12:]
 	if n, err := b64.Decode(iv, []byte(parts[2])); err != nil || n != 12 {
-		return nil, errUnsealable
+		return nil, ErrUnsealable
 	}
 	n, err := b64.Decode(sealedText, []byte(parts[3]))
 	if err != nil {
-		return nil, errUnsealable
+		return nil, ErrUnsealable
 	}
 	if m, err := b64.Decode(sealedText[n:], []byte(parts[4])); err != nil || m != 16 {
-		return nil, errUnsealable
+		return nil, ErrUnsealable
 	}
 	gcm, err := k.aead(cookie)
 	if err != nil {
-		return nil, errUnsealable
+		return nil, ErrUnsealable
 	}
 	plain, err := gcm.Open(sealedText[:0], iv, sealedText[:n+16], []byte(parts[0]))
 	if err != nil {
-		return nil, errUnsealable
+		return nil, ErrUnsealable
 	}
 	return plain, nil
 }

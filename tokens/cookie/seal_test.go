@@ -1,4 +1,4 @@
-package tokens
+package cookie
 
 import (
 	"errors"
@@ -22,14 +22,14 @@ func mustSealer(t testing.TB, secrets ...[]byte) *Sealer {
 
 func TestSealRoundTrip(t *testing.T) {
 	s := mustSealer(t, secretA)
-	sealed, err := s.Seal(RefreshCookie, []byte(`{"rt":"secret-refresh-token"}`))
+	sealed, err := s.Seal(Refresh, []byte(`{"rt":"secret-refresh-token"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(sealed, "secret-refresh-token") {
 		t.Fatal("the sealed value shows the plaintext")
 	}
-	got, err := s.Open(RefreshCookie, sealed)
+	got, err := s.Open(Refresh, sealed)
 	if err != nil || string(got) != `{"rt":"secret-refresh-token"}` {
 		t.Fatalf("Open = %q, %v", got, err)
 	}
@@ -37,7 +37,7 @@ func TestSealRoundTrip(t *testing.T) {
 
 func TestSealRefusesWhatItDidNotSeal(t *testing.T) {
 	s := mustSealer(t, secretA)
-	sealed, err := s.Seal(UserInfoCookie, []byte(`{"sub":"u1"}`))
+	sealed, err := s.Seal(UserInfo, []byte(`{"sub":"u1"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestSealRefusesWhatItDidNotSeal(t *testing.T) {
 	spare := sealed[:len(sealed)-1] + string(alphabet[strings.IndexByte(alphabet, sealed[len(sealed)-1])^1])
 	cases := map[string]string{
 		"unused bits changed":     spare,
-		"moved to another cookie": "", // opened under RefreshCookie below
+		"moved to another cookie": "", // opened under Refresh below
 		"tampered":                string(flip),
 		"truncated":               sealed[:len(sealed)-10],
 		"garbage":                 "not-a-jwe",
@@ -60,12 +60,12 @@ func TestSealRefusesWhatItDidNotSeal(t *testing.T) {
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
-			cookie := UserInfoCookie
+			cookie := UserInfo
 			if value == "" && name == "moved to another cookie" {
-				cookie, value = RefreshCookie, sealed
+				cookie, value = Refresh, sealed
 			}
-			if _, err := s.Open(cookie, value); !errors.Is(err, errUnsealable) {
-				t.Fatalf("Open = %v, want errUnsealable", err)
+			if _, err := s.Open(cookie, value); !errors.Is(err, ErrUnsealable) {
+				t.Fatalf("Open = %v, want ErrUnsealable", err)
 			}
 		})
 	}
@@ -73,20 +73,20 @@ func TestSealRefusesWhatItDidNotSeal(t *testing.T) {
 
 func TestSealRotation(t *testing.T) {
 	old := mustSealer(t, secretA)
-	sealedOld, err := old.Seal(UserInfoCookie, []byte("hello"))
+	sealedOld, err := old.Seal(UserInfo, []byte("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rotated := mustSealer(t, secretB, secretA)
-	if got, err := rotated.Open(UserInfoCookie, sealedOld); err != nil || string(got) != "hello" {
+	if got, err := rotated.Open(UserInfo, sealedOld); err != nil || string(got) != "hello" {
 		t.Fatalf("a cookie sealed under the previous secret must still open: %q, %v", got, err)
 	}
-	sealedNew, _ := rotated.Seal(UserInfoCookie, []byte("hello"))
-	if _, err := old.Open(UserInfoCookie, sealedNew); err == nil {
+	sealedNew, _ := rotated.Seal(UserInfo, []byte("hello"))
+	if _, err := old.Open(UserInfo, sealedNew); err == nil {
 		t.Fatal("new cookies must be sealed with the newest secret, which the old sealer lacks")
 	}
 	retired := mustSealer(t, secretB)
-	if _, err := retired.Open(UserInfoCookie, sealedOld); !errors.Is(err, errUnsealable) {
+	if _, err := retired.Open(UserInfo, sealedOld); !errors.Is(err, ErrUnsealable) {
 		t.Fatal("a retired secret must no longer open cookies")
 	}
 }

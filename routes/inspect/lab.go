@@ -1,4 +1,4 @@
-package tokens
+package inspect
 
 import (
 	"context"
@@ -20,6 +20,10 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // Attack names one tampering the attack lab tries on a copy of the
@@ -45,10 +49,12 @@ var Attacks = []Attack{
 }
 
 // ErrNoAttack means the name is not an attack the lab knows.
-var ErrNoAttack = errors.New("tokens: no such attack")
+var ErrNoAttack = errors.New("inspect: no such attack")
 
-// errNothingToTamper means the request lacks the cookie an attack alters.
-var errNothingToTamper = fmt.Errorf("%w: the request lacks the cookies this attack alters", ErrNoSession)
+// ErrNothingToTamper means the request lacks a cookie the attack alters
+// (for instance an access token that has just expired and not been
+// refreshed yet).
+var ErrNothingToTamper = errors.New("inspect: the request lacks the cookies this attack alters")
 
 // AttackResult is what one attack did and what the real checks made of it.
 type AttackResult struct {
@@ -59,28 +65,28 @@ type AttackResult struct {
 	Shown string
 }
 
-// Attack tampers with a copy of r's session cookies as a names, and traces
+// Try tampers with a copy of r's session cookies as a names, and traces
 // the real checks on the copy. Nothing is written and nothing refreshed:
 // the request's own session is untouched. It returns ErrNoAttack for an
-// unknown name and an error wrapping ErrNoSession when r lacks a cookie
-// the attack needs (for instance an access token that has just expired and
-// not been refreshed yet), or ErrProviderUnavailable when the provider's
+// unknown name, ErrNothingToTamper when r lacks a cookie the attack needs,
+// or an error wrapping tokens.ErrProviderUnavailable when the provider's
 // keys cannot be had.
-func (m *Manager) Attack(ctx context.Context, r *http.Request, a Attack) (*AttackResult, error) {
+func Try(ctx context.Context, s *tokens.Sessions, r *http.Request, a Attack) (*AttackResult, error) {
+	store := s.Cookies()
 	jar := map[string]string{}
-	for _, base := range []string{AccessCookie, RefreshCookie, UserInfoCookie, LogoutCookie} {
-		if v := m.cookies.Get(r, base); v != "" {
+	for _, base := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo, cookie.LoggedOut} {
+		if v := store.Get(r, base); v != "" {
 			jar[base] = v
 		}
 	}
-	var user UserInfo
-	if err := m.cookies.open(r, UserInfoCookie, &user); err != nil {
-		return nil, errNothingToTamper
+	var user tokens.UserInfo
+	if err := store.Open(r, cookie.UserInfo, &user); err != nil {
+		return nil, ErrNothingToTamper
 	}
-	access := jar[AccessCookie]
+	access := jar[cookie.Access]
 	hdr, claims := peekJWT(access)
 	if hdr == nil || claims == nil {
-		return nil, errNothingToTamper
+		return nil, ErrNothingToTamper
 	}
 	payload := strings.Split(access, ".")[1]
 	kid := str(hdr["kid"])
@@ -89,18 +95,18 @@ func (m *Manager) Attack(ctx context.Context, r *http.Request, a Attack) (*Attac
 	var err error
 	switch a {
 	case AttackFlipByte:
-		jar[UserInfoCookie] = flipByte(jar[UserInfoCookie])
+		jar[cookie.UserInfo] = flipByte(jar[cookie.UserInfo])
 	case AttackMoveRefresh:
-		if jar[RefreshCookie] == "" {
-			return nil, errNothingToTamper
+		if jar[cookie.Refresh] == "" {
+			return nil, ErrNothingToTamper
 		}
-		jar[UserInfoCookie] = jar[RefreshCookie]
+		jar[cookie.UserInfo] = jar[cookie.Refresh]
 	case AttackAlgNone:
-		jar[AccessCookie], res.Shown, err = forge(hdr, "none", payload, claims, func([]byte) ([]byte, error) { return nil, nil })
+		jar[cookie.Access], res.Shown, err = forge(hdr, "none", payload, claims, func([]byte) ([]byte, error) { return nil, nil })
 	case AttackHS256Public:
 		var secret []byte
-		if secret, err = m.publicKeyPEM(ctx, kid); err == nil {
-			jar[AccessCookie], res.Shown, err = forge(hdr, "HS256", payload, claims, func(in []byte) ([]byte, error) {
+		if secret, err = publicKeyPEM(ctx, s.Provider(), kid); err == nil {
+			jar[cookie.Access], res.Shown, err = forge(hdr, "HS256", payload, claims, func(in []byte) ([]byte, error) {
 				mac := hmac.New(sha256.New, secret)
 				mac.Write(in)
 				return mac.Sum(nil), nil
@@ -108,20 +114,20 @@ func (m *Manager) Attack(ctx context.Context, r *http.Request, a Attack) (*Attac
 		}
 	case AttackExpired:
 		// A stolen access token alone, tried after it expired.
-		delete(jar, RefreshCookie)
+		delete(jar, cookie.Refresh)
 		exp, _ := claims["exp"].(float64)
-		at = time.Unix(int64(exp), 0).Add(leeway + time.Second)
+		at = time.Unix(int64(exp), 0).Add(oidc.Leeway + time.Second)
 		res.Shown = fmt.Sprintf("checked at %s, the token's exp %s plus the %s leeway and a second",
-			at.UTC().Format("15:04:05 UTC"), time.Unix(int64(exp), 0).UTC().Format("15:04:05 UTC"), leeway)
+			at.UTC().Format("15:04:05 UTC"), time.Unix(int64(exp), 0).UTC().Format("15:04:05 UTC"), oidc.Leeway)
 	case AttackOtherSubject:
 		other := user
 		other.Subject, other.Name, other.Email = "00000000-0000-4000-8000-000000000000", "Another User", "another@example.com"
-		if jar[UserInfoCookie], err = m.cookies.seal(UserInfoCookie, other); err == nil {
+		if jar[cookie.UserInfo], err = store.Seal(cookie.UserInfo, other); err == nil {
 			shown, _ := json.MarshalIndent(other, "", "  ")
 			res.Shown = "cb_userinfo: " + string(shown)
 		}
 	case AttackForeignKey:
-		jar[AccessCookie], res.Shown, err = forge(hdr, "RS256", payload, claims, func(in []byte) ([]byte, error) {
+		jar[cookie.Access], res.Shown, err = forge(hdr, "RS256", payload, claims, func(in []byte) ([]byte, error) {
 			key, err := throwawayKey()
 			if err != nil {
 				return nil, err
@@ -130,24 +136,24 @@ func (m *Manager) Attack(ctx context.Context, r *http.Request, a Attack) (*Attac
 			return rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
 		})
 	case AttackAfterLogout:
-		jar[LogoutCookie] = strconv.FormatInt(user.LoginAt+1, 10)
+		jar[cookie.LoggedOut] = strconv.FormatInt(user.LoginAt+1, 10)
 		res.Shown = fmt.Sprintf("cb_logged_out: %d (a logout at %s, after this login)", user.LoginAt+1,
 			time.Unix(user.LoginAt+1, 0).UTC().Format("15:04:05 UTC"))
 	default:
 		return nil, ErrNoAttack
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tokens: preparing attack %s: %w", a, err)
+		return nil, fmt.Errorf("inspect: preparing attack %s: %w", a, err)
 	}
 	copyReq := r.Clone(ctx)
 	copyReq.Header = r.Header.Clone()
 	copyReq.Header.Del("Cookie")
 	for base, v := range jar {
-		copyReq.AddCookie(&http.Cookie{Name: m.cookies.Name(base), Value: v})
+		copyReq.AddCookie(&http.Cookie{Name: store.Name(base), Value: v})
 	}
-	res.Trace = m.TraceAt(ctx, copyReq, at)
+	res.Trace = Run(ctx, s, copyReq, at)
 	if res.Trace.Outcome == Unjudged {
-		return nil, errKeysUnavailable
+		return nil, oidc.ErrKeysUnavailable
 	}
 	return res, nil
 }
@@ -200,8 +206,8 @@ func forge(hdr map[string]any, alg, payload string, claims map[string]any, sign 
 
 // publicKeyPEM returns the provider's public key for kid as PEM, the bytes
 // an HMAC-with-the-public-key forgery uses as its secret.
-func (m *Manager) publicKeyPEM(ctx context.Context, kid string) ([]byte, error) {
-	key, err := m.verifier.keys.LookupKey(ctx, kid)
+func publicKeyPEM(ctx context.Context, keys oidc.KeySet, kid string) ([]byte, error) {
+	key, err := keys.LookupKey(ctx, kid)
 	if err != nil {
 		return nil, err
 	}

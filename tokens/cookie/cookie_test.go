@@ -1,4 +1,4 @@
-package tokens
+package cookie
 
 import (
 	"net/http"
@@ -27,15 +27,15 @@ func TestSessionValuesReadsCookiesAsNetHTTPDoes(t *testing.T) {
 		if secure {
 			appURL = "https://bank.example"
 		}
-		c := NewCookieStore(appURL, nil)
+		c := NewStore(appURL, nil)
 		for name, header := range cases {
 			t.Run(appURL+" "+name, func(t *testing.T) {
 				r, _ := http.NewRequest(http.MethodGet, "/", nil)
 				for _, h := range header {
 					r.Header.Add("Cookie", h)
 				}
-				got := c.sessionValues(r)
-				for base, value := range map[string]string{AccessCookie: got.access, RefreshCookie: got.refresh, UserInfoCookie: got.userInfo, LogoutCookie: got.loggedOut} {
+				got := c.Session(r)
+				for base, value := range map[string]string{Access: got.Access, Refresh: got.Refresh, UserInfo: got.UserInfo, LoggedOut: got.LoggedOut} {
 					want := ""
 					if ck, err := r.Cookie(c.Name(base)); err == nil {
 						want = ck.Value
@@ -56,12 +56,12 @@ func TestSessionValuesReadsCookiesAsNetHTTPDoes(t *testing.T) {
 // that has no chunks nothing: its cookies are still read in one pass with
 // no allocation, as on every request before chunks existed.
 func TestUnchunkedSessionsAreReadWithoutAllocating(t *testing.T) {
-	c := NewCookieStore("http://app.test", nil)
+	c := NewStore("http://app.test", nil)
 	r, _ := http.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("Cookie", "fusionauth.sso=x; cb_access_token=a.b.c; cb_refresh_token=r; cb_userinfo=u; cb_logged_out=17")
 	for name, read := range map[string]func(){
-		"sessionValues": func() { _ = c.sessionValues(r) },
-		"Get":           func() { _ = c.Get(r, AccessCookie) },
+		"sessionValues": func() { _ = c.Session(r) },
+		"Get":           func() { _ = c.Get(r, Access) },
 	} {
 		if n := testing.AllocsPerRun(100, read); n != 0 {
 			t.Errorf("%s allocates %v times per request", name, n)
@@ -72,7 +72,7 @@ func TestUnchunkedSessionsAreReadWithoutAllocating(t *testing.T) {
 // BenchmarkSessionValues reads the session cookies of a normal session and
 // of one whose 16 KB access token came in chunks.
 func BenchmarkSessionValues(b *testing.B) {
-	c := NewCookieStore("http://app.test", nil)
+	c := NewStore("http://app.test", nil)
 	normal := "fusionauth.sso=" + strings.Repeat("s", 40) + "; cb_access_token=" + strings.Repeat("a", 1100) +
 		"; cb_refresh_token=" + strings.Repeat("r", 270) + "; cb_userinfo=" + strings.Repeat("u", 480) + "; cb_logged_out=17"
 	chunked := strings.Replace(normal, "cb_access_token="+strings.Repeat("a", 1100), "cb_access_token=5~"+strings.Repeat("a", 3900)+
@@ -84,7 +84,7 @@ func BenchmarkSessionValues(b *testing.B) {
 			r.Header.Set("Cookie", header)
 			b.ReportAllocs()
 			for b.Loop() {
-				_ = c.sessionValues(r)
+				_ = c.Session(r)
 			}
 		})
 	}

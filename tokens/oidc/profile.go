@@ -1,7 +1,6 @@
-package tokens
+package oidc
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -33,12 +32,10 @@ var DefaultScopes = []string{"openid", "email", "profile", "offline_access"}
 //   - Endpoints are used as discovery gives them, unless InternalURL is set:
 //     see moveEndpoints.
 //   - Revocation at logout: RFC 7009 where discovery lists a
-//     revocation_endpoint, FusionAuth's API where it does not, an API key
-//     is set and the endpoints are FusionAuth's (FusionAuth has no RFC 7009
-//     endpoint), else none: see revocationFor.
-//   - Token kinds, a JWKS key without alg, userinfo and logout's
-//     id_token_hint apply to every provider alike: see Verifier, and
-//     Manager's login, refresh and Logout.
+//     revocation_endpoint, else FusionAuth's API where the endpoints are
+//     FusionAuth's: package tokens decides, from Metadata.
+//   - Token kinds and a JWKS key without alg apply to every provider
+//     alike: see Verifier.
 type Profile struct {
 	// Issuer is the provider's issuer exactly as its tokens carry it.
 	Issuer string
@@ -65,20 +62,18 @@ type Profile struct {
 	RequireHTTPS bool
 }
 
-// audience is what an access token's aud must hold.
-func (p Profile) audience() string {
-	if p.Audience != "" {
-		return p.Audience
+// withDefaults returns p with its defaults filled in: Audience is ClientID
+// when empty, Scopes DefaultScopes, and AuthorizeParams without the flow's
+// own parameters (see FlowParams).
+func (p Profile) withDefaults() Profile {
+	if p.Audience == "" {
+		p.Audience = p.ClientID
 	}
-	return p.ClientID
-}
-
-// scopes are the scopes to ask for.
-func (p Profile) scopes() []string {
-	if len(p.Scopes) > 0 {
-		return p.Scopes
+	if len(p.Scopes) == 0 {
+		p.Scopes = DefaultScopes
 	}
-	return DefaultScopes
+	p.AuthorizeParams = p.authorizeParams()
+	return p
 }
 
 // discoveryURL is where the discovery document is: the issuer without its
@@ -87,7 +82,7 @@ func (p Profile) scopes() []string {
 func (p Profile) discoveryURL() (string, error) {
 	u, err := url.Parse(strings.TrimSuffix(p.Issuer, "/") + "/.well-known/openid-configuration")
 	if err != nil {
-		return "", fmt.Errorf("tokens: the issuer %q: %w", p.Issuer, err)
+		return "", fmt.Errorf("oidc: the issuer %q: %w", p.Issuer, err)
 	}
 	if p.InternalURL != "" {
 		if err := onto(u, p.InternalURL); err != nil {
@@ -95,18 +90,6 @@ func (p Profile) discoveryURL() (string, error) {
 		}
 	}
 	return u.String(), nil
-}
-
-// apiBase is the base URL of FusionAuth's own API, reached server to server.
-func (p Profile) apiBase() string {
-	if p.InternalURL != "" {
-		return strings.TrimSuffix(p.InternalURL, "/")
-	}
-	u, err := url.Parse(p.Issuer)
-	if err != nil {
-		return strings.TrimSuffix(p.Issuer, "/")
-	}
-	return u.Scheme + "://" + u.Host
 }
 
 // moveEndpoints rewrites discovered endpoints when InternalURL is set, and
@@ -117,7 +100,7 @@ func (p Profile) apiBase() string {
 // this app calls (token, userinfo, JWKS, revocation) onto InternalURL.
 // Other providers name their endpoints as they mean them, on hosts that may
 // differ from the issuer's: without InternalURL they are used as they are.
-func (p Profile) moveEndpoints(m *metadata) error {
+func (p Profile) moveEndpoints(m *Metadata) error {
 	if p.InternalURL == "" {
 		return nil
 	}
@@ -137,7 +120,7 @@ func (p Profile) moveEndpoints(m *metadata) error {
 		}
 		u, err := url.Parse(*e.u)
 		if err != nil {
-			return fmt.Errorf("tokens: discovery document: endpoint %q: %w", *e.u, err)
+			return fmt.Errorf("oidc: discovery document: endpoint %q: %w", *e.u, err)
 		}
 		if err := onto(u, e.base); err != nil {
 			return err
@@ -150,7 +133,7 @@ func (p Profile) moveEndpoints(m *metadata) error {
 // plainEndpoints names the discovered endpoints (after moveEndpoints) that
 // RequireHTTPS refuses: plain http on a host that is not loopback. The
 // issuer counts too, for a Profile built in code.
-func (p Profile) plainEndpoints(m metadata) []string {
+func (p Profile) plainEndpoints(m Metadata) []string {
 	if !p.RequireHTTPS {
 		return nil
 	}
@@ -194,7 +177,7 @@ func Loopback(host string) bool {
 func onto(u *url.URL, base string) error {
 	b, err := url.Parse(base)
 	if err != nil || b.Host == "" {
-		return fmt.Errorf("tokens: base URL %q: not an absolute URL", base)
+		return fmt.Errorf("oidc: base URL %q: not an absolute URL", base)
 	}
 	u.Scheme, u.Host = b.Scheme, b.Host
 	return nil
@@ -250,7 +233,7 @@ func CheckAuthorizeParams(v url.Values) error {
 	if len(refused) == 0 {
 		return nil
 	}
-	return fmt.Errorf("tokens: %s: refused as extra authorization parameters", strings.Join(refused, ", "))
+	return fmt.Errorf("oidc: %s: refused as extra authorization parameters", strings.Join(refused, ", "))
 }
 
 // refusedParam says why an extra authorization parameter is refused, or "".
@@ -278,45 +261,4 @@ func refusedParam(name string, vals []string) string {
 // LF, tab, DEL...).
 func hasControl(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
-}
-
-// revocation is how logout revokes a refresh token at this provider.
-type revocation int
-
-const (
-	revokeNone          revocation = iota // the provider offers no way
-	revokeRFC7009                         // POST to discovery's revocation_endpoint
-	revokeFusionAuthAPI                   // DELETE /api/jwt/refresh with the API key
-)
-
-// errNoRevocation means logout has no way to revoke the refresh token here.
-var errNoRevocation = errors.New("tokens: no way to revoke: the provider lists no revocation_endpoint and FUSIONAUTH_API_KEY is not set")
-
-// revocationFor picks how to revoke: the standard endpoint wherever
-// discovery lists one; FusionAuth's API only when discovery lists none (no
-// FusionAuth version has an RFC 7009 endpoint), an API key is set, and the
-// discovered endpoints are FusionAuth's (fusionAuthShaped). So a FusionAuth
-// API key left in .env never sends a refresh token to another provider's
-// /api/jwt/refresh: Dex, for one, lists no revocation endpoint either.
-func revocationFor(m metadata, apiKey string) revocation {
-	switch {
-	case m.RevocationEndpoint != "":
-		return revokeRFC7009
-	case apiKey != "" && fusionAuthShaped(m):
-		return revokeFusionAuthAPI
-	default:
-		return revokeNone
-	}
-}
-
-// fusionAuthShaped reports whether discovery names FusionAuth's endpoint
-// paths: the token endpoint at /oauth2/token and the keys at
-// /.well-known/jwks.json, at the root of their host.
-func fusionAuthShaped(m metadata) bool {
-	token, err := url.Parse(m.TokenEndpoint)
-	if err != nil {
-		return false
-	}
-	keys, err := url.Parse(m.JWKSURI)
-	return err == nil && token.Path == "/oauth2/token" && keys.Path == "/.well-known/jwks.json"
 }

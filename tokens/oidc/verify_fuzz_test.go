@@ -1,4 +1,4 @@
-package tokens
+package oidc
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func fuzzSigner(t testing.TB) *testSigner {
 	}
 	_ = pub.Set(jwk.KeyIDKey, "fuzz")
 	_ = pub.Set(jwk.AlgorithmKey, "RS256")
-	return &testSigner{kid: "fuzz", priv: priv, pub: pub}
+	return &testSigner{Kid: "fuzz", Priv: priv, Pub: pub}
 }
 
 // FuzzAccessToken: whatever arrives as a Bearer token or access cookie,
@@ -53,19 +53,19 @@ func fuzzSigner(t testing.TB) *testSigner {
 // is checked again here with jws directly, not through the verifier.
 func FuzzAccessToken(f *testing.F) {
 	signer := fuzzSigner(f)
-	v := NewVerifier(staticKeys{signer.kid: signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return fuzzNow })
+	v := NewVerifier(staticKeys{signer.Kid: signer.Pub}, Profile{Issuer: testIssuer, ClientID: testClient}, func() time.Time { return fuzzNow })
 	f.Fuzz(func(t *testing.T, raw string) {
 		c, err := v.AccessToken(context.Background(), raw)
-		if err != nil && !errors.Is(err, errExpired) && c != nil {
+		if err != nil && !errors.Is(err, ErrExpired) && c != nil {
 			t.Fatalf("claims came back with %v", err)
 		}
 		if err != nil {
-			if !errors.Is(err, errInvalidToken) && !errors.Is(err, errExpired) {
-				t.Fatalf("a refusal wraps neither errInvalidToken nor errExpired: %v", err)
+			if !errors.Is(err, ErrInvalidToken) && !errors.Is(err, ErrExpired) {
+				t.Fatalf("a refusal wraps neither ErrInvalidToken nor ErrExpired: %v", err)
 			}
 			return
 		}
-		payload, verr := jws.Verify([]byte(raw), jws.WithKey(jwa.RS256(), signer.pub))
+		payload, verr := jws.Verify([]byte(raw), jws.WithKey(jwa.RS256(), signer.Pub))
 		if verr != nil {
 			t.Fatalf("accepted a token the test key did not sign with RS256: %v", verr)
 		}

@@ -1,4 +1,4 @@
-package tokens
+package oidc
 
 import (
 	"context"
@@ -15,10 +15,9 @@ import (
 	"github.com/lestrrat-go/httprc/v3"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-)
 
-// errUnknownKey means the JWKS, even refetched, has no key with the token's kid.
-var errUnknownKey = errors.New("tokens: no key with that kid in the provider's JWKS")
+	"github.com/changebank/changebank/internal/bounded"
+)
 
 // A KeySet finds the provider's public key for a token's kid.
 type KeySet interface {
@@ -27,7 +26,7 @@ type KeySet interface {
 	Keys(ctx context.Context) ([]jwk.Key, error)
 }
 
-// RemoteKeySet is the provider's JWKS, kept by jwx's cache (refreshed in
+// remoteKeySet is the provider's JWKS, kept by jwx's cache (refreshed in
 // the background) and refetched at once, by one goroutine and at most once
 // per RefetchInterval, when a token names a kid the cached set lacks: that
 // is how a key rotation at the provider is picked up without a restart, and
@@ -37,7 +36,7 @@ type KeySet interface {
 // caller waited for and that succeeded: a fetch made after the token
 // arrived, so a key the provider published before signing it is in it.
 // When no refetch is allowed yet, or the last one failed, the answer is
-// errKeysUnavailable ("try again"), never "invalid": otherwise one token
+// ErrKeysUnavailable ("try again"), never "invalid": otherwise one token
 // with a made-up kid, sent just before a rotation, would rate-limit the
 // refetch that brings the new key and log out everyone signed with it.
 //
@@ -46,7 +45,7 @@ type KeySet interface {
 // that does not parse) are left out of the set with one log line each, and
 // never fail it: RFC 7517, section 5. A set left with no signing key at all
 // fails, with errNoSigningKey.
-type RemoteKeySet struct {
+type remoteKeySet struct {
 	ctrl httprc.Controller
 	set  *httprc.ResourceBase[jwk.Set] // read without a round trip to the cache's goroutine
 	url  string
@@ -72,25 +71,25 @@ const refetchTimeout = 5 * time.Second
 
 // errNoSigningKey means the provider's key set holds no key this app can
 // check a signature with: the provider is not ready until it does.
-var errNoSigningKey = errors.New("tokens: the provider's key set (jwks_uri) holds no key this app can check signatures with (RSA, EC P-256/P-384/P-521 or Ed25519, for signing)")
+var errNoSigningKey = errors.New("oidc: the provider's key set (jwks_uri) holds no key this app can check signatures with (RSA, EC P-256/P-384/P-521 or Ed25519, for signing)")
 
 // maxJWKSBytes bounds the key set read.
 const maxJWKSBytes = 1 << 20
 
-// NewRemoteKeySet fetches the JWKS at url and keeps it cached until ctx ends.
+// newRemoteKeySet fetches the JWKS at url and keeps it cached until ctx ends.
 // It fails when the first fetch fails or finds no signing key (the error
 // then wraps errNoSigningKey); the caller retries. Each member left out is
 // logged on log, once.
-func NewRemoteKeySet(ctx context.Context, url string, client *http.Client, now func() time.Time, log *slog.Logger) (*RemoteKeySet, error) {
+func newRemoteKeySet(ctx context.Context, url string, client *http.Client, now func() time.Time, log *slog.Logger) (*remoteKeySet, error) {
 	ctrl, err := httprc.NewClient().Start(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("tokens: starting the JWKS cache: %w", err)
+		return nil, fmt.Errorf("oidc: starting the JWKS cache: %w", err)
 	}
-	fail := func(err error) (*RemoteKeySet, error) {
+	fail := func(err error) (*remoteKeySet, error) {
 		_ = ctrl.ShutdownContext(context.Background())
-		return nil, fmt.Errorf("tokens: fetching the JWKS: %w", err)
+		return nil, fmt.Errorf("oidc: fetching the JWKS: %w", err)
 	}
-	t := &keySetReader{log: log, logged: map[skippedKey]bool{}, tried: make(chan struct{})}
+	t := &keySetReader{log: log, logged: bounded.New[skippedKey, struct{}](maxLoggedSkips, bounded.Refuse), tried: make(chan struct{})}
 	res, err := httprc.NewResource[jwk.Set](url, t,
 		httprc.WithHTTPClient(client),
 		httprc.WithMinInterval(time.Minute),
@@ -115,7 +114,7 @@ func NewRemoteKeySet(ctx context.Context, url string, client *http.Client, now f
 	if err := res.Ready(fetchCtx); err != nil {
 		return fail(err)
 	}
-	return &RemoteKeySet{ctrl: ctrl, set: res, url: url, now: now}, nil
+	return &remoteKeySet{ctrl: ctrl, set: res, url: url, now: now}, nil
 }
 
 // keySetReader turns a JWKS response into the set of keys this app can
@@ -126,9 +125,10 @@ type keySetReader struct {
 	tried    chan struct{} // closed once a response has been read
 	triedOne sync.Once
 
-	mu     sync.Mutex
-	logged map[skippedKey]bool // bounded by maxLoggedSkips
-	last   error               // the last response's reason for failing, if it failed
+	logged *bounded.Map[skippedKey, struct{}] // the members logged already, at most maxLoggedSkips (then no more are remembered)
+
+	mu   sync.Mutex
+	last error // the last response's reason for failing, if it failed
 }
 
 // skippedKey is one member left out of a key set, as logged.
@@ -156,20 +156,20 @@ func (t *keySetReader) Transform(_ context.Context, res *http.Response) (jwk.Set
 
 func (t *keySetReader) read(res *http.Response) (jwk.Set, error) {
 	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("tokens: the JWKS answered status %d", res.StatusCode)
+		return nil, fmt.Errorf("oidc: the JWKS answered status %d", res.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(res.Body, maxJWKSBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("tokens: reading the JWKS: %w", err)
+		return nil, fmt.Errorf("oidc: reading the JWKS: %w", err)
 	}
 	if len(body) > maxJWKSBytes {
-		return nil, fmt.Errorf("tokens: the JWKS is larger than %d bytes", maxJWKSBytes)
+		return nil, fmt.Errorf("oidc: the JWKS is larger than %d bytes", maxJWKSBytes)
 	}
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, fmt.Errorf("tokens: the JWKS is not a JSON key set: %w", err)
+		return nil, fmt.Errorf("oidc: the JWKS is not a JSON key set: %w", err)
 	}
 	set := jwk.NewSet()
 	for _, raw := range doc.Keys {
@@ -189,12 +189,10 @@ func (t *keySetReader) read(res *http.Response) (jwk.Set, error) {
 }
 
 func (t *keySetReader) logSkip(s skippedKey) {
-	t.mu.Lock()
-	seen := t.logged[s]
-	if !seen && len(t.logged) < maxLoggedSkips {
-		t.logged[s] = true
+	_, seen := t.logged.Get(s)
+	if !seen {
+		t.logged.Put(s, struct{}{}, nil)
 	}
-	t.mu.Unlock()
 	if !seen && t.log != nil {
 		t.log.Warn("JWKS member skipped: this app cannot check signatures with it", "kid", s.kid, "kty", s.kty, "crv", s.crv, "why", s.why)
 	}
@@ -264,7 +262,7 @@ func clip(v string) string {
 }
 
 // Keys returns every key of the cached set.
-func (ks *RemoteKeySet) Keys(context.Context) ([]jwk.Key, error) {
+func (ks *remoteKeySet) Keys(context.Context) ([]jwk.Key, error) {
 	set := ks.set.Resource()
 	keys := make([]jwk.Key, 0, set.Len())
 	for i := range set.Len() {
@@ -277,25 +275,25 @@ func (ks *RemoteKeySet) Keys(context.Context) ([]jwk.Key, error) {
 
 // LookupKey returns the key with the given kid. For a kid the cached set
 // lacks it waits (as long as ctx allows) for a refetch shared by every
-// caller, and returns errKeysUnavailable when no refetch may start yet or
+// caller, and returns ErrKeysUnavailable when no refetch may start yet or
 // the refetch failed; an error wrapping errUnknownKey only when a
 // successful refetch, begun after the call, lacks the kid.
-func (ks *RemoteKeySet) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
+func (ks *remoteKeySet) LookupKey(ctx context.Context, kid string) (jwk.Key, error) {
 	if key, ok := ks.set.Resource().LookupKeyID(kid); ok {
 		return key, nil
 	}
 	f := ks.startRefetch()
 	if f == nil {
-		return nil, fmt.Errorf("%w: kid not in the cached set, next refetch allowed within %s", errKeysUnavailable, RefetchInterval)
+		return nil, fmt.Errorf("%w: kid not in the cached set, next refetch allowed within %s", ErrKeysUnavailable, RefetchInterval)
 	}
 	select {
 	case <-f.done:
 	case <-ctx.Done():
 		// This request gave up; the refetch goes on for the others.
-		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, ctx.Err())
 	}
 	if f.err != nil {
-		return nil, fmt.Errorf("%w: %w", errKeysUnavailable, f.err)
+		return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, f.err)
 	}
 	if key, ok := ks.set.Resource().LookupKeyID(kid); ok {
 		return key, nil
@@ -305,7 +303,7 @@ func (ks *RemoteKeySet) LookupKey(ctx context.Context, kid string) (jwk.Key, err
 
 // startRefetch returns the refetch under way, or starts one when the last
 // began at least RefetchInterval ago, or returns nil.
-func (ks *RemoteKeySet) startRefetch() *refetch {
+func (ks *remoteKeySet) startRefetch() *refetch {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	if ks.inflight != nil {
@@ -332,6 +330,6 @@ func (ks *RemoteKeySet) startRefetch() *refetch {
 }
 
 // Close stops the cache's background refresh.
-func (ks *RemoteKeySet) Close() error {
+func (ks *remoteKeySet) Close() error {
 	return ks.ctrl.ShutdownContext(context.Background())
 }

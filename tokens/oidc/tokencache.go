@@ -1,4 +1,4 @@
-package tokens
+package oidc
 
 import (
 	"crypto/sha256"
@@ -14,19 +14,20 @@ import (
 // or it is never cached) only evicts, it cannot grow memory.
 const maxCachedEntries = 10000
 
-// verifiedToken is what the verified-token cache remembers of an access
-// token whose signature and claims passed every check: its claims, its
-// typ, and the key the signature was checked with. Verifier.AccessToken
-// serves a hit only while the key set still holds that very key, and checks
-// the time claims and the kind rules again on every hit: a JWKS refresh that
-// drops or replaces the key turns its tokens back into misses, which a full
-// verification then refuses.
-type verifiedToken struct {
+// Verified is what verifying an access token established, remembered while
+// the token lives: its claims, its typ, the key (and algorithm) the
+// signature was checked with, and its binding to a session. A Verifier
+// serves it again only while the key set still holds that very key, and
+// checks the time claims and the kind rules again on every use (Recheck): a
+// JWKS refresh that drops or replaces the key turns its tokens back into
+// misses, which a full verification then refuses.
+type Verified struct {
 	claims Claims
 	typ    string
-	kid    string
+	kid    string                 // "" when the token had none (see keyFor)
 	alg    jwa.SignatureAlgorithm // what the key checked, to find it again when the token has no kid
 	key    jwk.Key
+	bind   binding
 }
 
 // boundedCache maps the SHA-256 of a value (memory never holds a usable

@@ -83,13 +83,6 @@ func (l *List) add(s Step) {
 	}
 }
 
-// Append records the steps of other after l's own.
-func (l *List) Append(other *List) {
-	for _, s := range other.Steps() {
-		l.add(s)
-	}
-}
-
 // Steps returns the steps recorded, in order. The slice shares l's memory.
 func (l *List) Steps() []Step { return l.steps[:l.n] }
 

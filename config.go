@@ -270,7 +270,7 @@ func authorizeParams(raw string, bad func(name, format string, a ...any)) url.Va
 		return nil
 	}
 	if err := oidc.CheckAuthorizeParams(v); err != nil {
-		bad("AUTHORIZE_PARAMS", "%s (SCOPES sets the scope; the login flow sets state, nonce, PKCE and redirect_uri itself)", strings.TrimPrefix(err.Error(), "tokens: "))
+		bad("AUTHORIZE_PARAMS", "%s (SCOPES sets the scope; the login flow sets state, nonce, PKCE and redirect_uri itself)", strings.TrimPrefix(err.Error(), "oidc: "))
 	}
 	return v
 }

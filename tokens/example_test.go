@@ -36,7 +36,7 @@ func Example() {
 	const clientID = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
 	app := httptest.NewUnstartedServer(nil)
 	appURL := "http://" + app.Listener.Addr().String()
-	provider, secret := oidctest.StandIn(t, "../kickstart/kickstart.json", clientID, appURL)
+	provider := oidctest.NewStandIn(t, "../kickstart/kickstart.json", clientID, appURL)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -47,7 +47,7 @@ func Example() {
 	sessions, err := tokens.New(ctx, tokens.Config{
 		Issuer:       provider.URL,
 		ClientID:     clientID,
-		ClientSecret: secret,
+		ClientSecret: provider.ClientSecret,
 		AppURL:       appURL, // the callback is AppURL + "/callback"
 		Secrets:      []string{"a secret of 32 bytes or more, for this example"},
 		Logger:       slog.New(slog.DiscardHandler),

@@ -102,7 +102,7 @@ func (s *Sessions) Login(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		http.Redirect(w, r, authURL, http.StatusFound)
 	case errors.Is(err, ErrProviderUnavailable):
-		s.log.Warn("login not started: provider unavailable", "err", err)
+		s.log.Debug("login not started: provider unavailable", "err", err) // anyone can ask, as often as they like
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "The identity provider is starting or cannot be reached. Try again in a moment.", http.StatusServiceUnavailable)
 	default:

@@ -23,7 +23,7 @@ const kickstartClient = "e9fdb985-9173-4e01-9d73-ac2d60d1dc8e"
 // a mux) against the stand-in, on a clock the test moves.
 type frontDoor struct {
 	app      *httptest.Server
-	provider *httptest.Server
+	provider *oidctest.StandIn
 	sessions *tokens.Sessions
 
 	mu  sync.Mutex
@@ -35,12 +35,11 @@ func newFrontDoor(t *testing.T) *frontDoor {
 	f := &frontDoor{now: time.Now()}
 	f.app = httptest.NewUnstartedServer(nil)
 	appURL := "http://" + f.app.Listener.Addr().String()
-	var secret string
-	f.provider, secret = oidctest.StandIn(t, "../kickstart/kickstart.json", kickstartClient, appURL)
+	f.provider = oidctest.NewStandIn(t, "../kickstart/kickstart.json", kickstartClient, appURL)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var err error
-	f.sessions, err = tokens.New(ctx, tokens.Config{Issuer: f.provider.URL, ClientID: kickstartClient, ClientSecret: secret, AppURL: appURL,
+	f.sessions, err = tokens.New(ctx, tokens.Config{Issuer: f.provider.URL, ClientID: kickstartClient, ClientSecret: f.provider.ClientSecret, AppURL: appURL,
 		Secrets: []string{"a secret of 32 bytes or more, for these tests"}, Logger: slog.New(slog.DiscardHandler), Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)

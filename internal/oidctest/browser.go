@@ -118,19 +118,26 @@ func (b *Browser) Request(method, target string, form url.Values) (*Page, error)
 	return p, nil
 }
 
-// TB is what StandIn needs of a *testing.T.
+// TB is what NewStandIn needs of a *testing.T.
 type TB interface {
 	Helper()
 	Fatal(...any)
 	Cleanup(func())
 }
 
-// StandIn starts the FusionAuth stand-in at a free port with the
+// A StandIn is the FusionAuth stand-in serving on httptest: its URL is
+// the issuer.
+type StandIn struct {
+	*httptest.Server
+	IdP          *idp.Server
+	ClientSecret string // the application's, as the kickstart sets it
+}
+
+// NewStandIn starts the FusionAuth stand-in at a free port with the
 // kickstart at path, accepting the callbacks and logout returns of the
-// given app URLs. It returns the server (its URL is the issuer; it is
-// closed when t ends) and the client secret of the kickstart's
-// application clientID.
-func StandIn(t TB, kickstart, clientID string, appURLs ...string) (*httptest.Server, string) {
+// given app URLs besides the kickstart's own, and closes it when t ends.
+// clientID names the kickstart's application whose secret it returns.
+func NewStandIn(t TB, kickstart, clientID string, appURLs ...string) *StandIn {
 	t.Helper()
 	ks, err := idp.LoadKickstart(kickstart, func(string) string { return "" }, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -153,5 +160,5 @@ func StandIn(t TB, kickstart, clientID string, appURLs ...string) (*httptest.Ser
 	srv.Config.Handler = s.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return srv, app.ClientSecret
+	return &StandIn{Server: srv, IdP: s, ClientSecret: app.ClientSecret}
 }

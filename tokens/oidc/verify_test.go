@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changebank/changebank/internal/oidctest"
-
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/changebank/changebank/internal/oidctest"
 )
 
 // The test's provider and client, and its helpers, from oidctest.

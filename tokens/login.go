@@ -129,7 +129,7 @@ func (s *Sessions) FinishLogin(ctx context.Context, w http.ResponseWriter, r *ht
 	state := q.Get("state")
 	if state == "" || len(state) > 256 {
 		if code := q.Get("error"); code != "" {
-			return "", &ProviderError{Code: code}
+			return "", callbackError(code)
 		}
 		return "", fmt.Errorf("%w: no state", ErrBadCallback)
 	}
@@ -147,7 +147,7 @@ func (s *Sessions) FinishLogin(ctx context.Context, w http.ResponseWriter, r *ht
 		return "", fmt.Errorf("%w: login started more than %s ago", ErrBadCallback, loginTTL)
 	}
 	if code := q.Get("error"); code != "" {
-		return "", &ProviderError{Code: code}
+		return "", callbackError(code)
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > 2048 {

@@ -741,20 +741,16 @@ func TestProviderShapes(t *testing.T) {
 	}
 }
 
-// TestProviderRecipesMatchTheJourneys keeps the README's recipes true: each
-// provider's recipe in "Using another provider" sets what its journey needed,
-// with the same values where the recipe gives one, and an ISSUER of the same
-// form (trailing slash, path).
+// TestProviderRecipesMatchTheJourneys keeps the recipes of
+// docs/providers.md true: each provider's recipe sets what its journey
+// needed, with the same values where the recipe gives one, and an ISSUER of
+// the same form (trailing slash, path).
 func TestProviderRecipesMatchTheJourneys(t *testing.T) {
-	data, err := os.ReadFile(repo("README.md"))
+	data, err := os.ReadFile(repo("docs/providers.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(data), "\n## Using another provider\n")
-	if !ok {
-		t.Fatal(`README.md has no "## Using another provider" section`)
-	}
-	section, _, _ = strings.Cut(section, "\n## ")
+	section := string(data)
 	setting := regexp.MustCompile("`([A-Z_]+)=([^`]*)`")
 	named := regexp.MustCompile("`([A-Z_]+)`")
 	for _, j := range providerJourneys {
@@ -762,11 +758,11 @@ func TestProviderRecipesMatchTheJourneys(t *testing.T) {
 			continue
 		}
 		t.Run(j.name, func(t *testing.T) {
-			_, recipe, ok := strings.Cut(section, "**"+j.name+".**")
+			_, recipe, ok := strings.Cut(section, "\n## "+j.name+"\n")
 			if !ok {
-				t.Fatalf("no recipe starting **%s.**", j.name)
+				t.Fatalf("docs/providers.md has no recipe headed ## %s", j.name)
 			}
-			recipe, _, _ = strings.Cut(recipe, "\n\n")
+			recipe, _, _ = strings.Cut(recipe, "\n## ")
 			issuer := "http://127.0.0.1:1234" + map[string]string{"Auth0": "/", "Keycloak": "/realms/demo", "Dex": "/dex"}[j.name]
 			journey := j.settings(issuer)
 			for _, m := range setting.FindAllStringSubmatch(recipe, -1) {

@@ -267,13 +267,21 @@ func TestPublishedSecretsAreRefusedOverHTTPS(t *testing.T) {
 func TestPublishedSecretsAreListed(t *testing.T) {
 	secretName := `[A-Za-z_]*(?:SECRET|KEY|PASSWORD|[Ss]ecret|[Kk]ey|[Pp]assword)` // a name that ends like a secret's
 	patterns := []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^\s*` + secretName + `\s*[=:]\s*"?([^\s"#$]+)`), // .env, compose, shell in the README
+		regexp.MustCompile(`(?m)^\s*` + secretName + `\s*[=:]\s*"?([^\s"#$]+)`), // .env, compose, shell in the README and docs/
 		regexp.MustCompile(`"` + secretName + `"\s*:\s*"([^"#]+)"`),             // kickstart JSON
 		regexp.MustCompile(`\b(changebank-demo-[A-Za-z0-9-]+)`),                 // anything named as a demo value
 		regexp.MustCompile(`(?m)^\s*-\s*` + secretName + `=([^\s"$]+)`),         // compose list form
 	}
 	found := 0
-	for _, file := range []string{".env", "docker-compose.yml", "README.md", "kickstart/kickstart.json"} {
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []string{".env", "docker-compose.yml", "README.md", "kickstart/kickstart.json"}
+	for _, p := range pages {
+		files = append(files, "docs/"+filepath.Base(p))
+	}
+	for _, file := range files {
 		data, err := os.ReadFile(filepath.Join("../..", file))
 		if err != nil {
 			t.Fatal(err)

@@ -137,7 +137,7 @@ func runAttack(log *slog.Logger, sessions *tokens.Sessions, views *views) gin.Ha
 			return
 		case errors.Is(err, inspect.ErrNothingToTamper):
 			views.failRetry(c, http.StatusConflict,
-				"Your browser sent no access token to tamper with (it expires every few minutes). Open the lab again to get a fresh one, then try again.", "/session/lab")
+				"Your browser sent no access token this attack can tamper with: none at all (it expires every few minutes), or one signed with a key the provider no longer publishes. Open the lab again to get a fresh one, then try again.", "/session/lab")
 			return
 		case err != nil:
 			log.Error("attack lab", "attack", chosen.Name, "err", err)

@@ -199,6 +199,24 @@ func TestAttackLabRefusals(t *testing.T) {
 			t.Fatalf("%d, %d Set-Cookie\n%s", p.status, len(p.header.Values("Set-Cookie")), p.body)
 		}
 	})
+	t.Run("a kid the key set lacks", func(t *testing.T) {
+		// An access cookie naming a key the provider does not publish: the
+		// HMAC forgery has no public key to use. A refusal like the others,
+		// never a 500 or an error in the log.
+		b := s.browser()
+		token := csrf(t, b.login("/session/lab").body)
+		parts := strings.Split(b.cookie(cookie.Access), ".")
+		hdr, _ := base64.RawURLEncoding.DecodeString(parts[0])
+		parts[0] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(hdr), kidOf(t, b.cookie(cookie.Access)), "no-such-key", 1)))
+		b.setJarCookie(cookie.Access, strings.Join(parts, "."))
+		p := b.post("/session/lab", url.Values{"csrf_token": {token}, "attack": {"hs256-public"}})
+		if p.status != http.StatusConflict || !strings.Contains(p.body, "signed with a key the provider no longer publishes") {
+			t.Fatalf("%d, want 409 saying there is nothing to tamper with\n%s", p.status, p.body)
+		}
+		if strings.Contains(s.logs.String(), "level=ERROR") {
+			t.Fatalf("an error was logged:\n%s", s.logs)
+		}
+	})
 	t.Run("cross-site", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, s.appURL+"/session/lab",
 			strings.NewReader(url.Values{"csrf_token": {token}, "attack": {"alg-none"}}.Encode()))

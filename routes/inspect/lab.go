@@ -53,7 +53,8 @@ var ErrNoAttack = errors.New("inspect: no such attack")
 
 // ErrNothingToTamper means the request lacks a cookie the attack alters
 // (for instance an access token that has just expired and not been
-// refreshed yet).
+// refreshed yet), or, for the HMAC forgery, its access token names a key
+// the provider's key set does not hold: there is no public key to use.
 var ErrNothingToTamper = errors.New("inspect: the request lacks the cookies this attack alters")
 
 // AttackResult is what one attack did and what the real checks made of it.
@@ -105,7 +106,13 @@ func Try(ctx context.Context, s *tokens.Sessions, r *http.Request, a Attack) (*A
 		jar[cookie.Access], res.Shown, err = forge(hdr, "none", payload, claims, func([]byte) ([]byte, error) { return nil, nil })
 	case AttackHS256Public:
 		var secret []byte
-		if secret, err = publicKeyPEM(ctx, s.Provider(), kid); err == nil {
+		secret, err = publicKeyPEM(ctx, s.Provider(), kid)
+		if err != nil && !errors.Is(err, oidc.ErrKeysUnavailable) {
+			// The key set does not hold the token's kid (or holds no key
+			// that exports): there is no public key to forge with.
+			return nil, fmt.Errorf("%w: no public key for kid %q: %w", ErrNothingToTamper, kid, err)
+		}
+		if err == nil {
 			jar[cookie.Access], res.Shown, err = forge(hdr, "HS256", payload, claims, func(in []byte) ([]byte, error) {
 				mac := hmac.New(sha256.New, secret)
 				mac.Write(in)

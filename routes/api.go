@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/changebank/changebank/internal/quiet"
 	"github.com/changebank/changebank/tokens"
 	"github.com/changebank/changebank/tokens/oidc"
 )
@@ -27,7 +28,7 @@ type apiUser struct {
 // caller to handle. It never redirects: 401 with WWW-Authenticate, or 503
 // with Retry-After. (handle is called directly rather than through the
 // gin.Context's keys, whose map would be allocated on every call.)
-func apiSession(quiet *quietLog, sessions *tokens.Sessions, handle func(*gin.Context, apiUser)) gin.HandlerFunc {
+func apiSession(quiet *quiet.Log, sessions *tokens.Sessions, handle func(*gin.Context, apiUser)) gin.HandlerFunc {
 	const realm = `Bearer realm="ChangeBank"`
 	return func(c *gin.Context) {
 		var u apiUser

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/changebank/changebank/internal/quiet"
 	"github.com/changebank/changebank/tokens"
 	"github.com/changebank/changebank/tokens/cookie"
 	"github.com/changebank/changebank/tokens/oidc"
@@ -68,7 +69,7 @@ const maxFormBytes = 64 << 10
 // checkForm guards every state-changing POST beyond SameSite: the request
 // must come from this site (Origin, or Sec-Fetch-Site when a browser sends
 // no Origin) and, when a session is present, carry its CSRF token.
-func checkForm(quiet *quietLog, sessions *tokens.Sessions, views *views, appOrigin string) gin.HandlerFunc {
+func checkForm(quiet *quiet.Log, sessions *tokens.Sessions, views *views, appOrigin string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
 		if err := c.Request.ParseForm(); err != nil {
@@ -170,7 +171,7 @@ var providerErrors = map[string]string{
 //
 // Anyone can call it with anything, so what it logs goes through quiet,
 // sampled and bounded, but for a login that got as far as the tokens.
-func callback(log *slog.Logger, quiet *quietLog, sessions *tokens.Sessions, views *views) gin.HandlerFunc {
+func callback(log *slog.Logger, quiet *quiet.Log, sessions *tokens.Sessions, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
 		returnTo, err := sessions.FinishLogin(c.Request.Context(), c.Writer, c.Request)
@@ -199,7 +200,7 @@ func callback(log *slog.Logger, quiet *quietLog, sessions *tokens.Sessions, view
 				"This login link is no longer valid: it was used already, it expired, or it was started in another browser.", "/login")
 		case errors.Is(err, tokens.ErrLoginsThrottled):
 			quiet.Warn(ctx, "callback refused: logins throttled", "err", err)
-			views.failRetry(c, http.StatusServiceUnavailable, "Too many logins failed on this server just now. Please log in again in a few seconds.", "/login")
+			views.failRetry(c, http.StatusServiceUnavailable, "Too many logins from your address failed just now. Please log in again in a few seconds.", "/login")
 		case errors.Is(err, tokens.ErrProviderUnavailable):
 			quiet.Warn(ctx, "callback: provider unavailable", "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable, "The identity provider is unreachable right now. Please log in again in a moment.", "/login")

@@ -1,16 +1,12 @@
 package routes
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 )
 
 // TestLogCheckKnowsEverySecret makes sure the check every stack runs at
@@ -110,42 +106,4 @@ func TestAnonymousRequestsCannotFillTheLog(t *testing.T) {
 		t.Errorf("%d anonymous requests added %d lines (%d bytes) beside the access log, want a few:\n%.3000s", 200+3+400+1, others, otherBytes, added)
 	}
 	t.Logf("%d lines, %d bytes in all (debug included); %d lines, %d bytes beside the access log", lines, len(added), others, otherBytes)
-}
-
-// TestQuietLogCountsWhatItHolds: one line per message per interval, each
-// with how many it stands for, and long values cut.
-func TestQuietLogCountsWhatItHolds(t *testing.T) {
-	var buf syncBuffer
-	q := newQuietLog(slog.New(slog.NewTextHandler(&buf, nil)))
-	now := time.Unix(1_800_000_000, 0)
-	q.now = func() time.Time { return now }
-	ctx := context.Background()
-	for i := range 25 {
-		q.Warn(ctx, "form refused: cross-origin", "path", "/logout")
-		q.Info(ctx, "callback refused", "err", errors.New(strings.Repeat("é", 1000)))
-		if i == 9 {
-			now = now.Add(quietEvery) // the 11th of each starts a new interval
-		}
-	}
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	want := []string{
-		`level=WARN msg="form refused: cross-origin" path=/logout occurrences=1`,
-		`level=INFO msg="callback refused" err=`,
-		`level=WARN msg="form refused: cross-origin" path=/logout occurrences=10`,
-		`level=INFO msg="callback refused" err=`,
-	}
-	if len(lines) != len(want) {
-		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), buf.String())
-	}
-	for i, w := range want {
-		if !strings.Contains(lines[i], w) {
-			t.Errorf("line %d: %s\nwant %s", i, lines[i], w)
-		}
-		if len(lines[i]) > maxLogText+150 {
-			t.Errorf("line %d has %d bytes", i, len(lines[i]))
-		}
-	}
-	if !strings.Contains(lines[1], "1800 more bytes") || !strings.Contains(lines[3], "occurrences=10") || !utf8.ValidString(buf.String()) {
-		t.Errorf("the long error: %s / %s", lines[1], lines[3])
-	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/changebank/changebank/internal/quiet"
 	"github.com/changebank/changebank/tokens"
 )
 
@@ -75,13 +76,13 @@ func New(log *slog.Logger, sessions *tokens.Sessions, now func() time.Time, asse
 	r.Use(requestLog(log), recovery(log, views), securityHeaders(issuer.Scheme+"://"+issuer.Host, origin.Scheme == "https"))
 	r.NoMethod(methodNotAllowed(views))
 
-	quiet := newQuietLog(log) // for the lines anyone can cause
+	quietLog := quiet.New(log, time.Now) // for the lines anyone can cause
 	page := sessionRequired(log, sessions, views)
-	form := checkForm(quiet, sessions, views, origin.Scheme+"://"+origin.Host)
+	form := checkForm(quietLog, sessions, views, origin.Scheme+"://"+origin.Host)
 
 	r.GET("/", home(sessions, views))
 	r.GET("/login", login(log, sessions, sessions.Provider(), views))
-	r.GET("/callback", callback(log, quiet, sessions, views))
+	r.GET("/callback", callback(log, quietLog, sessions, views))
 	r.GET("/account", page, account(views))
 	r.GET("/make-change", page, makeChangeForm(views))
 	r.POST("/make-change", page, form, makeChange(views))
@@ -92,7 +93,7 @@ func New(log *slog.Logger, sessions *tokens.Sessions, now func() time.Time, asse
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, gin.WrapF(sessions.Logout)) // the front door's own: form has checked it already
 	r.GET("/logout", frontChannelLogout(sessions, issuer.Scheme+"://"+issuer.Host))
-	r.GET("/api/me", apiSession(quiet, sessions, me(now)))
+	r.GET("/api/me", apiSession(quietLog, sessions, me(now)))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(sessions.Provider()))
 	r.StaticFS("/static", http.FS(filesOnly{static}))
@@ -147,7 +148,7 @@ func (f filesOnly) Open(name string) (fs.File, error) {
 }
 
 // requestLog logs each request's method, path (never the query: a
-// callback's carries the authorization code; cut to maxLogText bytes, as
+// callback's carries the authorization code; cut to quiet.MaxText bytes, as
 // anyone can send a long one), status and duration: at info,
 // except static files and health probes, which succeed by the thousand and
 // tell nothing, at debug. A failed one of those is still logged at info.
@@ -163,7 +164,7 @@ func requestLog(log *slog.Logger) gin.HandlerFunc {
 		if !log.Enabled(c.Request.Context(), level) {
 			return
 		}
-		log.LogAttrs(c.Request.Context(), level, "request", slog.String("method", clip(c.Request.Method)), slog.String("path", clip(path)),
+		log.LogAttrs(c.Request.Context(), level, "request", slog.String("method", quiet.Clip(c.Request.Method)), slog.String("path", quiet.Clip(path)),
 			slog.Int("status", c.Writer.Status()), slog.Duration("duration", time.Since(start).Round(time.Microsecond)))
 	}
 }

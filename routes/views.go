@@ -15,7 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	bmap "github.com/changebank/changebank/internal/bounded" // named apart from quietlog.go's func bounded
+	"github.com/changebank/changebank/internal/bounded"
 	"github.com/changebank/changebank/routes/inspect"
 	"github.com/changebank/changebank/tokens"
 )
@@ -118,7 +118,7 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 // it replaced, and the input holds nothing the page does not (the CSRF
 // token is in the page's forms).
 type renderedPages struct {
-	pages *bmap.Map[string, []byte] // never modified once stored: c.Data writes them out as they are
+	pages *bounded.Map[string, []byte] // never modified once stored: c.Data writes them out as they are
 }
 
 // maxRenderedPages bounds the cache: a page is a few kilobytes, so at most a
@@ -126,7 +126,7 @@ type renderedPages struct {
 const maxRenderedPages = 1000
 
 func newRenderedPages() renderedPages {
-	return renderedPages{pages: bmap.New[string, []byte](maxRenderedPages, bmap.Evict)}
+	return renderedPages{pages: bounded.New[string, []byte](maxRenderedPages, bounded.Evict)}
 }
 
 func (r *renderedPages) get(key []byte) ([]byte, bool) {

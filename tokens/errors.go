@@ -33,11 +33,11 @@ var (
 	// carries too many claims (roles, groups) to keep in a browser. It
 	// wraps ErrNoSession.
 	ErrSessionTooLarge = fmt.Errorf("%w: the tokens are too large to keep in cookies", ErrNoSession)
-	// ErrLoginsThrottled is FinishLogin's answer while the budget of
-	// refused code exchanges is spent (see shield.go): the provider was not
-	// asked, the user may log in again in a moment. It wraps
-	// ErrProviderUnavailable.
-	ErrLoginsThrottled = fmt.Errorf("%w: too many refused logins on this instance just now", ErrProviderUnavailable)
+	// ErrLoginsThrottled is FinishLogin's answer while the client's budget
+	// of refused code exchanges is spent (see shield.go and
+	// Config.ClientAddr): the provider was not asked, and the client may
+	// log in again in a moment. It wraps ErrProviderUnavailable.
+	ErrLoginsThrottled = fmt.Errorf("%w: too many refused logins from this client just now", ErrProviderUnavailable)
 )
 
 // ProviderError is an error the provider sent back (RFC 6749 sections

@@ -123,7 +123,7 @@ func (s *Sessions) Callback(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, returnTo, http.StatusSeeOther)
 	case errors.As(err, &pe):
 		// The provider's words are not shown: anyone can put text in a callback URL.
-		s.log.Info("login refused by the provider", "err", err)
+		s.quiet.Info(r.Context(), "login refused by the provider", "err", err)
 		http.Error(w, "The identity provider did not log you in. You can try again at /login.", http.StatusBadRequest)
 	case errors.Is(err, ErrSessionTooLarge):
 		s.log.Warn("callback: tokens too large for cookies", "err", err)
@@ -135,10 +135,14 @@ func (s *Sessions) Callback(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/", http.StatusSeeOther)
 			return
 		}
-		s.log.Info("callback refused", "err", err)
+		s.quiet.Info(r.Context(), "callback refused", "err", err)
 		http.Error(w, "This login link is no longer valid: it was used already, it expired, or it was started in another browser. Log in again at /login.", http.StatusBadRequest)
-	case errors.Is(err, ErrProviderUnavailable): // ErrLoginsThrottled too
-		s.log.Warn("callback: provider unavailable", "err", err)
+	case errors.Is(err, ErrLoginsThrottled):
+		s.quiet.Warn(r.Context(), "callback refused: logins throttled", "err", err)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "Too many logins from your address failed just now. Log in again in a few seconds at /login.", http.StatusServiceUnavailable)
+	case errors.Is(err, ErrProviderUnavailable):
+		s.quiet.Warn(r.Context(), "callback: provider unavailable", "err", err)
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "The identity provider cannot be reached right now. Log in again in a moment at /login.", http.StatusServiceUnavailable)
 	default:
@@ -168,7 +172,7 @@ func (s *Sessions) Logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.sameOrigin(r) {
-		s.log.Warn("logout refused: cross-origin form")
+		s.quiet.Warn(r.Context(), "logout refused: cross-origin form")
 		http.Error(w, "This form was sent from another site, so it was refused.", http.StatusForbidden)
 		return
 	}
@@ -177,7 +181,7 @@ func (s *Sessions) Logout(w http.ResponseWriter, r *http.Request) {
 		user, ok = sess.User, true
 	}
 	if ok && !s.CheckCSRF(user, r.PostForm.Get("csrf_token")) {
-		s.log.Warn("logout refused: bad CSRF token")
+		s.quiet.Warn(r.Context(), "logout refused: bad CSRF token")
 		http.Error(w, "This form has expired. Reload the page and try again.", http.StatusForbidden)
 		return
 	}

@@ -25,14 +25,33 @@ type frontDoor struct {
 	app      *httptest.Server
 	provider *oidctest.StandIn
 	sessions *tokens.Sessions
+	logs     *lockedLog // what the sessions logged, at info and above
 
 	mu  sync.Mutex
 	now time.Time
 }
 
+// lockedLog collects log lines from the server's goroutines.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 func newFrontDoor(t *testing.T) *frontDoor {
 	t.Helper()
-	f := &frontDoor{now: time.Now()}
+	f := &frontDoor{now: time.Now(), logs: &lockedLog{}}
 	f.app = httptest.NewUnstartedServer(nil)
 	appURL := "http://" + f.app.Listener.Addr().String()
 	f.provider = oidctest.NewStandIn(t, "../kickstart/kickstart.json", kickstartClient, appURL)
@@ -40,7 +59,7 @@ func newFrontDoor(t *testing.T) *frontDoor {
 	t.Cleanup(cancel)
 	var err error
 	f.sessions, err = tokens.New(ctx, tokens.Config{Issuer: f.provider.URL, ClientID: kickstartClient, ClientSecret: f.provider.ClientSecret, AppURL: appURL,
-		Secrets: []string{"a secret of 32 bytes or more, for these tests"}, Logger: slog.New(slog.DiscardHandler), Clock: f.clock})
+		Secrets: []string{"a secret of 32 bytes or more, for these tests"}, Logger: slog.New(slog.NewTextHandler(f.logs, nil)), Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +210,34 @@ func TestLogoutChecksTheFormThenEndsBothSessions(t *testing.T) {
 	}
 	if p, _ := b.Request(http.MethodGet, f.app.URL+"/account", nil); p.Status != http.StatusSeeOther {
 		t.Fatalf("after logout: %d", p.Status)
+	}
+}
+
+// What anyone can send the front door (forms from another site, forged
+// callbacks, a callback's error of 50 KB) adds a line per kind per
+// interval to the log, each a few hundred bytes at most.
+func TestTheFrontDoorsRefusalsDoNotFillTheLog(t *testing.T) {
+	f := newFrontDoor(t)
+	before := len(f.logs.String())
+	anon := oidctest.NewBrowser()
+	for range 200 {
+		req, _ := http.NewRequest(http.MethodPost, f.app.URL+"/logout", strings.NewReader("csrf_token=x"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://evil.example")
+		if resp, err := anon.Client.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("a cross-origin logout: %v %v", resp, err)
+		}
+		if p, _ := anon.Request(http.MethodGet, f.app.URL+"/callback?state=forged&code=x", nil); p.Status != http.StatusBadRequest {
+			t.Fatalf("a forged callback: %d", p.Status)
+		}
+	}
+	if p, _ := anon.Request(http.MethodGet, f.app.URL+"/callback?"+url.Values{"error": {strings.Repeat("A", 50<<10)}}.Encode(), nil); p.Status != http.StatusBadRequest {
+		t.Fatalf("a 50 KB error: %d", p.Status)
+	}
+	added := strings.TrimSpace(f.logs.String()[before:])
+	lines := strings.Split(added, "\n")
+	if len(lines) > 3 || len(added) > 1500 {
+		t.Fatalf("401 refused requests added %d lines, %d bytes, want one line per kind:\n%.2000s", len(lines), len(added), added)
 	}
 }
 

@@ -160,16 +160,16 @@ func (s *Sessions) FinishLogin(ctx context.Context, w http.ResponseWriter, r *ht
 		return "", fmt.Errorf("%w: this login's code was exchanged already", ErrBadCallback)
 	}
 	// Anyone can start a transaction and forge its callback: refused
-	// exchanges draw on a small budget, and while it is spent the provider
-	// is not asked.
-	if !s.exchanges.allow(now) {
-		s.log.Warn("callback not exchanged: too many refused codes on this instance just now")
+	// exchanges draw on a small budget of the client's, and while it is
+	// spent the provider is not asked.
+	budget := s.exchanges.of(s.clientAddr(r), now)
+	if !budget.allow(now) {
 		return "", ErrLoginsThrottled
 	}
 	tok, err := s.client.exchange(ctx, code, txn.Verifier)
 	if err != nil {
 		if refusedByProvider(err) {
-			s.exchanges.spend(s.now())
+			budget.spend(s.now())
 		}
 		return "", err
 	}

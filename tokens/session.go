@@ -133,9 +133,9 @@ func (s *Sessions) Load(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			err = endedUnlessSaid(NoticeEndedRefused, err)
 		}
 	case errors.Is(err, oidc.ErrInvalidToken):
-		s.log.Warn("session refused: invalid access token", "err", err)
+		s.quiet.Warn(ctx, "session refused: invalid access token", "err", err)
 	case endReason(err) == NoticeEndedMismatch:
-		s.log.Warn("session refused: access token and userinfo name different users")
+		s.quiet.Warn(ctx, "session refused: access token and userinfo name different users")
 	}
 	if errors.Is(err, ErrNoSession) && s.clear(w, r) {
 		// A session ended here: the next page says why, even when the
@@ -345,7 +345,7 @@ func (s *Sessions) openRefresh(sess *Session, now time.Time) NoticeCode {
 	var rc refreshCookie
 	switch err := s.cookies.OpenValue(cookie.Refresh, sess.refreshSealed, &rc); {
 	case err != nil || rc.Subject != sess.User.Subject:
-		s.log.Warn("session refused: the refresh cookie does not open or names another user")
+		s.quiet.Warn(context.Background(), "session refused: the refresh cookie does not open or names another user")
 		return NoticeEndedTampered
 	case now.Unix() >= rc.Expires:
 		return NoticeEndedExpired

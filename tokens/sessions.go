@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/changebank/changebank/internal/bounded"
+	"github.com/changebank/changebank/internal/quiet"
 	"github.com/changebank/changebank/tokens/cookie"
 	"github.com/changebank/changebank/tokens/oidc"
 )
@@ -69,6 +72,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock tells the time; nil means time.Now. Tests move it.
 	Clock func() time.Time
+	// ClientAddr says which client a request comes from, for the budget
+	// of refused code exchanges each client has at the callback (a flood
+	// of forged callbacks then costs the flooder its logins, not everyone
+	// else's). nil means the direct peer, the request's RemoteAddr: behind
+	// a proxy or load balancer, give one that reads the address the proxy
+	// forwards, from trusted proxies only (the app's routes.ClientAddr),
+	// or every client behind it shares one budget.
+	ClientAddr func(*http.Request) netip.Addr
 }
 
 // defaultRefreshTTL is FusionAuth's default refresh token life.
@@ -136,6 +147,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	if c.ClientAddr == nil {
+		c.ClientAddr = peerAddr
+	}
 	return c, nil
 }
 
@@ -190,6 +204,9 @@ type Sessions struct {
 	origin     string        // the app's origin, as a browser's Origin header writes it
 	now        func() time.Time
 	log        *slog.Logger
+	// quiet writes the lines anyone can cause (a forged callback, a form
+	// from another site, a tampered cookie), sampled and bounded.
+	quiet *quiet.Log
 	// users remembers opened cb_userinfo values by the value's hash: the
 	// same value arrives on every request of a session, and opening and
 	// decoding it cost more than the rest of the cookie work together.
@@ -199,7 +216,8 @@ type Sessions struct {
 	// exchanged, the refresh tokens refused or revoked, by hash.
 	spentLogins *hashSet
 	deadTokens  *hashSet
-	exchanges   *exchangeBudget
+	exchanges   *exchangeBudgets
+	clientAddr  func(*http.Request) netip.Addr // whose budget a callback draws on
 	// sessions remembers whole sessions that passed every check, keyed on
 	// their cookie values: see sessionCache.
 	sessions *sessionCache
@@ -255,9 +273,9 @@ func newSessions(cfg Config, p *oidc.Provider, ks oidc.KeySet) (*Sessions, error
 		provider: p, cookies: cookie.NewStore(cfg.AppURL, sealer), client: client,
 		verifier: oidc.NewVerifier(ks, cfg.profile(), cfg.Clock), csrf: csrf,
 		refresh: newRefresher(cfg.Clock, refreshGrace, client.http.Timeout), refreshTTL: cfg.RefreshTokenTTL,
-		origin: origin, now: cfg.Clock, log: cfg.Logger,
+		origin: origin, now: cfg.Clock, log: cfg.Logger, quiet: quiet.New(cfg.Logger, cfg.Clock),
 		users:       bounded.New[[sha256.Size]byte, UserInfo](maxOpenedUsers, bounded.Evict),
-		spentLogins: newHashSet(), deadTokens: newHashSet(), exchanges: newExchangeBudget(cfg.Clock()),
+		spentLogins: newHashSet(), deadTokens: newHashSet(), exchanges: newExchangeBudgets(cfg.Clock()), clientAddr: cfg.ClientAddr,
 		sessions: newSessionCache(),
 	}
 	s.refresh.dead = s.deadTokens
@@ -278,4 +296,18 @@ func (s *Sessions) Cookies() *cookie.Store { return s.cookies }
 // errors are oidc.Verifier.AccessToken's, an expired token included.
 func (s *Sessions) AccessToken(ctx context.Context, raw string) (*Claims, error) {
 	return s.verifier.AccessToken(ctx, raw)
+}
+
+// peerAddr is the direct peer's address, from RemoteAddr ("ip:port", as
+// net/http sets it); the zero Addr when none parses.
+func peerAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -13,8 +14,9 @@ import (
 // This file keeps attacker input from costing the provider more than one
 // call: a login transaction is exchanged at most once per instance, a
 // refresh token the provider refused (or that was revoked here) is never
-// sent again, and refused code exchanges draw on a small budget. All of it
-// is per-instance memory, bounded; nothing is shared between instances.
+// sent again, and refused code exchanges draw on a small budget per
+// client. All of it is per-instance memory, bounded; nothing is shared
+// between instances.
 
 // maxSpentEntries bounds each hashSet below.
 const maxSpentEntries = 10000
@@ -49,13 +51,59 @@ func (s *hashSet) has(sum [sha256.Size]byte, now time.Time) bool {
 var errDeadToken = fmt.Errorf("%w: the provider refused this refresh token before, or it was revoked here", ErrNoSession)
 
 // Refused code exchanges: a burst of exchangeBurst, then one more per
-// exchangeRefill. A callback needs no provider visit to forge (GET /login
-// hands out a transaction, and any code will do), so without a bound a
-// flood of fresh transactions would be a flood of token calls.
+// exchangeRefill, for each client. A callback needs no provider visit to
+// forge (GET /login hands out a transaction, and any code will do), so
+// without a bound a flood of fresh transactions would be a flood of token
+// calls; kept per client, the bound costs the flooder its own logins, not
+// everyone's.
 const (
 	exchangeBurst  = 10
 	exchangeRefill = time.Second
 )
+
+// maxBudgetClients bounds how many clients' budgets an instance keeps.
+// A budget that has refilled is forgotten first (it says nothing a new one
+// would not); when every one is in use, further clients share one budget,
+// so memory stays bounded and the provider still sees at most a budget's
+// worth of refused exchanges from them.
+const maxBudgetClients = 10000
+
+// exchangeBudgets are the per-client budgets of refused code exchanges.
+type exchangeBudgets struct {
+	clients *bounded.Map[netip.Prefix, *exchangeBudget]
+	shared  *exchangeBudget // for clients beyond maxBudgetClients
+}
+
+func newExchangeBudgets(now time.Time) *exchangeBudgets {
+	return &exchangeBudgets{
+		clients: bounded.New[netip.Prefix, *exchangeBudget](maxBudgetClients, bounded.Refuse),
+		shared:  newExchangeBudget(now),
+	}
+}
+
+// of returns the budget of the client at addr. An IPv6 client is its /64,
+// the block one subscriber is given: a flooder holding one gets no more
+// budgets by moving inside it. An address that does not parse (the zero
+// Addr) is one client.
+func (e *exchangeBudgets) of(addr netip.Addr, now time.Time) *exchangeBudget {
+	addr = addr.Unmap()
+	bits := 32
+	if addr.Is6() {
+		bits = 64
+	}
+	key, _ := addr.Prefix(bits) // the zero Addr gives the zero Prefix
+	if b, ok := e.clients.Get(key); ok {
+		return b
+	}
+	b := newExchangeBudget(now)
+	if e.clients.Add(key, b, func(old *exchangeBudget) bool { return old.full(now) }) {
+		return b
+	}
+	if b, ok := e.clients.Get(key); ok {
+		return b // another request of this client stored one first
+	}
+	return e.shared
+}
 
 // exchangeBudget is a token bucket of refused code exchanges. A successful
 // exchange costs nothing: only codes the provider refused draw on it.
@@ -91,6 +139,15 @@ func (b *exchangeBudget) spend(now time.Time) {
 	defer b.mu.Unlock()
 	b.refill(now)
 	b.tokens = max(b.tokens-1, -exchangeBurst) // a burst of refusals in flight waits a little longer, not forever
+}
+
+// full reports whether the bucket has refilled by now: a budget no
+// different from a new one, which may be forgotten.
+func (b *exchangeBudget) full(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	return b.tokens >= exchangeBurst
 }
 
 // refusedByProvider reports whether err is the token endpoint refusing a

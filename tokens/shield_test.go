@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -137,6 +138,69 @@ func TestAFloodOfForgedCallbacksIsBounded(t *testing.T) {
 	s.Advance(2 * exchangeRefill)
 	if err := s.tryLogin(); err != nil {
 		t.Fatalf("login after the flood: %v", err)
+	}
+}
+
+// A flood of forged callbacks from one client spends that client's budget
+// alone: logins from another address all go through during it, and the
+// provider sees at most the flooder's budget of refused exchanges.
+func TestAForgedCallbackFloodCostsOnlyTheFlooder(t *testing.T) {
+	s := newLiveStack(t, idp.NoGracePeriod, 5*time.Second)
+	before := s.calls.count(tokenCall)
+	logins := 0
+	for i := range 200 {
+		cb := s.forgedCallback(t)
+		cb.RemoteAddr = "127.0.0.2:40000"
+		_, err := s.m.FinishLogin(context.Background(), httptest.NewRecorder(), cb)
+		if !errors.Is(err, ErrBadCallback) && !errors.Is(err, ErrLoginsThrottled) {
+			t.Fatalf("forged callback: %v", err)
+		}
+		if i%20 == 19 {
+			if err := s.tryLogin(); err != nil { // from 192.0.2.1, httptest's address
+				t.Fatalf("a login from another client during the flood (after %d forged callbacks): %v", i+1, err)
+			}
+			logins++
+		}
+	}
+	if n := s.calls.count(tokenCall) - before - logins; n > exchangeBurst {
+		t.Fatalf("200 forged callbacks from one client made %d token calls, want at most its budget, %d", n, exchangeBurst)
+	}
+	cb := s.forgedCallback(t)
+	cb.RemoteAddr = "127.0.0.2:40001"
+	if _, err := s.m.FinishLogin(context.Background(), httptest.NewRecorder(), cb); !errors.Is(err, ErrLoginsThrottled) {
+		t.Fatalf("the flooder after its flood: %v, want ErrLoginsThrottled", err)
+	}
+}
+
+// The budgets: one per IPv4 address and per IPv6 /64, at most
+// maxBudgetClients of them; a refilled one is forgotten first, and clients
+// beyond the bound share one.
+func TestExchangeBudgetsAreBoundedPerClient(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	e := newExchangeBudgets(now)
+	addr := netip.MustParseAddr
+	if e.of(addr("2001:db8::1"), now) != e.of(addr("2001:db8::ffff:2"), now) || e.of(addr("2001:db8::1"), now) == e.of(addr("2001:db8:0:1::1"), now) {
+		t.Error("an IPv6 /64 is not one client")
+	}
+	if e.of(addr("::ffff:192.0.2.7"), now) != e.of(addr("192.0.2.7"), now) || e.of(addr("192.0.2.7"), now) == e.of(addr("192.0.2.8"), now) {
+		t.Error("an IPv4 address is not one client, written either way")
+	}
+	// Every client spends a little: none of their budgets may be forgotten.
+	for i := range maxBudgetClients + 50 {
+		b := e.of(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+		b.spend(now)
+	}
+	if n := e.clients.Len(); n != maxBudgetClients {
+		t.Fatalf("%d budgets kept, want the bound, %d", n, maxBudgetClients)
+	}
+	late := e.of(addr("198.51.100.1"), now)
+	if late != e.shared || e.of(addr("198.51.100.2"), now) != e.shared {
+		t.Fatal("clients beyond the bound do not share the last budget")
+	}
+	// Once the budgets have refilled, a new client gets its own again.
+	now = now.Add(exchangeRefill)
+	if b := e.of(addr("198.51.100.3"), now); b == e.shared || e.clients.Len() > maxBudgetClients {
+		t.Fatalf("after the budgets refilled: shared %v, %d kept", b == e.shared, e.clients.Len())
 	}
 }
 

@@ -80,6 +80,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, AppURL: cfg.AppURL, Secrets: cfg.Secrets,
 		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams, IssuerInternalURL: cfg.IssuerInternalURL,
 		RefreshTokenTTL: cfg.RefreshTTL, FusionAuthAPIKey: cfg.APIKey, Logger: log,
+		ClientAddr: routes.ClientAddr(cfg.TrustedProxies),
 	})
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)

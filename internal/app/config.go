@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -35,7 +36,8 @@ type Config struct {
 	KickstartFile     string
 	EmbeddedIdP       bool
 	LogLevel          slog.Level
-	AttackerAddr      string // host:port of the attacker page; "" when off
+	AttackerAddr      string         // host:port of the attacker page; "" when off
+	TrustedProxies    []netip.Prefix // peers whose X-Forwarded-For names the client
 
 	issuerAddr string // host:port the embedded provider listens on
 }
@@ -74,6 +76,7 @@ var settings = []setting{
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"ATTACKER_ADDR", "", "host:port of the cross-site attacker page, another site than APP_URL's host (.env: 127.0.0.1:8090); empty: off"},
+	{"TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs of the proxies in front of the app (such as 10.0.0.0/8): from these peers X-Forwarded-For names the client, for each client's budget of failed logins; empty: the direct peer is the client"},
 }
 
 // publishedSecrets are the secret values this repository publishes in
@@ -242,10 +245,40 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 	}
 
+	cfg.TrustedProxies = trustedProxies(get("TRUSTED_PROXIES"), bad)
+
 	if len(problems) > 0 {
 		return cfg, errors.New("changebank: bad configuration (see .env and README):\n  " + strings.Join(problems, "\n  "))
 	}
 	return cfg, nil
+}
+
+// trustedProxies parses TRUSTED_PROXIES: addresses and CIDRs, comma-separated.
+// A prefix of every address is refused: it would let any client name its
+// own address, and so spend other clients' budgets or escape its own.
+func trustedProxies(raw string, bad func(name, format string, a ...any)) []netip.Prefix {
+	var out []netip.Prefix
+	for _, entry := range strings.Split(raw, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(entry)
+		if err != nil {
+			a, aerr := netip.ParseAddr(entry)
+			if aerr != nil {
+				bad("TRUSTED_PROXIES", "%q is neither an address nor a CIDR (such as 10.0.0.0/8 or 192.0.2.7)", entry)
+				continue
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		if p.Bits() == 0 {
+			bad("TRUSTED_PROXIES", "%q trusts every address: any client could then name its own; list the proxies' addresses", entry)
+			continue
+		}
+		out = append(out, p.Masked())
+	}
+	return out
 }
 
 // issuerURL checks ISSUER and returns it exactly as given: OpenID Connect

@@ -394,3 +394,44 @@ func TestAttackerAddrMustBeAnotherSite(t *testing.T) {
 		})
 	}
 }
+
+func TestTrustedProxiesAreAddressesOrCIDRs(t *testing.T) {
+	cases := []struct {
+		raw, problem string
+		want         []string
+	}{
+		{"", "", nil},
+		{"10.0.0.0/8", "", []string{"10.0.0.0/8"}},
+		{" 10.1.2.3/8 , 192.0.2.7, 2001:db8::/32 ", "", []string{"10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"}},
+		{"::ffff:192.0.2.7", "", []string{"192.0.2.7/32"}},
+		{"proxy.internal", "neither an address nor a CIDR", nil},
+		{"10.0.0.0/33", "neither an address nor a CIDR", nil},
+		{"0.0.0.0/0", "trusts every address", nil},
+		{"10.0.0.0/8, ::/0", "trusts every address", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.raw, func(t *testing.T) {
+			env := map[string]string{"TRUSTED_PROXIES": tc.raw}
+			for k, v := range apptest.DemoEnv {
+				env[k] = v
+			}
+			cfg, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
+			if tc.problem != "" {
+				if err == nil || !strings.Contains(err.Error(), "TRUSTED_PROXIES") || !strings.Contains(err.Error(), tc.problem) {
+					t.Fatalf("want TRUSTED_PROXIES refused (%s), got %v", tc.problem, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			var got []string
+			for _, p := range cfg.TrustedProxies {
+				got = append(got, p.String())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("TrustedProxies = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/idp"
+	"github.com/changebank/changebank/internal/metrics"
 	"github.com/changebank/changebank/routes"
 	"github.com/changebank/changebank/tokens"
 )
@@ -71,6 +72,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	verifier := tokens.NewVerifier(provider, profile, time.Now)
 	sessions := tokens.NewManager(cookies, oidc, verifier, cfg.RefreshTTL, time.Now, log)
 	var appOpts []routes.Option
+	var meters *metrics.Metrics
+	if cfg.MetricsAddr != "" {
+		meters = metrics.New()
+		appOpts = append(appOpts, routes.WithRequestObserver(meters))
+	}
 	attackerOrigin := ""
 	if cfg.AttackerAddr != "" {
 		attackerOrigin = "http://" + cfg.AttackerAddr
@@ -101,6 +107,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("changebank: the app cannot listen on %s (is another ChangeBank running? set APP_URL to another port, such as http://localhost:8081: the app listens on its port unless LISTEN_ADDR says otherwise): %w", cfg.ListenAddr, err)
 	}
 	services = append(services, server{name: "app", srv: newServer(handler), ln: ln})
+	if meters != nil {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("changebank: the metrics cannot listen on %s (set METRICS_ADDR to another port, or leave it empty to turn them off): %w", cfg.MetricsAddr, err)
+		}
+		services = append(services, server{name: "metrics", srv: newServer(metricsMux(meters)), ln: mln})
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	// Discovery starts once every port is held: a port already taken stops
 	// the app above before it says anything about the provider.
 	go provider.Start(ctx)
@@ -154,6 +169,13 @@ func serve(ctx context.Context, log *slog.Logger, services ...server) error {
 	}
 	wg.Wait()
 	return errors.Join(append([]error{failed}, errs...)...)
+}
+
+// metricsMux serves the metrics at /metrics and nothing else.
+func metricsMux(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return mux
 }
 
 // newServer wraps a handler with the timeouts a server facing browsers needs.

@@ -290,6 +290,10 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 		if err != nil || port != strconv.Itoa(int(containerPort(t, c, intstr.FromString("http")))) {
 			t.Errorf("the app listens on %s, the container port named http is %+v", cfg.ListenAddr, c.Ports)
 		}
+		_, port, err = net.SplitHostPort(cfg.MetricsAddr)
+		if err != nil || port != strconv.Itoa(int(containerPort(t, c, intstr.FromString("metrics")))) {
+			t.Errorf("the metrics listen on %q, the container port named metrics is %+v", cfg.MetricsAddr, c.Ports)
+		}
 		if cfg.EmbeddedIdP || cfg.AttackerAddr != "" {
 			t.Error("the embedded provider and the attacker page are for the local demo")
 		}
@@ -364,8 +368,19 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 	})
 
 	t.Run("ports and probes", func(t *testing.T) {
-		if len(c.Ports) != 1 || c.Ports[0].Name != "http" {
-			t.Errorf("container ports %+v: want the app's one, named http", c.Ports)
+		if len(c.Ports) != 2 || c.Ports[0].Name != "http" || c.Ports[1].Name != "metrics" {
+			t.Errorf("container ports %+v: want the app's, named http, and the metrics', named metrics", c.Ports)
+		}
+		for _, p := range m.service.Spec.Ports {
+			if containerPort(t, c, p.TargetPort) != containerPort(t, c, intstr.FromString("http")) {
+				t.Errorf("the Service exposes port %s: only the app's own, never the metrics", p.TargetPort.String())
+			}
+		}
+		// Prometheus is told where to scrape, and it is the metrics listener.
+		ann := pod.Annotations
+		metricsPort := strconv.Itoa(int(containerPort(t, c, intstr.FromString("metrics"))))
+		if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != metricsPort || ann["prometheus.io/path"] != "/metrics" {
+			t.Errorf("scrape annotations %v: want scrape true, port %s, path /metrics", ann, metricsPort)
 		}
 		for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
 			if p == nil || p.HTTPGet == nil {
@@ -576,7 +591,8 @@ func dockerfileUser(t *testing.T) string {
 
 // TestKubernetesProbesAnswer runs the app with the manifests' settings
 // (its addresses moved to free loopback ports, the provider to the
-// stand-in) and asks the probes' paths what the kubelet would.
+// stand-in) and asks the probes' paths what the kubelet would, and the
+// metrics listener what the scrape annotations tell Prometheus to ask.
 func TestKubernetesProbesAnswer(t *testing.T) {
 	m := renderKubernetes(t, kubernetesDir)
 	c := appContainer(t, m)
@@ -584,7 +600,21 @@ func TestKubernetesProbesAnswer(t *testing.T) {
 	for _, where := range []string{"APP_URL", "ISSUER", "LISTEN_ADDR"} {
 		delete(env, where)
 	}
+	if env["METRICS_ADDR"] == "" {
+		t.Fatal("the manifests do not turn the metrics on")
+	}
+	metricsAddr := apptest.FreePort(t)
+	env["METRICS_ADDR"] = metricsAddr
 	d := startDemo(t, env)
+	resp, err := http.Get("http://" + metricsAddr + m.deployment.Spec.Template.Annotations["prometheus.io/path"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "changebank_build_info") {
+		t.Errorf("the scrape answers %d:\n%.300s", resp.StatusCode, body)
+	}
 	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
 		resp, err := http.Get(d.base + p.HTTPGet.Path)
 		if err != nil {

@@ -557,16 +557,39 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 		}
 	})
 
-	t.Run("shutdown fits the grace period, probes fit the shutdown", func(t *testing.T) {
+	t.Run("drain and shutdown fit the grace period, probes fit the drain", func(t *testing.T) {
+		full := map[string]string{}
+		for k, v := range env {
+			full[k] = v
+		}
+		for _, ref := range secretRefs {
+			full[ref.Key] = randomSecret()
+		}
+		cfg, err := app.LoadConfig(nil, apptest.Getenv(full), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drain := cfg.DrainPeriod
+		if drain < 10*time.Second {
+			t.Errorf("DRAIN_PERIOD %s: Kubernetes removes a terminating pod's endpoint asynchronously, often seconds later; the pods must keep serving that long", drain)
+		}
+		// SIGTERM, then the drain, then the graceful shutdown, before SIGKILL.
 		grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
-		if grace < appShutdownBound+5*time.Second {
-			t.Errorf("terminationGracePeriodSeconds %s: the app shuts down for up to %s, and SIGKILL must not cut it short", grace, appShutdownBound)
+		if grace < drain+app.ShutdownBound+5*time.Second {
+			t.Errorf("terminationGracePeriodSeconds %s: the app drains for %s, then shuts down for up to %s, and SIGKILL must not cut either short", grace, drain, app.ShutdownBound)
 		}
+		// A balancer that polls /readyz as the kubelet does sees the 503
+		// while the drain still serves its requests.
+		ready := c.ReadinessProbe
+		if window := time.Duration(ready.PeriodSeconds*ready.FailureThreshold+ready.TimeoutSeconds) * time.Second; window >= drain {
+			t.Errorf("readiness notices the drain after up to %s, not within the %s drain", window, drain)
+		}
+		// Liveness never kills a pod that drains or shuts down gracefully.
 		live := c.LivenessProbe
-		if window := time.Duration(live.PeriodSeconds*live.FailureThreshold) * time.Second; window <= appShutdownBound {
-			t.Errorf("liveness fails after %s, within the %s a shutdown may take", window, appShutdownBound)
+		if window := time.Duration(live.PeriodSeconds*live.FailureThreshold) * time.Second; window <= app.ShutdownBound {
+			t.Errorf("liveness fails after %s, within the %s a shutdown may take", window, app.ShutdownBound)
 		}
-		for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": live} {
+		for name, p := range map[string]*corev1.Probe{"readiness": ready, "liveness": live} {
 			if p.TimeoutSeconds < 1 || p.PeriodSeconds <= p.TimeoutSeconds {
 				t.Errorf("%s probe: timeout %ds, period %ds", name, p.TimeoutSeconds, p.PeriodSeconds)
 			}

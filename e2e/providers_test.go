@@ -573,11 +573,12 @@ func startApp(t *testing.T, env map[string]string) demo {
 	env["APP_URL"] = "http://" + apptest.FreePort(t)
 	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &apptest.Logs{}, secrets: &secretList{}}
 	d.secrets.remember(env["CLIENT_SECRET"], env["APP_SECRET_KEY"], env["FUSIONAUTH_API_KEY"])
-	ctx, cancel := context.WithCancel(context.Background())
+	// Stopped as Ctrl-C stops it, without the drain period.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, nil, apptest.Getenv(env), io.Discard, d.logs) }()
 	t.Cleanup(func() {
-		cancel()
+		cancel(app.ErrInterrupted)
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}

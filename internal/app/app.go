@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/changebank/changebank/idp"
@@ -23,10 +24,17 @@ import (
 	"github.com/changebank/changebank/tokens"
 )
 
+// ErrInterrupted is the cause main cancels Run's context with on SIGINT
+// (Ctrl-C at a terminal): Run then shuts down at once, skipping
+// DRAIN_PERIOD. Any other end of the context (main's on SIGTERM, as
+// Kubernetes and docker stop send it) drains first.
+var ErrInterrupted = errors.New("changebank: interrupted")
+
 // Run is the whole program: main calls it with the command line, the
 // environment and a context that ends at SIGINT or SIGTERM; tests call it
-// with their own. Every exit path closes what it started: a failing server
-// stops the others before Run returns.
+// with their own. When ctx ends, the app drains (see serve), then shuts
+// down gracefully. Every exit path closes what it started: a failing
+// server stops the others before Run returns.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := LoadConfig(args, getenv, stderr)
 	if errors.Is(err, errHelp) {
@@ -37,7 +45,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	ctx, cancel := context.WithCancel(ctx)
+	// The app's own work (discovery, key refreshes) lives until serve
+	// returns, not until ctx ends: a draining instance still serves.
+	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 
 	var services []server
@@ -106,7 +116,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("changebank: the app cannot listen on %s (is another ChangeBank running? set APP_URL to another port, such as http://localhost:8081: the app listens on its port unless LISTEN_ADDR says otherwise): %w", cfg.ListenAddr, err)
 	}
-	services = append(services, server{name: "app", srv: newServer(handler), ln: ln})
+	draining := new(atomic.Bool)
+	services = append(services, server{name: "app", srv: newServer(drained(handler, draining)), ln: ln, draining: draining})
 	if meters != nil {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
@@ -118,28 +129,37 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Discovery starts once every port is held: a port already taken stops
 	// the app above before it says anything about the provider.
-	go provider.Start(ctx)
+	go provider.Start(life)
 	if !cfg.EmbeddedIdP {
-		go hintWhileUnreachable(ctx, provider, cfg, log)
+		go hintWhileUnreachable(life, provider, cfg, log)
 	}
 	log.Info("ChangeBank listening", "url", cfg.AppURL, "addr", ln.Addr().String(), "issuer", cfg.Issuer)
 	fmt.Fprintf(stdout, "ChangeBank is at %s\n", cfg.AppURL)
 	if attackerOrigin != "" {
 		fmt.Fprintf(stdout, "The attacker page (another site) is at %s/\n", attackerOrigin)
 	}
-	return serve(ctx, log, services...)
+	return serve(ctx, log, cfg.DrainPeriod, services...)
 }
 
 // server is an http.Server and the listener it serves on.
 type server struct {
-	name string
-	srv  *http.Server
-	ln   net.Listener
+	name     string
+	srv      *http.Server
+	ln       net.Listener
+	draining *atomic.Bool // set when the drain begins; nil: the server has no /readyz
 }
 
+// ShutdownBound is how long the graceful shutdown waits for requests in
+// flight (a refresh at the provider included) before it closes what is left.
+const ShutdownBound = 10 * time.Second
+
 // serve runs every service until ctx ends or one of them fails, then shuts
-// all of them down (gracefully, for at most 10 s) and waits for them.
-func serve(ctx context.Context, log *slog.Logger, services ...server) error {
+// all of them down (gracefully, for at most ShutdownBound) and waits for
+// them. When ctx ends (unless its cause is ErrInterrupted) it first drains
+// for drain: every server keeps serving, new connections included, while
+// /readyz answers 503, so that a balancer polling it (a Kubernetes
+// Service's endpoints) stops sending requests before the listener closes.
+func serve(ctx context.Context, log *slog.Logger, drain time.Duration, services ...server) error {
 	errc := make(chan error, len(services))
 	var wg sync.WaitGroup
 	for _, s := range services {
@@ -156,9 +176,24 @@ func serve(ctx context.Context, log *slog.Logger, services ...server) error {
 	case failed = <-errc:
 		log.Error("a server failed: stopping", "err", failed)
 	case <-ctx.Done():
+		if drain > 0 && !errors.Is(context.Cause(ctx), ErrInterrupted) {
+			for _, s := range services {
+				if s.draining != nil {
+					s.draining.Store(true)
+				}
+			}
+			log.Info("draining: /readyz answers 503 while requests are still served", "drain_period", drain)
+			timer := time.NewTimer(drain)
+			select {
+			case <-timer.C:
+			case failed = <-errc:
+				log.Error("a server failed while draining: stopping", "err", failed)
+			}
+			timer.Stop()
+		}
 		log.Info("shutting down")
 	}
-	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), ShutdownBound)
 	defer done()
 	var errs []error
 	for _, s := range services {
@@ -176,6 +211,25 @@ func metricsMux(m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	return mux
+}
+
+// drained answers /readyz with 503 once draining is set, and from then on
+// asks every client to close its connection after the answer: a balancer's
+// next request then opens a new connection, which it sends to an instance
+// still ready. Every other request is served as before.
+func drained(next http.Handler, draining *atomic.Bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+			if r.URL.Path == "/readyz" {
+				w.Header().Set("Content-Type", "application/json; charset=utf-8")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"status":"shutting down"}`)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // newServer wraps a handler with the timeouts a server facing browsers needs.

@@ -29,6 +29,7 @@ type Config struct {
 	Scopes            []string
 	Secrets           [][]byte
 	RefreshTTL        time.Duration
+	DrainPeriod       time.Duration // after SIGTERM: /readyz 503, requests still served
 	APIKey            string
 	KickstartFile     string
 	EmbeddedIdP       bool
@@ -68,6 +69,7 @@ var settings = []setting{
 	{"SCOPES", "openid email profile offline_access", "space-separated scopes to ask for"},
 	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes: the first seals, all open (required)"},
 	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at the provider; session cookies live this long"},
+	{"DRAIN_PERIOD", "15s", "after SIGTERM: how long /readyz answers 503 while every request is still served, before the graceful shutdown; 0s: shut down at once. Ctrl-C (SIGINT) never waits"},
 	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token at FusionAuth, which has no RFC 7009 endpoint (optional)"},
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -209,6 +211,11 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		bad("REFRESH_TOKEN_TTL", "want a positive duration such as 720h (30 days, the kickstart's refresh token life)")
 	}
 	cfg.RefreshTTL = ttl
+	drain, err := time.ParseDuration(get("DRAIN_PERIOD"))
+	if err != nil || drain < 0 {
+		bad("DRAIN_PERIOD", "want a duration such as 15s (longer than a balancer takes to notice /readyz failing), or 0s to shut down at once")
+	}
+	cfg.DrainPeriod = drain
 	cfg.APIKey = get("FUSIONAUTH_API_KEY")
 	if cfg.APIKey != "" {
 		published("FUSIONAUTH_API_KEY", cfg.APIKey)

@@ -17,7 +17,7 @@ import (
 	"github.com/changebank/changebank/idp"
 	"github.com/changebank/changebank/internal/app"
 	"github.com/changebank/changebank/internal/apptest"
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // cluster is several app instances behind a round-robin reverse proxy (no
@@ -175,7 +175,7 @@ func (v *visitor) login(t testing.TB) {
 // requests all carry only the refresh and userinfo cookies and refresh.
 func (v *visitor) expireAccess() {
 	u, _ := url.Parse(v.c.proxyURL)
-	v.jar.SetCookies(u, []*http.Cookie{{Name: tokens.AccessCookie, Value: "", Path: "/", MaxAge: -1}})
+	v.jar.SetCookies(u, []*http.Cookie{{Name: cookie.Access, Value: "", Path: "/", MaxAge: -1}})
 }
 
 // get returns the status of GET path through the balancer.

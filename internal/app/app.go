@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/changebank/changebank/internal/metrics"
 	"github.com/changebank/changebank/routes"
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // ErrInterrupted is the cause main cancels Run's context with on SIGINT
@@ -60,78 +60,69 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		services = append(services, idpService)
 	}
 
-	client := &http.Client{Timeout: tokens.TokenCallTimeout}
-	profile := tokens.Profile{
-		Issuer: cfg.Issuer, InternalURL: cfg.IssuerInternalURL, ClientID: cfg.ClientID,
-		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams,
-		RequireHTTPS: strings.HasPrefix(cfg.AppURL, "https://"),
+	attackerOrigin := ""
+	var aln net.Listener
+	if cfg.AttackerAddr != "" {
+		attackerOrigin = "http://" + cfg.AttackerAddr
+		if aln, err = net.Listen("tcp", cfg.AttackerAddr); err != nil {
+			return fmt.Errorf("changebank: the attacker page cannot listen on %s (set ATTACKER_ADDR, or leave it empty to turn it off): %w", cfg.AttackerAddr, err)
+		}
+		defer aln.Close() // until serve owns it
 	}
-	provider := tokens.NewProvider(profile, client, time.Now, log)
-	sealer, err := tokens.NewSealer(cfg.Secrets...)
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("changebank: the app cannot listen on %s (is another ChangeBank running? set APP_URL to another port, such as http://localhost:8081: the app listens on its port unless LISTEN_ADDR says otherwise): %w", cfg.ListenAddr, err)
+	}
+	defer ln.Close() // until serve owns it
+	var mln net.Listener
+	if cfg.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("changebank: the metrics cannot listen on %s (set METRICS_ADDR to another port, or leave it empty to turn them off): %w", cfg.MetricsAddr, err)
+		}
+		defer mln.Close() // until serve owns it
+	}
+
+	// Discovery starts in New, once every port is held: a port already
+	// taken stops the app above before it says anything about the provider.
+	sessions, err := tokens.New(life, tokens.Config{
+		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, AppURL: cfg.AppURL, Secrets: cfg.Secrets,
+		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams, IssuerInternalURL: cfg.IssuerInternalURL,
+		RefreshTokenTTL: cfg.RefreshTTL, FusionAuthAPIKey: cfg.APIKey, Logger: log,
+	})
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
 	}
-	csrf, err := tokens.NewCSRF(cfg.Secrets...)
-	if err != nil {
-		return fmt.Errorf("changebank: %w", err)
-	}
-	cookies := tokens.NewCookieStore(cfg.AppURL, sealer)
-	oidc := tokens.NewClient(provider, tokens.ClientConfig{
-		ID: cfg.ClientID, Secret: cfg.ClientSecret, AppURL: cfg.AppURL, APIKey: cfg.APIKey,
-	}, client)
-	verifier := tokens.NewVerifier(provider, profile, time.Now)
-	sessions := tokens.NewManager(cookies, oidc, verifier, cfg.RefreshTTL, time.Now, log)
 	var appOpts []routes.Option
 	var meters *metrics.Metrics
-	if cfg.MetricsAddr != "" {
+	if mln != nil {
 		meters = metrics.New()
 		appOpts = append(appOpts, routes.WithRequestObserver(meters))
 	}
-	attackerOrigin := ""
-	if cfg.AttackerAddr != "" {
-		attackerOrigin = "http://" + cfg.AttackerAddr
+	if attackerOrigin != "" {
 		appOpts = append(appOpts, routes.WithAttackerPage(attackerOrigin))
 	}
-	handler, err := routes.New(log, sessions, cookies, verifier, csrf, provider, time.Now, assets, cfg.AppURL, appOpts...)
+	handler, err := routes.New(log, sessions, time.Now, assets, cfg.AppURL, appOpts...)
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
 	}
-	if cfg.AttackerAddr != "" {
+	if attackerOrigin != "" {
 		witness := routes.NewWitness()
 		handler = witness.Wrap(handler)
 		attacker, err := routes.Attacker(cfg.AppURL, cfg.Issuer, assets, witness)
 		if err != nil {
 			return fmt.Errorf("changebank: %w", err)
 		}
-		aln, err := net.Listen("tcp", cfg.AttackerAddr)
-		if err != nil {
-			return fmt.Errorf("changebank: the attacker page cannot listen on %s (set ATTACKER_ADDR, or leave it empty to turn it off): %w", cfg.AttackerAddr, err)
-		}
-		defer aln.Close() // until serve owns it
 		services = append(services, server{name: "attacker page", srv: newServer(attacker), ln: aln})
 		log.Info("attacker page listening: another site, for the cross-site lesson", "url", attackerOrigin)
 	}
-
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("changebank: the app cannot listen on %s (is another ChangeBank running? set APP_URL to another port, such as http://localhost:8081: the app listens on its port unless LISTEN_ADDR says otherwise): %w", cfg.ListenAddr, err)
-	}
 	draining := new(atomic.Bool)
 	services = append(services, server{name: "app", srv: newServer(drained(handler, draining)), ln: ln, draining: draining})
-	if meters != nil {
-		mln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("changebank: the metrics cannot listen on %s (set METRICS_ADDR to another port, or leave it empty to turn them off): %w", cfg.MetricsAddr, err)
-		}
+	if mln != nil {
 		services = append(services, server{name: "metrics", srv: newServer(metricsMux(meters)), ln: mln})
 		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
-	// Discovery starts once every port is held: a port already taken stops
-	// the app above before it says anything about the provider.
-	go provider.Start(life)
 	if !cfg.EmbeddedIdP {
-		go hintWhileUnreachable(life, provider, cfg, log)
+		go hintWhileUnreachable(life, sessions.Provider(), cfg, log)
 	}
 	log.Info("ChangeBank listening", "url", cfg.AppURL, "addr", ln.Addr().String(), "issuer", cfg.Issuer)
 	fmt.Fprintf(stdout, "ChangeBank is at %s\n", cfg.AppURL)
@@ -240,7 +231,7 @@ func newServer(h http.Handler) *http.Server {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      20 * time.Second, // above the token call's bound, so a slow refresh still answers
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10, // a session of up to tokens.MaxSessionBytes, with room for the other headers
+		MaxHeaderBytes:    64 << 10, // a session of up to cookie.MaxSessionBytes, with room for the other headers
 	}
 }
 
@@ -254,7 +245,7 @@ const (
 // hintWhileUnreachable logs, until the provider is ready, the URL the app
 // is waiting for and the two ways to run a provider: a first-time user who
 // typed `go run .` otherwise waits without knowing why.
-func hintWhileUnreachable(ctx context.Context, provider *tokens.Provider, cfg Config, log *slog.Logger) {
+func hintWhileUnreachable(ctx context.Context, provider *oidc.Provider, cfg Config, log *slog.Logger) {
 	wait := hintFirst
 	for {
 		waitCtx, done := context.WithTimeout(ctx, wait)

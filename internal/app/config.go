@@ -13,7 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // Config is every setting, read once and validated together by LoadConfig.
@@ -27,7 +28,7 @@ type Config struct {
 	Audience          string     // what every access token's aud must hold
 	AuthorizeParams   url.Values // extra authorization request parameters
 	Scopes            []string
-	Secrets           [][]byte
+	Secrets           []string
 	RefreshTTL        time.Duration
 	DrainPeriod       time.Duration // after SIGTERM: /readyz 503, requests still served
 	APIKey            string
@@ -155,7 +156,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var appURL, issuer *url.URL
 	cfg.AppURL, appURL = baseURL("APP_URL", get("APP_URL"), bad)
 	cfg.Issuer, issuer = issuerURL(get("ISSUER"), cfg.EmbeddedIdP, bad)
-	if issuer != nil && appURL != nil && appURL.Scheme == "https" && issuer.Scheme != "https" && !tokens.Loopback(issuer.Hostname()) {
+	if issuer != nil && appURL != nil && appURL.Scheme == "https" && issuer.Scheme != "https" && !oidc.Loopback(issuer.Hostname()) {
 		bad("ISSUER", "%q is plain http, but APP_URL is https: the client secret and the tokens would cross the network unencrypted; use the provider's https URL (only loopback hosts may be http)", cfg.Issuer)
 	}
 	if v := get("ISSUER_INTERNAL_URL"); v != "" {
@@ -194,16 +195,16 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	cfg.AuthorizeParams = authorizeParams(get("AUTHORIZE_PARAMS"), bad)
 	published("CLIENT_SECRET", cfg.ClientSecret)
 	if raw := get("APP_SECRET_KEY"); raw == "" {
-		bad("APP_SECRET_KEY", "not set: comma-separated secrets of at least %d bytes, the first seals, all open (openssl rand -base64 32)", tokens.MinSecretLen)
+		bad("APP_SECRET_KEY", "not set: comma-separated secrets of at least %d bytes, the first seals, all open (openssl rand -base64 32)", cookie.MinSecretLen)
 	} else {
 		for i, s := range strings.Split(raw, ",") {
 			s = strings.TrimSpace(s)
-			if len(s) < tokens.MinSecretLen {
-				bad("APP_SECRET_KEY", "secret #%d is %d bytes, want at least %d", i+1, len(s), tokens.MinSecretLen)
+			if len(s) < cookie.MinSecretLen {
+				bad("APP_SECRET_KEY", "secret #%d is %d bytes, want at least %d", i+1, len(s), cookie.MinSecretLen)
 				continue
 			}
 			published(fmt.Sprintf("APP_SECRET_KEY: secret #%d", i+1), s)
-			cfg.Secrets = append(cfg.Secrets, []byte(s))
+			cfg.Secrets = append(cfg.Secrets, s)
 		}
 	}
 	ttl, err := time.ParseDuration(get("REFRESH_TOKEN_TTL"))
@@ -289,7 +290,7 @@ func issuerURL(raw string, embedded bool, bad func(name, format string, a ...any
 }
 
 // authorizeParams parses AUTHORIZE_PARAMS (URL query form) and refuses,
-// in one message, every parameter tokens.CheckAuthorizeParams refuses: the
+// in one message, every parameter oidc.CheckAuthorizeParams refuses: the
 // flow's own, request objects, response_mode, control characters.
 func authorizeParams(raw string, bad func(name, format string, a ...any)) url.Values {
 	if raw == "" {
@@ -300,8 +301,8 @@ func authorizeParams(raw string, bad func(name, format string, a ...any)) url.Va
 		bad("AUTHORIZE_PARAMS", "not in URL query form (name=value&name=value, values percent-encoded)")
 		return nil
 	}
-	if err := tokens.CheckAuthorizeParams(v); err != nil {
-		bad("AUTHORIZE_PARAMS", "%s (SCOPES sets the scope; the login flow sets state, nonce, PKCE and redirect_uri itself)", strings.TrimPrefix(err.Error(), "tokens: "))
+	if err := oidc.CheckAuthorizeParams(v); err != nil {
+		bad("AUTHORIZE_PARAMS", "%s (SCOPES sets the scope; the login flow sets state, nonce, PKCE and redirect_uri itself)", strings.TrimPrefix(err.Error(), "oidc: "))
 	}
 	return v
 }

@@ -38,6 +38,7 @@ type Config struct {
 	LogLevel          slog.Level
 	AttackerAddr      string         // host:port of the attacker page; "" when off
 	TrustedProxies    []netip.Prefix // peers whose X-Forwarded-For names the client
+	MetricsAddr       string         // host:port of the Prometheus metrics listener; "" when off
 
 	issuerAddr string // host:port the embedded provider listens on
 }
@@ -77,6 +78,7 @@ var settings = []setting{
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"ATTACKER_ADDR", "", "host:port of the cross-site attacker page, another site than APP_URL's host (.env: 127.0.0.1:8090); empty: off"},
 	{"TRUSTED_PROXIES", "", "comma-separated addresses or CIDRs of the proxies in front of the app (such as 10.0.0.0/8): from these peers X-Forwarded-For names the client, for each client's budget of failed logins; empty: the direct peer is the client"},
+	{"METRICS_ADDR", "", "host:port of the Prometheus metrics listener (/metrics), apart from the app's port, such as :9090; empty: off"},
 }
 
 // publishedSecrets are the secret values this repository publishes in
@@ -246,6 +248,18 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 
 	cfg.TrustedProxies = trustedProxies(get("TRUSTED_PROXIES"), bad)
+	if cfg.MetricsAddr = get("METRICS_ADDR"); cfg.MetricsAddr != "" {
+		_, port, err := net.SplitHostPort(cfg.MetricsAddr)
+		_, appPort, _ := net.SplitHostPort(cfg.ListenAddr)
+		switch {
+		case err != nil || port == "":
+			bad("METRICS_ADDR", "%q: want host:port or :port, such as :9090", cfg.MetricsAddr)
+		case port == appPort:
+			// Apart from the public port, so that the route in never
+			// exposes them and a scrape never competes with a browser.
+			bad("METRICS_ADDR", "%q is the app's own port: give the metrics another one, such as :9090", cfg.MetricsAddr)
+		}
+	}
 
 	if len(problems) > 0 {
 		return cfg, errors.New("changebank: bad configuration (see .env and README):\n  " + strings.Join(problems, "\n  "))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -85,7 +86,10 @@ func (s *Sessions) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo s
 }
 
 // dropOldLogins expires the oldest transaction cookies so that, with the
-// one about to be added, at most maxLogins remain.
+// one about to be added, at most maxLogins remain. A browser holds at most
+// maxLogins of them; of a header carrying more (a script can send
+// thousands) only the first 2*maxLogins names are looked at, so that
+// neither the work nor the Set-Cookie lines of the answer grow with it.
 func (s *Sessions) dropOldLogins(w http.ResponseWriter, r *http.Request) {
 	type found struct {
 		base    string
@@ -93,16 +97,22 @@ func (s *Sessions) dropOldLogins(w http.ResponseWriter, r *http.Request) {
 	}
 	var txns []found
 	prefix := s.cookies.Name(cookie.LoginPrefix)
-	for _, ck := range r.Cookies() {
-		if !strings.HasPrefix(ck.Name, prefix) {
+	for name, value := range cookie.All(r) {
+		if !strings.HasPrefix(name, prefix) {
 			continue
 		}
-		base := cookie.LoginPrefix + strings.TrimPrefix(ck.Name, prefix)
+		base := cookie.LoginPrefix + strings.TrimPrefix(name, prefix)
+		if slices.ContainsFunc(txns, func(f found) bool { return f.base == base }) {
+			continue // the first cookie of a name is the one read
+		}
 		var txn loginTxn
-		if s.cookies.OpenValue(base, ck.Value, &txn) == nil {
+		if s.cookies.OpenValue(base, value, &txn) == nil {
 			txns = append(txns, found{base, txn.Created})
 		} else {
 			txns = append(txns, found{base, 0}) // unreadable: first to go
+		}
+		if len(txns) == 2*maxLogins {
+			break
 		}
 	}
 	if len(txns) < maxLogins {

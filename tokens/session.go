@@ -462,9 +462,25 @@ func (s *Sessions) expireAll(w http.ResponseWriter, carried map[string]int) {
 // goes with them unseen: the session it names has ended.
 func (s *Sessions) clear(w http.ResponseWriter, r *http.Request) bool {
 	carried := s.cookies.Session(r).Carried
+	names := make([]string, len(sessionCookies))
+	for i, base := range sessionCookies {
+		names[i] = s.cookies.Name(base)
+	}
+	sent := make([]bool, len(sessionCookies))
+	left := len(sessionCookies)
+	for name := range cookie.All(r) { // net/http's r.Cookie finds none in a header of over 3,000 cookies
+		for i := range names {
+			if !sent[i] && name == names[i] {
+				sent[i], left = true, left-1
+			}
+		}
+		if left == 0 {
+			break
+		}
+	}
 	any := false
-	for _, base := range sessionCookies {
-		if _, err := r.Cookie(s.cookies.Name(base)); err == nil {
+	for i, base := range sessionCookies {
+		if sent[i] {
 			s.cookies.ExpireChunked(w, base, carried[base])
 			any = true
 		}

@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net/http"
 	"strings"
 	"time"
@@ -165,19 +166,28 @@ func (c *Store) assembleCounting(r *http.Request, carried map[string]int, base, 
 }
 
 // readCookies sets *into[i] to the value of the cookie names[i], reading the
-// Cookie header once and allocating nothing. Like r.Cookie, it takes the
+// Cookie header once, no further than the last of them, and allocating
+// nothing. Like r.Cookie, it takes the
 // first cookie of a name and drops a pair of surrounding quotes; with check,
 // also like r.Cookie, it ignores a value with bytes no cookie value holds.
 func readCookies(r *http.Request, names []string, into []*string, check bool) {
 	found := uint(0) // bit i: names[i] found
+	all := uint(1)<<len(names) - 1
+	for i, n := range names {
+		// A name the header does not hold at all is not looked for: a
+		// fast search says so, and the scan below can stop at the last
+		// name it does hold.
+		if !headerMentions(r, n) {
+			found |= 1 << i
+		}
+	}
 	for _, line := range r.Header["Cookie"] {
-		for line != "" {
+		for line != "" && found != all { // the first of each name is all it reads: stop there
 			var part string
 			part, line, _ = strings.Cut(line, ";")
-			name, value, ok := strings.Cut(trimASCII(part), "=")
-			if !ok {
-				continue
-			}
+			// A part without "=" is a cookie with an empty value, to
+			// net/http too: it can be the first of its name.
+			name, value, _ := strings.Cut(trimASCII(part), "=")
 			name = trimASCII(name)
 			for i, n := range names {
 				if found&(1<<i) != 0 || name != n {
@@ -185,12 +195,57 @@ func readCookies(r *http.Request, names []string, into []*string, check bool) {
 				}
 				if !check {
 					*into[i], found = unquote(value), found|1<<i
-				} else if value, ok = cookieValue(value); ok {
+				} else if value, ok := cookieValue(value); ok {
 					*into[i], found = value, found|1<<i
 				}
 			}
 		}
 	}
+}
+
+// All yields the name and value of every cookie of the request, in the
+// order sent, as r.Cookies reads them (a name that is not an HTTP token or a
+// value with bytes no cookie value holds is left out, surrounding quotes are
+// dropped), but reading the Cookie header in place: r.Cookies allocates
+// every cookie of a header that anyone can fill with thousands of them (and
+// reads none past 3,000), and a caller that walks them can stop early.
+func All(r *http.Request) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for _, line := range r.Header["Cookie"] {
+			for line != "" {
+				var part string
+				part, line, _ = strings.Cut(line, ";")
+				if part = trimASCII(part); part == "" {
+					continue
+				}
+				name, value, _ := strings.Cut(part, "=")
+				if name = trimASCII(name); !isToken(name) {
+					continue
+				}
+				if value, ok := cookieValue(value); ok && !yield(name, value) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// tokenByte tells the bytes of an HTTP token (RFC 9110's tchar), which a
+// cookie's name is.
+var tokenByte = func() (t [256]bool) {
+	for _, b := range []byte("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
+		t[b] = true
+	}
+	return t
+}()
+
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !tokenByte[s[i]] {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // cookieOctet tells the bytes a cookie value may hold: printable ASCII but

@@ -3,6 +3,7 @@ package cookie
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 )
 
@@ -11,7 +12,8 @@ import (
 // the session cache is looked up with finds the same values whenever what
 // it found holds only bytes a cookie value may hold (the premise of
 // SessionUnchecked). Chunked values are reassembled by both, so they
-// are compared with each other only.
+// are compared with each other only. All walks the cookies r.Cookies
+// lists, in the same order.
 func FuzzCookieReaders(f *testing.F) {
 	for _, seed := range []string{
 		"cb_access_token=a.b.c; cb_userinfo=x; cb_refresh_token=y; cb_logged_out=1",
@@ -31,6 +33,19 @@ func FuzzCookieReaders(f *testing.F) {
 		checked, unchecked := c.Session(r), c.SessionUnchecked(r)
 		got := []string{checked.Access, checked.Refresh, checked.UserInfo, checked.LoggedOut}
 		raw := []string{unchecked.Access, unchecked.Refresh, unchecked.UserInfo, unchecked.LoggedOut}
+		// All walks the cookies as r.Cookies lists them (a header of more
+		// than 3,000, where r.Cookies gives none, is not a fuzz input).
+		var all []string
+		for name, value := range All(r) {
+			all = append(all, name+"="+value)
+		}
+		var want []string
+		for _, ck := range r.Cookies() {
+			want = append(want, ck.Name+"="+ck.Value)
+		}
+		if !slices.Equal(all, want) {
+			t.Fatalf("All yields %q, r.Cookies %q", all, want)
+		}
 		for i, name := range names {
 			if ValidValue(raw[i]) && raw[i] != got[i] {
 				t.Fatalf("%s: the unchecked read found %q, the checked one %q", name, raw[i], got[i])

@@ -622,11 +622,12 @@ func TestBrowserProviderDownPageShowsTheCommands(t *testing.T) {
 	for k, v := range apptest.DemoEnv {
 		env[k] = v
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
+	// Stopped as Ctrl-C stops it, without the drain period.
+	runCtx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(runCtx, nil, apptest.Getenv(env), io.Discard, io.Discard) }()
 	t.Cleanup(func() {
-		cancel()
+		cancel(app.ErrInterrupted)
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}

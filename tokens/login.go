@@ -167,6 +167,7 @@ func (s *Sessions) FinishLogin(ctx context.Context, w http.ResponseWriter, r *ht
 	// The transaction cookie's "one use" is only a Set-Cookie an attacker
 	// can ignore: this instance exchanges each transaction's code once.
 	if !s.spentLogins.add(sha256.Sum256([]byte(txn.State)), time.Unix(txn.Created, 0).Add(loginTTL), now) {
+		s.observe.Refused("spent_login")
 		return "", fmt.Errorf("%w: this login's code was exchanged already", ErrBadCallback)
 	}
 	// Anyone can start a transaction and forge its callback: refused
@@ -174,6 +175,7 @@ func (s *Sessions) FinishLogin(ctx context.Context, w http.ResponseWriter, r *ht
 	// spent the provider is not asked.
 	budget := s.exchanges.of(s.clientAddr(r), now)
 	if !budget.allow(now) {
+		s.observe.Refused("exchange_budget")
 		return "", ErrLoginsThrottled
 	}
 	tok, err := s.client.exchange(ctx, code, txn.Verifier)

@@ -80,6 +80,8 @@ type Config struct {
 	// forwards, from trusted proxies only (the app's routes.ClientAddr),
 	// or every client behind it shares one budget.
 	ClientAddr func(*http.Request) netip.Addr
+	// Observer is told what the sessions do, for metrics; nil means no one.
+	Observer Observer
 }
 
 // defaultRefreshTTL is FusionAuth's default refresh token life.
@@ -150,6 +152,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ClientAddr == nil {
 		c.ClientAddr = peerAddr
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	return c, nil
 }
 
@@ -206,7 +211,8 @@ type Sessions struct {
 	log        *slog.Logger
 	// quiet writes the lines anyone can cause (a forged callback, a form
 	// from another site, a tampered cookie), sampled and bounded.
-	quiet *quiet.Log
+	quiet   *quiet.Log
+	observe Observer
 	// users remembers opened cb_userinfo values by the value's hash: the
 	// same value arrives on every request of a session, and opening and
 	// decoding it cost more than the rest of the cookie work together.
@@ -273,12 +279,12 @@ func newSessions(cfg Config, p *oidc.Provider, ks oidc.KeySet) (*Sessions, error
 		provider: p, cookies: cookie.NewStore(cfg.AppURL, sealer), client: client,
 		verifier: oidc.NewVerifier(ks, cfg.profile(), cfg.Clock), csrf: csrf,
 		refresh: newRefresher(cfg.Clock, refreshGrace, client.http.Timeout), refreshTTL: cfg.RefreshTokenTTL,
-		origin: origin, now: cfg.Clock, log: cfg.Logger, quiet: quiet.New(cfg.Logger, cfg.Clock),
+		origin: origin, now: cfg.Clock, log: cfg.Logger, quiet: quiet.New(cfg.Logger, cfg.Clock), observe: cfg.Observer,
 		users:       bounded.New[[sha256.Size]byte, UserInfo](maxOpenedUsers, bounded.Evict),
 		spentLogins: newHashSet(), deadTokens: newHashSet(), exchanges: newExchangeBudgets(cfg.Clock()), clientAddr: cfg.ClientAddr,
 		sessions: newSessionCache(),
 	}
-	s.refresh.dead = s.deadTokens
+	s.refresh.dead, s.refresh.observe = s.deadTokens, cfg.Observer
 	return s, nil
 }
 

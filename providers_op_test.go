@@ -55,12 +55,24 @@ type shape struct {
 	logoutNeedsIDTokenHint bool
 	refreshError           string // the OAuth error for a spent, revoked or superseded refresh token
 	supersede              bool   // Dex: a new login of the same user and client ends the older refresh tokens
+	// Google: opaque access tokens always; a refresh answer without a
+	// refresh token (the one redeemed stays valid); no end-session
+	// endpoint; token, userinfo, keys and revocation on another host than
+	// the issuer; a refresh token only when the authorization request
+	// carries refreshWith; and scopes it refuses with invalid_scope.
+	opaqueAccess  bool
+	noRotation    bool
+	noEndSession  bool
+	apiHost       bool
+	refreshWith   string // "access_type=offline"
+	refusedScopes []string
 }
 
 // handOP is a running provider of one shape, with what it counted.
 type handOP struct {
 	shape
 	issuer, clientID, secret string
+	api                      string // the base URL of the endpoints the app calls, when on another host (apiHost)
 	signer                   crypto.Signer
 	kid                      string
 	ttl                      time.Duration // access and ID token life
@@ -128,17 +140,37 @@ func startHandOP(t *testing.T, s shape, clientID, secret string, ttl time.Durati
 	srv := &http.Server{Handler: o.rec, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	if s.apiHost {
+		// The same provider answers on a second host (Google's
+		// oauth2.googleapis.com beside accounts.google.com).
+		apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.api = "http://" + apiLn.Addr().String()
+		apiSrv := &http.Server{Handler: o.rec, ReadHeaderTimeout: 5 * time.Second}
+		go apiSrv.Serve(apiLn)
+		t.Cleanup(func() { apiSrv.Close() })
+	}
 	return o
+}
+
+// apiURL is where the app reaches an endpoint it calls itself.
+func (o *handOP) apiURL(name string) string {
+	if o.api == "" {
+		return o.url(o.endpoints[name])
+	}
+	u, _ := url.Parse(o.url(o.endpoints[name]))
+	return o.api + u.Path
 }
 
 func (o *handOP) discovery(w http.ResponseWriter, _ *http.Request) {
 	doc := map[string]any{
 		"issuer":                                o.issuer,
 		"authorization_endpoint":                o.url(o.endpoints["authorize"]),
-		"token_endpoint":                        o.url(o.endpoints["token"]),
-		"userinfo_endpoint":                     o.url(o.endpoints["userinfo"]),
-		"jwks_uri":                              o.url(o.endpoints["jwks"]),
-		"end_session_endpoint":                  o.url(o.endpoints["logout"]),
+		"token_endpoint":                        o.apiURL("token"),
+		"userinfo_endpoint":                     o.apiURL("userinfo"),
+		"jwks_uri":                              o.apiURL("jwks"),
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": append([]string{o.alg}, o.idTokenAlgs...),
@@ -148,7 +180,13 @@ func (o *handOP) discovery(w http.ResponseWriter, _ *http.Request) {
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 	}
 	if o.revocation {
-		doc["revocation_endpoint"] = o.url(o.endpoints["revoke"])
+		doc["revocation_endpoint"] = o.apiURL("revoke")
+	}
+	if !o.noEndSession {
+		doc["end_session_endpoint"] = o.url(o.endpoints["logout"])
+	}
+	if len(o.refusedScopes) > 0 {
+		doc["scopes_supported"] = []string{"openid", "email", "profile"}
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
@@ -183,6 +221,13 @@ func (o *handOP) authorize(w http.ResponseWriter, r *http.Request) {
 		q.Get("state") == "" || q.Get("nonce") == "" || !slices.Contains(strings.Fields(q.Get("scope")), "openid"):
 		http.Error(w, "want a code flow with PKCE S256, state, nonce and the openid scope", http.StatusBadRequest)
 		return
+	}
+	for _, scope := range strings.Fields(q.Get("scope")) {
+		if slices.Contains(o.refusedScopes, scope) {
+			// Google: "Some requested scopes were invalid", on its own page.
+			http.Error(w, "Error 400: invalid_scope: Some requested scopes were invalid. invalid=["+scope+"]", http.StatusBadRequest)
+			return
+		}
 	}
 	id := randomString(16)
 	o.mu.Lock()
@@ -267,7 +312,9 @@ func (o *handOP) token(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": o.refreshError, "error_description": "refresh token is invalid or has already been claimed"})
 			return
 		}
-		o.spent[rt] = true
+		if !o.noRotation {
+			o.spent[rt] = true
+		}
 		withNonce = o.accessLikeID // Dex keeps the login's claims
 	default:
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
@@ -275,18 +322,30 @@ func (o *handOP) token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	access := randomString(32) // opaque unless the shape makes a JWT
-	if o.accessJWTWith == "" || g.authorize.Get(o.accessJWTWith) != "" {
+	if o.opaqueAccess {
+		access = "ya29." + randomString(48)
+	} else if o.accessJWTWith == "" || g.authorize.Get(o.accessJWTWith) != "" {
 		access = o.accessToken(g, now, withNonce)
 	}
 	idToken := o.idToken(g, now, access, withNonce)
-	rt := randomString(32)
-	o.refresh[rt] = g
+	answer := map[string]any{
+		"access_token": access, "id_token": idToken, "token_type": "Bearer",
+		"expires_in": int(o.ttl.Seconds()), "scope": g.authorize.Get("scope"),
+	}
+	name, value, _ := strings.Cut(o.refreshWith, "=")
+	switch {
+	case o.refreshWith != "" && g.authorize.Get(name) != value:
+		// Google: no refresh token without access_type=offline.
+	case o.noRotation && r.PostFormValue("grant_type") == "refresh_token":
+		// Google: the refresh token redeemed stays; none comes back.
+	default:
+		rt := randomString(32)
+		o.refresh[rt] = g
+		answer["refresh_token"] = rt
+	}
 	o.access[access] = g
 	o.idTokens[idToken] = g.sid
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": access, "id_token": idToken, "refresh_token": rt, "token_type": "Bearer",
-		"expires_in": int(o.ttl.Seconds()), "scope": g.authorize.Get("scope"),
-	})
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (o *handOP) baseClaims(g *grant, now time.Time) map[string]any {

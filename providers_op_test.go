@@ -60,12 +60,18 @@ type shape struct {
 	// endpoint; token, userinfo, keys and revocation on another host than
 	// the issuer; a refresh token only when the authorization request
 	// carries refreshWith; and scopes it refuses with invalid_scope.
-	opaqueAccess  bool
+	opaqueAccess  func() string // makes an opaque access token (Google's ya29..., Hydra's ory_at_...); nil for JWTs
 	noRotation    bool
 	noEndSession  bool
 	apiHost       bool
 	refreshWith   string // "access_type=offline"
 	refusedScopes []string
+	// logoutUI: Hydra's layout. The end-session endpoint sends the browser
+	// to a logout page on another origin (the login and consent app),
+	// which asks, then sends it back to the end-session endpoint with a
+	// verifier; only then does the provider end its session and return to
+	// the app.
+	logoutUI bool
 }
 
 // handOP is a running provider of one shape, with what it counted.
@@ -73,6 +79,7 @@ type handOP struct {
 	shape
 	issuer, clientID, secret string
 	api                      string // the base URL of the endpoints the app calls, when on another host (apiHost)
+	ui                       string // the base URL of the logout page, when on another origin (logoutUI)
 	signer                   crypto.Signer
 	kid                      string
 	ttl                      time.Duration // access and ID token life
@@ -81,13 +88,14 @@ type handOP struct {
 	mu        sync.Mutex
 	pending   map[string]url.Values // login request id: its authorize query
 	codes     map[string]*grant
-	refresh   map[string]*grant // refresh token: its grant
-	spent     map[string]bool   // refresh tokens redeemed, revoked or superseded
-	access    map[string]*grant // access token: its grant (userinfo)
-	idTokens  map[string]string // ID token: its OP session
-	sessions  map[string]bool   // OP session id: alive
-	revoked   int               // refresh tokens revoked at the revocation endpoint
-	confirmed int               // logouts that stopped at a confirmation page
+	refresh   map[string]*grant     // refresh token: its grant
+	spent     map[string]bool       // refresh tokens redeemed, revoked or superseded
+	access    map[string]*grant     // access token: its grant (userinfo)
+	idTokens  map[string]string     // ID token: its OP session
+	sessions  map[string]bool       // OP session id: alive
+	revoked   int                   // refresh tokens revoked at the revocation endpoint
+	confirmed int                   // logouts that stopped at a confirmation page
+	logouts   map[string]url.Values // logout challenge or verifier: the end-session request it stands for
 }
 
 // grant is one login's lasting state.
@@ -111,7 +119,7 @@ func startHandOP(t *testing.T, s shape, clientID, secret string, ttl time.Durati
 	o := &handOP{shape: s, clientID: clientID, secret: secret, ttl: ttl,
 		issuer:  "http://" + ln.Addr().String() + s.issuerPath,
 		pending: map[string]url.Values{}, codes: map[string]*grant{}, refresh: map[string]*grant{}, spent: map[string]bool{},
-		access: map[string]*grant{}, idTokens: map[string]string{}, sessions: map[string]bool{}}
+		access: map[string]*grant{}, idTokens: map[string]string{}, sessions: map[string]bool{}, logouts: map[string]url.Values{}}
 	if s.alg == "ES256" {
 		o.signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	} else {
@@ -140,6 +148,16 @@ func startHandOP(t *testing.T, s shape, clientID, secret string, ttl time.Durati
 	srv := &http.Server{Handler: o.rec, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	if s.logoutUI {
+		uiLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.ui = "http://" + uiLn.Addr().String()
+		uiSrv := &http.Server{Handler: http.HandlerFunc(o.logoutPage), ReadHeaderTimeout: 5 * time.Second}
+		go uiSrv.Serve(uiLn)
+		t.Cleanup(func() { uiSrv.Close() })
+	}
 	if s.apiHost {
 		// The same provider answers on a second host (Google's
 		// oauth2.googleapis.com beside accounts.google.com).
@@ -247,6 +265,7 @@ func (o *handOP) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodPost {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<form method="post"><input name="username"><input name="password" type="password"><button>Sign in</button></form>`)
 		return
 	}
@@ -322,8 +341,8 @@ func (o *handOP) token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	access := randomString(32) // opaque unless the shape makes a JWT
-	if o.opaqueAccess {
-		access = "ya29." + randomString(48)
+	if o.opaqueAccess != nil {
+		access = o.opaqueAccess()
 	} else if o.accessJWTWith == "" || g.authorize.Get(o.accessJWTWith) != "" {
 		access = o.accessToken(g, now, withNonce)
 	}
@@ -441,9 +460,30 @@ func (o *handOP) revoke(w http.ResponseWriter, r *http.Request) {
 
 // logout is RP-initiated logout. Where the shape needs id_token_hint and
 // none came, the provider asks the user to confirm and never returns, as
-// Keycloak and Dex do.
+// Keycloak and Dex do. With a logout UI (Hydra), the request goes there
+// first and comes back with a verifier.
 func (o *handOP) logout(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if o.logoutUI {
+		if v := q.Get("logout_verifier"); v != "" {
+			o.mu.Lock()
+			orig, ok := o.logouts[v]
+			delete(o.logouts, v)
+			o.mu.Unlock()
+			if !ok {
+				http.Error(w, "unknown logout verifier", http.StatusBadRequest)
+				return
+			}
+			q = orig
+		} else {
+			challenge := randomString(16)
+			o.mu.Lock()
+			o.logouts[challenge] = q
+			o.mu.Unlock()
+			http.Redirect(w, r, o.ui+"/logout?logout_challenge="+challenge, http.StatusFound)
+			return
+		}
+	}
 	back := q.Get("post_logout_redirect_uri")
 	if back != "" && !strings.HasPrefix(back, "http://127.0.0.1:") {
 		http.Error(w, "post_logout_redirect_uri not registered", http.StatusBadRequest)
@@ -473,6 +513,35 @@ func (o *handOP) logout(w http.ResponseWriter, r *http.Request) {
 		back += "?state=" + url.QueryEscape(st)
 	}
 	http.Redirect(w, r, back, http.StatusFound)
+}
+
+// logoutPage is Hydra's logout UI, served on its own origin: it asks, and
+// on "Yes" sends the browser back to the end-session endpoint with a
+// verifier for the challenge.
+func (o *handOP) logoutPage(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/logout" {
+		http.NotFound(w, r)
+		return
+	}
+	challenge := r.FormValue("logout_challenge")
+	o.mu.Lock()
+	q, ok := o.logouts[challenge]
+	o.mu.Unlock()
+	if !ok {
+		http.Error(w, "unknown logout challenge", http.StatusBadRequest)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<p>Do you wish to log out?</p><form method="post" action="/logout"><input type="hidden" name="logout_challenge" value="%s"><button id="accept">Yes</button></form>`, challenge)
+		return
+	}
+	verifier := randomString(16)
+	o.mu.Lock()
+	delete(o.logouts, challenge)
+	o.logouts[verifier] = q
+	o.mu.Unlock()
+	http.Redirect(w, r, o.url(o.endpoints["logout"])+"?logout_verifier="+verifier, http.StatusFound)
 }
 
 // liveSessions counts the provider's login sessions not ended by a logout.

@@ -201,7 +201,7 @@ var providerJourneys = []providerJourney{
 				endpoints: map[string]string{"discovery": "/.well-known/openid-configuration", "authorize": "/o/oauth2/v2/auth", "login": "/v3/signin",
 					"token": "/token", "userinfo": "/v1/userinfo", "jwks": "/oauth2/v3/certs", "logout": "/logout", "revoke": "/revoke"},
 				alg: "RS256", keyAlgInJWKS: true, idTyp: "JWT", revocation: true, refreshError: "invalid_grant",
-				opaqueAccess: true, noRotation: true, noEndSession: true, apiHost: true,
+				opaqueAccess: func() string { return "ya29." + randomString(48) }, noRotation: true, noEndSession: true, apiHost: true,
 				refreshWith: "access_type=offline", refusedScopes: []string{"offline_access"},
 			}, clientID, secret, tokenLife)
 		},

@@ -15,6 +15,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/changebank .
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/changebank /changebank
-USER nonroot:nonroot
+# distroless's nonroot user by number: Kubernetes' runAsNonRoot can verify
+# a numeric user only, and refuses to start a container whose user is a name.
+USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/changebank"]

@@ -4,10 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,6 +114,55 @@ func saveScreenshot(t *testing.T, ctx context.Context) {
 	}
 }
 
+// console collects what pages in one tab write to the browser's console.
+type console struct {
+	mu   sync.Mutex
+	msgs []chromedp.ConsoleMessage
+}
+
+// watchConsole starts collecting the console messages of ctx's tab.
+func watchConsole(ctx context.Context) *console {
+	c := &console{}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.msgs = append(c.msgs, m)
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// errors returns the errors and exceptions collected since the last call,
+// and forgets them. It waits a moment first: the browser reports a refused
+// frame or a failed load a little after the page has moved on.
+func (c *console) errors() []chromedp.ConsoleMessage {
+	time.Sleep(300 * time.Millisecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []chromedp.ConsoleMessage
+	for _, m := range c.msgs {
+		if m.Type == chromedp.ConsoleError || m.IsException() {
+			out = append(out, m)
+		}
+	}
+	c.msgs = nil
+	return out
+}
+
+// noConsoleErrors fails the test for each error the tab's pages wrote
+// since the last check.
+func noConsoleErrors(t *testing.T, c *console, during string) {
+	t.Helper()
+	for _, m := range c.errors() {
+		t.Errorf("console error during %s: %s (%s)", during, m.Text, m.URL)
+	}
+}
+
 func run1(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	if err := chromedp.Do(ctx, actions...); err != nil {
@@ -179,6 +231,8 @@ func TestBrowserJourney(t *testing.T) {
 	ctx := newBrowser(t)
 	d := startDemo(t, nil)
 
+	con := watchConsole(ctx)
+
 	// 1. Home, Log in, a wrong password, the right one, the account.
 	run1(t, ctx, chromedp.Navigate(d.appURL+"/"), chromedp.Click(chromedp.CSS("#hero-login")), chromedp.WaitVisible(chromedp.CSS("#loginId")))
 	shoot(t, ctx, "login")
@@ -190,6 +244,12 @@ func TestBrowserJourney(t *testing.T) {
 	if msg := text(t, ctx, "#error"); !strings.Contains(msg, "Invalid login credentials") {
 		t.Fatalf("wrong password shows %q", msg)
 	}
+	// The email is kept, so the cursor waits in Password.
+	if focus, email := get(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`)), get(t, ctx, chromedp.Evaluate[string](`document.getElementById("loginId").value`)); focus != "password" || email != "richard@example.com" {
+		t.Errorf("after a wrong password the focus is on %q with Email %q, want Password with the email kept", focus, email)
+	}
+	// The provider's login page loads without a console error (a missing icon was one).
+	noConsoleErrors(t, con, "the provider's login page")
 	logIn(t, ctx, "richard@example.com", "password")
 	run1(t, ctx, chromedp.WaitVisible(chromedp.CSS("#name")))
 	if name, email := text(t, ctx, "#name"), text(t, ctx, "#email"); name != "Richard Hendricks" || email != "richard@example.com" {
@@ -229,6 +289,7 @@ func TestBrowserJourney(t *testing.T) {
 	if msg := text(t, ctx, "#change-error"); !strings.Contains(msg, "two decimal places") {
 		t.Fatalf("a bad amount shows %q", msg)
 	}
+	con.errors() // the refused amount's 422, which the browser logs as a failed load
 
 	// The session inspector, for the README.
 	run1(t, ctx, chromedp.Navigate(d.appURL+"/session"), chromedp.WaitVisible(chromedp.CSS("#countdown")))
@@ -244,6 +305,9 @@ func TestBrowserJourney(t *testing.T) {
 			t.Errorf("%s survived logout", name)
 		}
 	}
+	// The provider's logout page frames the app's GET /logout: the app lets
+	// the provider show it, so no refused frame reaches the console.
+	noConsoleErrors(t, con, "the session pages and the logout")
 	// The provider's logout page replaced itself with home, so Back goes to
 	// the account page: not from a cache (no-store), but asked again, which
 	// without a session leads to the provider's login form.
@@ -493,5 +557,36 @@ func TestBrowserPhone(t *testing.T) {
 				shootScreen(t, ctx, "phone-"+s.name)
 			}
 		})
+	}
+}
+
+// TestBrowserProviderDownPageShowsTheCommands: with no provider to reach,
+// Log in answers a page that says how to start one, the commands shown as
+// code a reader can copy, not between backticks.
+func TestBrowserProviderDownPageShowsTheCommands(t *testing.T) {
+	ctx := newBrowser(t)
+	appAddr := freePort(t)
+	env := map[string]string{"APP_URL": "http://" + appAddr, "ISSUER": "http://" + freePort(t)}
+	for k, v := range demoEnv {
+		env[k] = v
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, nil, getenvFrom(env), io.Discard, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	waitServing(t, appAddr)
+	run1(t, ctx, chromedp.Navigate(env["APP_URL"]+"/login"), chromedp.WaitVisible(chromedp.CSS("#problem")))
+	problem := text(t, ctx, "#problem")
+	if strings.Contains(problem, "`") {
+		t.Errorf("the page shows backticks: %q", problem)
+	}
+	code := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#problem code")].map(c => c.textContent)`))
+	if !slices.Equal(code, []string{"go run . -embedded-idp", "docker compose up"}) {
+		t.Errorf("the commands shown as code: %q, want the stand-in's and compose's; the page says %q", code, problem)
 	}
 }

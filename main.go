@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.AttackerAddr != "" {
 		witness := routes.NewWitness()
 		handler = witness.Wrap(handler)
-		attacker, err := routes.Attacker(cfg.AppURL, assets, witness)
+		attacker, err := routes.Attacker(cfg.AppURL, cfg.Issuer, assets, witness)
 		if err != nil {
 			return fmt.Errorf("changebank: %w", err)
 		}

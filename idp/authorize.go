@@ -263,6 +263,18 @@ func (s *Server) errorPage(w http.ResponseWriter, msg string) {
 	s.render(w, http.StatusBadRequest, loginView{Error: msg})
 }
 
+//go:embed favicon.svg
+var faviconSVG []byte
+
+// favicon is the icon the stand-in's pages link, so a browser showing them
+// asks for no /favicon.ico the stand-in does not have.
+func favicon(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "image/svg+xml")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(faviconSVG)
+}
+
 //go:embed logout.html
 var logoutHTML string
 
@@ -330,6 +342,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		"default-src 'none'",
 		"script-src 'nonce-" + view.Nonce + "'",
 		"style-src 'nonce-" + view.Nonce + "'",
+		"img-src 'self'", // the icon
 		"frame-src " + frameSrc,
 		"base-uri 'none'",
 		"form-action 'none'",

@@ -201,6 +201,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/jwt/refresh", s.revoke)
 	mux.HandleFunc("GET /api/status", s.status)
 	mux.HandleFunc("GET /api/health", s.status)
+	mux.HandleFunc("GET /favicon.svg", favicon)
 	return mux
 }
 

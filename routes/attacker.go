@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -39,6 +40,7 @@ type witnessed struct {
 	Status         int      `json:"status"`
 	AllowOrigin    string   `json:"allow_origin"`    // the answer's Access-Control-Allow-Origin
 	FrameAncestors bool     `json:"frame_ancestors"` // the answer forbids framing
+	ToLogin        bool     `json:"to_login"`        // the answer redirected to the app's /login
 }
 
 // maxWitnessed bounds the Witness's memory.
@@ -77,6 +79,7 @@ func (wt *Witness) Wrap(h http.Handler) http.Handler {
 		seen.Status = rec.status
 		seen.AllowOrigin = w.Header().Get("Access-Control-Allow-Origin")
 		seen.FrameAncestors = strings.Contains(w.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'")
+		seen.ToLogin = strings.HasPrefix(w.Header().Get("Location"), "/login")
 		wt.mu.Lock()
 		defer wt.mu.Unlock()
 		// The first arrival is the attack; a later one (the page it was
@@ -138,6 +141,9 @@ func judge(attempt string, seen witnessed, arrived bool, appOrigin string) verdi
 			v.Stopped = true
 			v.StoppedBy = append(v.StoppedBy, "SameSite=Lax")
 			v.Text = fmt.Sprintf("The browser sent none of ChangeBank's cookies with another site's form post (SameSite=Lax), so the app saw no session and answered %d, sending it to log in. Had the cookies gone along, the Origin check (Origin %q is not this app's) and the missing CSRF token would each have refused it.", seen.Status, seen.Origin)
+			if seen.ToLogin {
+				v.Text += " " + loginFramed
+			}
 		case seen.Status == http.StatusForbidden:
 			v.Stopped = true
 			if originBad || seen.SecFetchSite == "cross-site" {
@@ -145,8 +151,11 @@ func judge(attempt string, seen witnessed, arrived bool, appOrigin string) verdi
 			}
 			v.StoppedBy = append(v.StoppedBy, "CSRF token")
 			v.Text = fmt.Sprintf("The cookies went along, but the app refused the form (403): it came from %q, not from this app, and carried no CSRF token.", seen.Origin)
+			if seen.FrameAncestors {
+				v.Text += " The refusal page does not show in this page's hidden frame either (frame-ancestors 'none': the frame-ancestors error in the browser's console)."
+			}
 		default:
-			v.Text = fmt.Sprintf("The app answered %d with the session's cookies: this attempt was not stopped.", seen.Status)
+			v.Text = fmt.Sprintf("Not stopped: the app answered %d with the session's cookies.", seen.Status)
 		}
 	case "fetch-api":
 		v.Stopped = true
@@ -161,16 +170,20 @@ func judge(attempt string, seen witnessed, arrived bool, appOrigin string) verdi
 			v.Text += "The browser sent no session cookie with a cross-site fetch (SameSite=Lax), so the app did not know you. "
 		}
 		if seen.AllowOrigin == "" {
-			v.Text += "The answer carries no Access-Control-Allow-Origin, so the browser would not let this page read it anyway (CORS)."
+			v.Text += "The answer carries no Access-Control-Allow-Origin, so the browser would not let this page read it anyway (CORS): that refusal is the CORS error in the browser's console."
 		} else {
 			v.Stopped = false
-			v.Text += "The answer allows this origin to read it: this attempt was not stopped."
+			v.Text += "Not stopped: the answer allows this origin to read it."
 		}
 	case "img-logout":
+		// Nothing in the app refuses it; whether it logged the user out
+		// depends on the cookies alone, and the card says which.
 		if cookies {
-			v.Text = "Nothing stops a GET /logout, and this one carried your cookies: it ended your ChangeBank session. "
+			v.Text = "Not stopped: nothing in the app refuses a GET /logout, and this one carried your cookies, so it ended your ChangeBank session. "
 		} else {
-			v.Text = "Nothing in the app stops a GET /logout, but this one carried no cookies (SameSite=Lax, a cross-site image), and a browser does not store SameSite=Lax cookies from a cross-site image's answer, so you are still logged in; a link to /logout that you follow would log you out. "
+			v.Stopped = true
+			v.StoppedBy = append(v.StoppedBy, "SameSite=Lax")
+			v.Text = "Nothing in the app refuses a GET /logout, but this one carried none of your cookies (SameSite=Lax keeps them off another site's images), and a browser does not store SameSite=Lax cookies from a cross-site image's answer, so you are still logged in; a link to /logout that you follow would log you out. "
 		}
 		v.Text += "That is accepted: a provider's front-channel logout (FusionAuth's logout page, the stand-in's) loads this address as a GET in a frame, so it cannot ask for a token, and the worst an attacker gets is a logout."
 	case "frame-account":
@@ -181,8 +194,13 @@ func judge(attempt string, seen witnessed, arrived bool, appOrigin string) verdi
 		if seen.FrameAncestors {
 			v.StoppedBy = append(v.StoppedBy, "frame-ancestors")
 		}
-		v.Text = fmt.Sprintf("In another site's frame the browser sent %s, and the app answered %d with frame-ancestors 'none', so the browser will not show ChangeBank inside another site's page: no clickjacking.",
-			cookieWords(cookies), seen.Status)
+		if !cookies && seen.ToLogin {
+			v.Text = fmt.Sprintf("In another site's frame the browser sent no session cookie (SameSite=Lax), so the app did not know you and answered %d, sending the frame to log in. %s Had the cookies gone along, the account page itself carries frame-ancestors 'none': no clickjacking.",
+				seen.Status, loginFramed)
+		} else {
+			v.Text = fmt.Sprintf("In another site's frame the browser sent %s, and the app answered %d with frame-ancestors 'none', so the browser will not show ChangeBank inside another site's page (the frame-ancestors error in the browser's console): no clickjacking.",
+				cookieWords(cookies), seen.Status)
+		}
 	case "navigate-account":
 		v.Stopped = true
 		v.StoppedBy = append(v.StoppedBy, "same-origin policy")
@@ -192,6 +210,11 @@ func judge(attempt string, seen witnessed, arrived bool, appOrigin string) verdi
 	return v
 }
 
+// loginFramed says what a hidden frame sent to the app's /login shows: the
+// provider's login page, which refuses frames as the app's pages do. The
+// browser's console reports that refusal as an error, so the card names it.
+const loginFramed = "The frame went on to the identity provider's login page, which refuses to show inside another site's page: that refusal is the frame-ancestors error in the browser's console."
+
 func cookieWords(sent bool) string {
 	if sent {
 		return "the session cookies"
@@ -200,8 +223,12 @@ func cookieWords(sent bool) string {
 }
 
 // Attacker returns the attacker origin's handler: the page, its script,
-// and the reports it reads, for the app at appURL as wt saw it.
-func Attacker(appURL string, assets fs.FS, wt *Witness) (http.Handler, error) {
+// and the reports it reads, for the app at appURL as wt saw it. issuer is
+// the provider's URL: the app sends the page's frames and forms on to its
+// login page, as it would a real attacker's, and the page's own policy lets
+// them go there, so the refusals the learner sees are the app's and the
+// provider's, never this page's.
+func Attacker(appURL, issuer string, assets fs.FS, wt *Witness) (http.Handler, error) {
 	page, err := template.ParseFS(assets, "templates/attacker.html")
 	if err != nil {
 		return nil, fmt.Errorf("routes: template attacker: %w", err)
@@ -210,14 +237,23 @@ func Attacker(appURL string, assets fs.FS, wt *Witness) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routes: attacker script: %w", err)
 	}
+	icon, err := fs.ReadFile(assets, "static/img/attacker.svg")
+	if err != nil {
+		return nil, fmt.Errorf("routes: attacker icon: %w", err)
+	}
+	provider, err := url.Parse(issuer)
+	if err != nil || provider.Host == "" {
+		return nil, fmt.Errorf("routes: the attacker page needs the provider's URL, got %q", issuer)
+	}
+	followed := appURL + " " + provider.Scheme + "://" + provider.Host
 	csp := strings.Join([]string{
 		"default-src 'self'",
 		"script-src 'self'",
 		"style-src 'self' " + appURL,
 		"img-src 'self' " + appURL,
 		"connect-src 'self' " + appURL,
-		"frame-src " + appURL,
-		"form-action " + appURL,
+		"frame-src " + followed,
+		"form-action " + followed,
 		"base-uri 'none'",
 	}, "; ")
 	mux := http.NewServeMux()
@@ -232,6 +268,10 @@ func Attacker(appURL string, assets fs.FS, wt *Witness) (http.Handler, error) {
 	mux.HandleFunc("GET /attacker.js", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 		w.Write(script)
+	})
+	mux.HandleFunc("GET /favicon.svg", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Write(icon)
 	})
 	mux.HandleFunc("GET /report", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

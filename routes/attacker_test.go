@@ -19,7 +19,7 @@ func TestAttackerReportsWhatTheAppSaw(t *testing.T) {
 	wt := NewWitness()
 	app := httptest.NewServer(wt.Wrap(s.handler))
 	t.Cleanup(app.Close)
-	atk, err := Attacker(s.appURL, os.DirFS(".."), wt)
+	atk, err := Attacker(s.appURL, s.idpURL, os.DirFS(".."), wt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +42,8 @@ func TestAttackerReportsWhatTheAppSaw(t *testing.T) {
 		{"refresh post, cookies sent", "refresh-post", http.MethodPost, "/session/refresh", true, http.StatusForbidden, true, []string{"Origin check", "CSRF token"}},
 		{"fetch, cookies sent", "fetch-api", http.MethodGet, "/api/me", true, http.StatusOK, true, []string{"CORS"}},
 		{"framed account", "frame-account", http.MethodGet, "/account", false, http.StatusSeeOther, true, []string{"SameSite=Lax", "frame-ancestors"}},
+		{"image logout, cookies withheld", "img-logout", http.MethodGet, "/logout", false, http.StatusSeeOther, true, []string{"SameSite=Lax"}},
+		{"image logout, cookies sent", "img-logout", http.MethodGet, "/logout", true, http.StatusSeeOther, false, nil}, // last: it ends the session
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,6 +74,10 @@ func TestAttackerReportsWhatTheAppSaw(t *testing.T) {
 				if !slices.Contains(v.StoppedBy, d) {
 					t.Errorf("stopped by %v, want %s among them: %s", v.StoppedBy, d, v.Text)
 				}
+			}
+			// The card's colour (stopped or not) and its words agree.
+			if says := strings.Contains(v.Text, "Not stopped"); says == v.Stopped || (v.Stopped && strings.Contains(v.Text, "ended your ChangeBank session")) {
+				t.Errorf("stopped %v, but the report says: %s", v.Stopped, v.Text)
 			}
 		})
 	}

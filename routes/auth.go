@@ -229,7 +229,12 @@ func logout(sessions *tokens.Manager) gin.HandlerFunc {
 // sends the browser back to the provider. In a frame it answers without a
 // redirect: a redirect's page would load in the frame and take the notice
 // meant for the page the user lands on. Followed as a link, it goes home.
-func frontChannelLogout(sessions *tokens.Manager) gin.HandlerFunc {
+//
+// Its framed answer may be shown by the provider's pages alone (a browser
+// reports a refused frame as an error on every logout): it holds one line
+// of text and nothing to click, and every other site is still refused.
+func frontChannelLogout(sessions *tokens.Manager, providerOrigin string) gin.HandlerFunc {
+	framedPolicy := contentPolicy(providerOrigin, providerOrigin)
 	return func(c *gin.Context) {
 		_, hadSession := sessions.User(c.Request)
 		sessions.Logout(c.Request.Context(), c.Writer, c.Request)
@@ -239,6 +244,8 @@ func frontChannelLogout(sessions *tokens.Manager) gin.HandlerFunc {
 			sessions.Notify(c.Writer, tokens.NoticeLogoutProvider)
 		}
 		if framed(c.Request) {
+			c.Header("Content-Security-Policy", framedPolicy)
+			c.Writer.Header().Del("X-Frame-Options") // frame-ancestors says who may frame it; DENY would refuse the provider too
 			c.String(http.StatusOK, "Logged out of ChangeBank.")
 			return
 		}

@@ -249,10 +249,14 @@ func TestLoginWhileTheProviderIsUnreachableNamesItAndHowToStartOne(t *testing.T)
 		t.Fatalf("/login: %d", rec.Code)
 	}
 	// "Restart": a second `go run . -embedded-idp` beside this app would find its port taken.
-	for _, want := range []string{deadURL, "restart it with the built-in stand-in, `go run . -embedded-idp`", "docker compose up"} {
+	// The commands show as code, not between backticks.
+	for _, want := range []string{deadURL, "restart it with the built-in stand-in, <code>go run . -embedded-idp</code>", "<code>docker compose up</code>"} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("the /login page does not say %q:\n%s", want, rec.Body)
 		}
+	}
+	if strings.Contains(rec.Body.String(), "`") {
+		t.Errorf("the /login page shows backticks:\n%s", rec.Body)
 	}
 }
 

@@ -91,7 +91,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.POST("/session/expire", page, form, expireAccess(sessions))
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, logout(sessions))
-	r.GET("/logout", frontChannelLogout(sessions))
+	r.GET("/logout", frontChannelLogout(sessions, issuer.Scheme+"://"+issuer.Host))
 	r.GET("/api/me", apiSession(log, sessions, verifier, me(now)))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
@@ -184,15 +184,7 @@ func recovery(log *slog.Logger, views *views) gin.HandlerFunc {
 // plain-http visit would otherwise be open to a downgrade. It names no
 // subdomains, which may be other apps this one cannot speak for.
 func securityHeaders(providerOrigin string, https bool) gin.HandlerFunc {
-	csp := strings.Join([]string{
-		"default-src 'self'",
-		"script-src 'self'",
-		"style-src 'self'",
-		"img-src 'self' data:",
-		"form-action 'self' " + providerOrigin,
-		"frame-ancestors 'none'",
-		"base-uri 'none'",
-	}, "; ")
+	csp := contentPolicy(providerOrigin, "'none'")
 	return func(c *gin.Context) {
 		h := c.Writer.Header()
 		h.Set("Content-Security-Policy", csp)
@@ -202,7 +194,7 @@ func securityHeaders(providerOrigin string, https bool) gin.HandlerFunc {
 		if https {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
-		if strings.HasPrefix(c.Request.URL.Path, "/static/") {
+		if staticFile(c.Request) {
 			h.Set("Cache-Control", "public, max-age=3600")
 		} else {
 			// Every other response may carry private data or Set-Cookie: no
@@ -211,6 +203,21 @@ func securityHeaders(providerOrigin string, https bool) gin.HandlerFunc {
 		}
 		c.Next()
 	}
+}
+
+// contentPolicy is the Content-Security-Policy of the app's answers, with
+// ancestors as the frames that may show them: 'none' everywhere but the
+// front-channel logout, which the provider's logout page frames.
+func contentPolicy(providerOrigin, ancestors string) string {
+	return strings.Join([]string{
+		"default-src 'self'",
+		"script-src 'self'",
+		"style-src 'self'",
+		"img-src 'self' data:",
+		"form-action 'self' " + providerOrigin,
+		"frame-ancestors " + ancestors,
+		"base-uri 'none'",
+	}, "; ")
 }
 
 // notFound answers a path no route serves. A missing static file gets a
@@ -248,8 +255,24 @@ func notFound(views *views, r *gin.Engine) gin.HandlerFunc {
 	}
 }
 
+// staticFile reports whether r asks for one of the static files, the only
+// answers a cache may keep.
+func staticFile(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/static/") && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+}
+
+// methodNotAllowed answers a method a path does not take. Under /static/
+// the answer is plain, as notFound's is there: a page with the session's
+// Log out button and CSRF token has no place at a static file's address.
 func methodNotAllowed(views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if strings.HasPrefix(c.Request.URL.Path, "/static/") {
+			c.Header("Cache-Control", "no-store")
+			c.Header("Allow", "GET, HEAD")
+			c.String(http.StatusMethodNotAllowed, "405 method not allowed")
+			c.Abort()
+			return
+		}
 		views.fail(c, http.StatusMethodNotAllowed, "This page does not take that kind of request.")
 	}
 }

@@ -101,6 +101,69 @@ func TestMissingStaticFileIsAPlainUncached404(t *testing.T) {
 	}
 }
 
+// Another method on a static file is refused plainly, as a missing file is:
+// no page with the session's Log out button and CSRF token, nothing a cache
+// may keep under a static file's address.
+func TestOtherMethodsOnAStaticFileAreAPlainUncached405(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	b := s.browser()
+	token := csrf(t, b.login("").body)
+	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
+		t.Run(method, func(t *testing.T) {
+			req, _ := http.NewRequest(method, s.appURL+"/static/css/app.css", strings.NewReader("x=1"))
+			req.Header.Set("Origin", s.appURL)
+			p := b.do(req)
+			if p.status != http.StatusMethodNotAllowed {
+				t.Fatalf("%d, want 405", p.status)
+			}
+			if cc := p.header.Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", cc)
+			}
+			if strings.Contains(p.body, token) || strings.Contains(p.body, "csrf_token") || strings.Contains(p.body, "Log out") || strings.Contains(p.body, "Richard") {
+				t.Errorf("the 405 shows the session:\n%s", p.body)
+			}
+			if p.header.Get("Content-Security-Policy") == "" || p.header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("security headers missing: %v", p.header)
+			}
+		})
+	}
+	// A page's 405 is still the page for people.
+	req, _ := http.NewRequest(http.MethodPut, s.appURL+"/account", nil)
+	if p := b.do(req); p.status != http.StatusMethodNotAllowed || !strings.Contains(p.body, "does not take that kind of request") {
+		t.Errorf("PUT /account: %d\n%s", p.status, p.body)
+	}
+}
+
+// The front-channel logout's framed answer may be shown by the provider's
+// logout page, which frames it on every logout (a refused frame is an error
+// in the browser's console each time), and by no other site.
+func TestFramedLogoutMayBeFramedByTheProviderAlone(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	b := s.browser()
+	b.login("")
+	f := b.getFramed("/logout")
+	if f.status != http.StatusOK {
+		t.Fatalf("framed GET /logout: %d", f.status)
+	}
+	csp := f.header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "frame-ancestors "+s.idpURL+";") || strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("framed GET /logout: Content-Security-Policy %q, want frame-ancestors %s", csp, s.idpURL)
+	}
+	if xfo := f.header.Get("X-Frame-Options"); xfo != "" {
+		t.Errorf("framed GET /logout: X-Frame-Options %q would refuse the provider's frame too", xfo)
+	}
+	// Every other answer, the logout followed as a link among them, refuses every frame.
+	for _, path := range []string{"/logout", "/", "/account", "/static/css/app.css"} {
+		p := b.get(path)
+		if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || p.header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s: %q, X-Frame-Options %q", path, csp, p.header.Get("X-Frame-Options"))
+		}
+	}
+	if p := b.getFramed("/account"); !strings.Contains(p.header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Errorf("framed /account: %q", p.header.Get("Content-Security-Policy"))
+	}
+}
+
 // A page's path with a trailing slash redirects to the page with every
 // security header, and never to a prefix the client names.
 func TestTrailingSlashRedirectKeepsTheHeadersAndIgnoresForwardedPrefix(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/gin-gonic/gin"
@@ -177,6 +178,25 @@ type errorView struct {
 	Status  int
 	Message string
 	Retry   string // a link to try again, when that could help
+}
+
+// messagePart is a run of an error message: words, or a command to type.
+type messagePart struct {
+	Text string
+	Code bool
+}
+
+// Parts cuts the message at its backticks, so that a `command` in it shows
+// as code rather than between backticks. The messages are this app's own:
+// no visitor's text reaches them.
+func (e errorView) Parts() []messagePart {
+	var out []messagePart
+	for i, s := range strings.Split(e.Message, "`") {
+		if s != "" {
+			out = append(out, messagePart{Text: s, Code: i%2 == 1})
+		}
+	}
+	return out
 }
 
 // fail answers with the error page and stops the chain.

@@ -66,6 +66,7 @@
     },
   };
 
+  // report asks what ChangeBank saw of one attempt and fills in its card.
   async function report(name, id, observed) {
     let v;
     for (let i = 0; i < 20; i++) {
@@ -81,17 +82,32 @@
     out.dataset.cookiesSent = v.seen ? String(v.seen.session_cookies.length) : "";
   }
 
+  function running(name) {
+    const out = document.getElementById("result-" + name);
+    out.textContent = "Running…";
+    out.className = "verdict running";
+  }
+
   document.getElementById("run").addEventListener("click", async () => {
     const run = document.getElementById("run");
     run.disabled = true;
     document.getElementById("done").hidden = true;
     // The new window first, while the click still counts as the user's.
+    // Each card fills in as soon as its attempt has ended, before the next
+    // one starts: the learner reads one while the others run.
     const order = ["navigate-account", "form-post", "refresh-post", "fetch-api", "img-logout", "frame-account"];
-    const pending = order.map(name => ({name, id: probe()}));
-    const first = tries[pending[0].name](pending[0].id);
-    const observed = [await first];
-    for (const p of pending.slice(1)) observed.push(await tries[p.name](p.id));
-    for (const [i, p] of pending.entries()) await report(p.name, p.id, observed[i]);
+    for (const name of order) {
+      const out = document.getElementById("result-" + name);
+      out.textContent = "Waiting for the attempts before it.";
+      out.className = "verdict";
+      for (const k of ["stopped", "stoppedBy", "cookiesSent"]) delete out.dataset[k];
+    }
+    for (const name of order) {
+      const id = probe();
+      running(name);
+      const observed = await tries[name](id);
+      await report(name, id, observed);
+    }
     document.getElementById("done").hidden = false;
     run.disabled = false;
   });

@@ -26,6 +26,7 @@ type metadata struct {
 	JWKSURI               string `json:"jwks_uri"`
 	EndSessionEndpoint    string `json:"end_session_endpoint"`
 	RevocationEndpoint    string `json:"revocation_endpoint"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
 }
 
 // Provider is the identity provider as this app sees it: its Profile, and

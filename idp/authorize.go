@@ -175,7 +175,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		want := s.csrfToken(browser, p)
 		if crossSite(r) || browser == "" || !hmac.Equal([]byte(r.PostForm.Get("csrf_token")), []byte(want)) {
-			s.log.Warn("idp: login form refused: sent from another site, or without this browser's form token")
+			if n, warn := s.refusedForm(); warn {
+				s.log.Warn("idp: login form refused: sent from another site, or without this browser's form token", "occurrences", n)
+			}
 			// No new cookie here: one this browser holds but did not send
 			// (SameSite) would be replaced under its open login tabs.
 			view.Error = "This login form was sent from another site, or it expired. Go back to the app and log in again."

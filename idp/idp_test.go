@@ -15,6 +15,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -947,7 +948,8 @@ func TestLoginPageShowsTheDemoAccounts(t *testing.T) {
 // authorize request; a post without it, with another request's, or from
 // another site is refused and logs nobody in. No other site may frame it.
 func TestLoginFormRefusesCrossSitePosts(t *testing.T) {
-	si := newStandIn(t, "testdata/reusable.json", "Reusable")
+	logs := &lockedBuffer{}
+	si := newStandInWith(t, "testdata/reusable.json", "Reusable", Options{Log: slog.New(slog.NewTextHandler(logs, nil))})
 	params := authRequest(testRedirect)
 	form, err := LoginForm(si.client, si.url+"/oauth2/authorize?"+params.Encode())
 	if err != nil {
@@ -989,6 +991,13 @@ func TestLoginFormRefusesCrossSitePosts(t *testing.T) {
 	if n := len(si.s.sessions); n != 0 {
 		t.Fatalf("refused posts opened %d SSO sessions", n)
 	}
+	// Anyone can post them: a warning per interval, with the count, not one each.
+	for range 100 {
+		post(func(_ url.Values, r *http.Request) { r.Header.Set("Origin", "http://evil.test") })
+	}
+	if n := strings.Count(logs.String(), "login form refused"); n != 1 || !strings.Contains(logs.String(), "occurrences=1") {
+		t.Errorf("106 refused forms wrote %d warnings, want 1:\n%s", n, logs)
+	}
 	// The genuine form, from the stand-in's own page, logs in.
 	resp := post(func(_ url.Values, r *http.Request) {
 		r.Header.Set("Origin", si.url)
@@ -1006,4 +1015,22 @@ func TestLoginFormRefusesCrossSitePosts(t *testing.T) {
 	if page.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(page.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
 		t.Fatalf("framing headers: %q %q", page.Header.Get("X-Frame-Options"), page.Header.Get("Content-Security-Policy"))
 	}
+}
+
+// lockedBuffer collects the logs of concurrent handlers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

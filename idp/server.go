@@ -129,6 +129,30 @@ type Server struct {
 	lastSweep time.Time
 
 	csrfKey []byte // signs the login form's tokens (csrfToken)
+
+	// The refused login forms since the last warning about them, and when
+	// that was: anyone can post one, so they are warned about once per
+	// refusedWarnEvery, with the count.
+	refusedForms    int
+	refusedWarnedAt time.Time
+}
+
+// refusedWarnEvery paces the warning about refused login forms.
+const refusedWarnEvery = 10 * time.Second
+
+// refusedForm counts a refused login form and reports whether to warn
+// about it, with how many there were since the last warning.
+func (s *Server) refusedForm() (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refusedForms++
+	now := s.now()
+	if !s.refusedWarnedAt.IsZero() && now.Sub(s.refusedWarnedAt) < refusedWarnEvery {
+		return 0, false
+	}
+	n := s.refusedForms
+	s.refusedForms, s.refusedWarnedAt = 0, now
+	return n, true
 }
 
 // Bounds on what the stand-in keeps in memory.

@@ -2,7 +2,6 @@ package routes
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,9 +26,8 @@ type apiUser struct {
 // caller to handle. It never redirects: 401 with WWW-Authenticate, or 503
 // with Retry-After. (handle is called directly rather than through the
 // gin.Context's keys, whose map would be allocated on every call.)
-func apiSession(log *slog.Logger, sessions *tokens.Manager, verifier *tokens.Verifier, handle func(*gin.Context, apiUser)) gin.HandlerFunc {
+func apiSession(quiet *quietLog, sessions *tokens.Manager, verifier *tokens.Verifier, handle func(*gin.Context, apiUser)) gin.HandlerFunc {
 	const realm = `Bearer realm="ChangeBank"`
-	refusals := &sampler{every: bearerWarnEvery}
 	return func(c *gin.Context) {
 		var u apiUser
 		var err error
@@ -44,11 +42,7 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager, verifier *tokens.Ver
 			u.source = "bearer"
 			u.claims, err = verifier.AccessToken(c.Request.Context(), strings.TrimSpace(raw))
 			if err != nil && !errors.Is(err, tokens.ErrProviderUnavailable) {
-				if n, ok := refusals.tally(time.Now()); ok {
-					log.Warn("bearer token refused", "err", err, "refused_since_last_warning", n)
-				} else {
-					log.Debug("bearer token refused", "err", err)
-				}
+				quiet.Warn(c.Request.Context(), "bearer token refused", "err", err)
 				c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
 				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_token", "error_description": "the access token is invalid or expired"})
 				return
@@ -71,40 +65,13 @@ func apiSession(log *slog.Logger, sessions *tokens.Manager, verifier *tokens.Ver
 			}
 		}
 		if err != nil {
-			log.Warn("API call not checked: provider unavailable", "err", err)
+			quiet.Warn(c.Request.Context(), "API call not checked: provider unavailable", "err", err)
 			c.Header("Retry-After", "5")
 			c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "temporarily_unavailable", "error_description": "the identity provider is unreachable; try again"})
 			return
 		}
 		handle(c, u)
 	}
-}
-
-// bearerWarnEvery paces the warning about refused bearer tokens: anyone
-// can send bad ones, and a line each would let them fill the log. The
-// others are logged at debug.
-const bearerWarnEvery = 10 * time.Second
-
-// sampler lets one event in every interval through, counting the rest.
-type sampler struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  time.Time
-	count int
-}
-
-// tally counts an event and reports whether this one may be logged, with
-// how many were counted since the last one that was (itself included).
-func (s *sampler) tally(now time.Time) (int, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.count++
-	if !s.last.IsZero() && now.Sub(s.last) < s.every {
-		return 0, false
-	}
-	n := s.count
-	s.last, s.count = now, 0
-	return n, true
 }
 
 // me is GET /api/me: who the caller is and when their access token expires.

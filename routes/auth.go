@@ -66,23 +66,23 @@ const maxFormBytes = 64 << 10
 // checkForm guards every state-changing POST beyond SameSite: the request
 // must come from this site (Origin, or Sec-Fetch-Site when a browser sends
 // no Origin) and, when a session is present, carry its CSRF token.
-func checkForm(log *slog.Logger, sessions *tokens.Manager, csrf *tokens.CSRF, views *views, appOrigin string) gin.HandlerFunc {
+func checkForm(quiet *quietLog, sessions *tokens.Manager, csrf *tokens.CSRF, views *views, appOrigin string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
 		if err := c.Request.ParseForm(); err != nil {
 			if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
-				log.Warn("form refused: too large", "path", c.Request.URL.Path, "limit", tooBig.Limit)
+				quiet.Warn(c.Request.Context(), "form refused: too large", "path", c.Request.URL.Path, "limit", tooBig.Limit)
 				views.fail(c, http.StatusRequestEntityTooLarge, "This form is too large to be sent. Go back, shorten what you typed and try again.")
 				return
 			}
-			log.Info("form refused: unreadable", "path", c.Request.URL.Path, "err", err)
+			quiet.Info(c.Request.Context(), "form refused: unreadable", "path", c.Request.URL.Path, "err", err)
 			views.fail(c, http.StatusBadRequest, "This form could not be read. Go back, reload the page and try again.")
 			return
 		}
 		origin := c.GetHeader("Origin")
 		site := c.GetHeader("Sec-Fetch-Site")
 		if (origin != "" && origin != appOrigin) || site == "cross-site" || site == "same-site" {
-			log.Warn("form refused: cross-origin", "path", c.Request.URL.Path)
+			quiet.Warn(c.Request.Context(), "form refused: cross-origin", "path", c.Request.URL.Path)
 			views.fail(c, http.StatusForbidden, "This form was sent from another site, so it was refused.")
 			return
 		}
@@ -95,7 +95,7 @@ func checkForm(log *slog.Logger, sessions *tokens.Manager, csrf *tokens.CSRF, vi
 			user, ok = sessions.User(c.Request)
 		}
 		if ok && !csrf.Check(user, c.PostForm("csrf_token")) {
-			log.Warn("form refused: bad CSRF token", "path", c.Request.URL.Path)
+			quiet.Warn(c.Request.Context(), "form refused: bad CSRF token", "path", c.Request.URL.Path)
 			views.failRetry(c, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.", "/account")
 			return
 		}
@@ -165,8 +165,12 @@ var providerErrors = map[string]string{
 }
 
 // callback finishes the login and sends the user where they were going.
-func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+//
+// Anyone can call it with anything, so what it logs goes through quiet,
+// sampled and bounded, but for a login that got as far as the tokens.
+func callback(log *slog.Logger, quiet *quietLog, sessions *tokens.Manager, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		ctx := c.Request.Context()
 		returnTo, err := sessions.FinishLogin(c.Request.Context(), c.Writer, c.Request)
 		var pe *tokens.ProviderError
 		switch {
@@ -177,7 +181,7 @@ func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Hand
 			if !known {
 				msg = "The identity provider could not log you in."
 			}
-			log.Info("login refused by the provider", "error", pe.Code, "known", known, "err", err)
+			quiet.Info(ctx, "login refused by the provider", "error", pe.Code, "known", known, "err", err)
 			views.failRetry(c, http.StatusBadRequest, msg+" You can try again.", "/login")
 		case errors.Is(err, tokens.ErrSessionTooLarge):
 			log.Warn("callback: tokens too large for cookies", "err", err)
@@ -185,17 +189,17 @@ func callback(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Hand
 		case errors.Is(err, tokens.ErrBadCallback) && hasSession(sessions, c):
 			// Back right after logging in replays the spent callback URL:
 			// the user is logged in already, so send them on.
-			log.Info("callback replayed while logged in", "err", err)
+			quiet.Info(ctx, "callback replayed while logged in", "err", err)
 			c.Redirect(http.StatusSeeOther, "/account")
 		case errors.Is(err, tokens.ErrBadCallback):
-			log.Info("callback refused", "err", err)
+			quiet.Info(ctx, "callback refused", "err", err)
 			views.failRetry(c, http.StatusBadRequest,
 				"This login link is no longer valid: it was used already, it expired, or it was started in another browser.", "/login")
 		case errors.Is(err, tokens.ErrLoginsThrottled):
-			log.Warn("callback refused", "err", err)
+			quiet.Warn(ctx, "callback refused: logins throttled", "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable, "Too many logins failed on this server just now. Please log in again in a few seconds.", "/login")
 		case errors.Is(err, tokens.ErrProviderUnavailable):
-			log.Warn("callback: provider unavailable", "err", err)
+			quiet.Warn(ctx, "callback: provider unavailable", "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable, "The identity provider is unreachable right now. Please log in again in a moment.", "/login")
 		default:
 			log.Warn("callback: tokens refused", "err", err)

@@ -141,7 +141,7 @@ func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
 			sc.Session = true
 			sc.Purpose = fmt.Sprintf("Chunk %d of %s: its value goes on here, cut because one cookie holds at most %d bytes. The app puts the chunks back together in order and checks the whole value before using it; a chunk missing or from another value fails that check.", i, ck.Name(base), browserCookieLimit)
 		case rc.Name == ck.Name(tokens.AccessCookie):
-			sc.Purpose = "The access token, a JWT signed by the identity provider, as issued: signed, not sealed, so anyone holding it can read it. Checked on every request against the provider's keys, and bound to this session: cb_userinfo holds its SHA-256."
+			sc.Purpose = "The access token, a JWT signed by the identity provider, as issued: signed, not sealed, so anyone holding it can read it. Its signature is verified with the provider's key the first time this server sees it; on every request its expiry is checked, and that key must still be the provider's. Bound to this session: cb_userinfo holds its SHA-256."
 			sc.Contents = decodeJWT(ck.Get(r, tokens.AccessCookie))
 		case rc.Name == ck.Name(tokens.RefreshCookie):
 			sc.Purpose = "The refresh token, sealed (AES-256-GCM under a key for this cookie alone), with the user it belongs to and its end. It gets new access tokens silently."

@@ -76,12 +76,13 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.Use(requestLog(log), recovery(log, views), securityHeaders(issuer.Scheme+"://"+issuer.Host, origin.Scheme == "https"))
 	r.NoMethod(methodNotAllowed(views))
 
+	quiet := newQuietLog(log) // for the lines anyone can cause
 	page := sessionRequired(log, sessions, views)
-	form := checkForm(log, sessions, csrf, views, origin.Scheme+"://"+origin.Host)
+	form := checkForm(quiet, sessions, csrf, views, origin.Scheme+"://"+origin.Host)
 
 	r.GET("/", home(sessions, views))
 	r.GET("/login", login(log, sessions, provider, views))
-	r.GET("/callback", callback(log, sessions, views))
+	r.GET("/callback", callback(log, quiet, sessions, views))
 	r.GET("/account", page, account(csrf, views))
 	r.GET("/make-change", page, makeChangeForm(csrf, views))
 	r.POST("/make-change", page, form, makeChange(csrf, views))
@@ -92,7 +93,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
 	r.POST("/logout", form, logout(sessions))
 	r.GET("/logout", frontChannelLogout(sessions, issuer.Scheme+"://"+issuer.Host))
-	r.GET("/api/me", apiSession(log, sessions, verifier, me(now)))
+	r.GET("/api/me", apiSession(quiet, sessions, verifier, me(now)))
 	r.GET("/healthz", healthz())
 	r.GET("/readyz", readyz(provider))
 	r.StaticFS("/static", http.FS(filesOnly{static}))
@@ -147,7 +148,8 @@ func (f filesOnly) Open(name string) (fs.File, error) {
 }
 
 // requestLog logs each request's method, path (never the query: a
-// callback's carries the authorization code), status and duration: at info,
+// callback's carries the authorization code; cut to maxLogText bytes, as
+// anyone can send a long one), status and duration: at info,
 // except static files and health probes, which succeed by the thousand and
 // tell nothing, at debug. A failed one of those is still logged at info.
 func requestLog(log *slog.Logger) gin.HandlerFunc {
@@ -162,7 +164,7 @@ func requestLog(log *slog.Logger) gin.HandlerFunc {
 		if !log.Enabled(c.Request.Context(), level) {
 			return
 		}
-		log.LogAttrs(c.Request.Context(), level, "request", slog.String("method", c.Request.Method), slog.String("path", path),
+		log.LogAttrs(c.Request.Context(), level, "request", slog.String("method", clip(c.Request.Method)), slog.String("path", clip(path)),
 			slog.Int("status", c.Writer.Status()), slog.Duration("duration", time.Since(start).Round(time.Microsecond)))
 	}
 }

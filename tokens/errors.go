@@ -3,6 +3,7 @@ package tokens
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/oauth2"
 )
@@ -52,6 +53,19 @@ func (e *ProviderError) Error() string {
 		return "tokens: the provider answered " + e.Code
 	}
 	return fmt.Sprintf("tokens: the provider answered %s (%q)", e.Code, e.Description)
+}
+
+// maxCallbackCode bounds the error code kept from a callback's URL: the
+// codes of RFC 6749 are short words, and anyone can put any text of any
+// length there, which the caller logs.
+const maxCallbackCode = 64
+
+// callbackError is the error a callback's URL says the provider sent.
+func callbackError(code string) *ProviderError {
+	if len(code) > maxCallbackCode {
+		code = strings.ToValidUTF8(code[:maxCallbackCode], "") + "…"
+	}
+	return &ProviderError{Code: code}
 }
 
 // maxDescription bounds how much of a provider's error_description is kept.

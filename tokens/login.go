@@ -124,7 +124,7 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	state := q.Get("state")
 	if state == "" || len(state) > 256 {
 		if code := q.Get("error"); code != "" {
-			return "", &ProviderError{Code: code}
+			return "", callbackError(code)
 		}
 		return "", fmt.Errorf("%w: no state", ErrBadCallback)
 	}
@@ -142,7 +142,7 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 		return "", fmt.Errorf("%w: login started more than %s ago", ErrBadCallback, LoginTTL)
 	}
 	if code := q.Get("error"); code != "" {
-		return "", &ProviderError{Code: code}
+		return "", callbackError(code)
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > 2048 {

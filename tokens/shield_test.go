@@ -88,6 +88,27 @@ func TestACallbackIsExchangedOncePerTransaction(t *testing.T) {
 	}
 }
 
+// A callback's error code is anyone's text: what FinishLogin returns, and
+// callers log, keeps a bounded part of it, as code alone or with a state.
+func TestACallbackErrorCodeIsBounded(t *testing.T) {
+	s := newLiveStack(t, idp.NoGracePeriod, 5*time.Second)
+	huge := strings.Repeat("é", 25<<10)
+	cb := s.forgedCallback(t)
+	withState := cb.URL.Query()
+	withState.Set("error", huge)
+	cb.URL.RawQuery = withState.Encode()
+	for _, req := range []*http.Request{httptest.NewRequest(http.MethodGet, "/callback?"+url.Values{"error": {huge}}.Encode(), nil), cb} {
+		_, err := s.m.FinishLogin(context.Background(), httptest.NewRecorder(), req)
+		var pe *ProviderError
+		if !errors.As(err, &pe) {
+			t.Fatalf("%.80v, want a *ProviderError", err)
+		}
+		if len(pe.Code) > maxCallbackCode+len("…") || !strings.HasPrefix(huge, strings.TrimSuffix(pe.Code, "…")) || len(err.Error()) > 200 {
+			t.Fatalf("a 50 KB error code: %d bytes kept (%.80q...)", len(pe.Code), err)
+		}
+	}
+}
+
 // An anonymous flood of fresh transactions, each with a forged callback,
 // costs the provider at most the budget of refused exchanges; a real login
 // goes through again a moment after the flood.

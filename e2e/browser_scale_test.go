@@ -1,10 +1,12 @@
-package main
+package e2e
 
 import (
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/changebank/changebank/internal/apptest"
 )
 
 // TestBrowserThroughThreeInstances is the browser journey through a
@@ -15,7 +17,7 @@ func TestBrowserThroughThreeInstances(t *testing.T) {
 	ctx := newBrowser(t)
 	c := newCluster(t, "testdata/kickstart-short-tokens.json", 0)
 	for range 3 {
-		c.start(t, demoEnv["APP_SECRET_KEY"])
+		c.start(t, apptest.DemoEnv["APP_SECRET_KEY"])
 	}
 	run1(t, ctx, chromedp.Navigate(c.proxyURL+"/account"))
 	logIn(t, ctx, "richard@example.com", "password")

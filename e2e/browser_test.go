@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -16,12 +16,15 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/changebank/changebank/internal/app"
+	"github.com/changebank/changebank/internal/apptest"
 )
 
-// The whole journey in a real headless Chromium, against run() with the
+// The whole journey in a real headless Chromium, against app.Run with the
 // embedded provider on free loopback ports.
 
-var screenshots = flag.String("screenshots", "", "write README screenshots of the main pages to this directory (e.g. docs/screenshots)")
+var screenshots = flag.String("screenshots", "", "write README screenshots of the main pages to this directory, relative to the repository root (e.g. docs/screenshots)")
 
 const (
 	noChromium = "Chromium not found: install it (Debian: apt-get install chromium) to run the browser tests"
@@ -421,10 +424,14 @@ func saveShot(t *testing.T, ctx context.Context, name string, capture chromedp.A
 	}
 	run1(t, ctx, chromedp.Sleep(200*time.Millisecond))
 	png := get(t, ctx, capture)
-	if err := os.MkdirAll(*screenshots, 0o755); err != nil {
+	dir := *screenshots
+	if !filepath.IsAbs(dir) {
+		dir = repo(dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(*screenshots, name+".png"), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -565,21 +572,21 @@ func TestBrowserPhone(t *testing.T) {
 // code a reader can copy, not between backticks.
 func TestBrowserProviderDownPageShowsTheCommands(t *testing.T) {
 	ctx := newBrowser(t)
-	appAddr := freePort(t)
-	env := map[string]string{"APP_URL": "http://" + appAddr, "ISSUER": "http://" + freePort(t)}
-	for k, v := range demoEnv {
+	appAddr := apptest.FreePort(t)
+	env := map[string]string{"APP_URL": "http://" + appAddr, "ISSUER": "http://" + apptest.FreePort(t)}
+	for k, v := range apptest.DemoEnv {
 		env[k] = v
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(runCtx, nil, getenvFrom(env), io.Discard, io.Discard) }()
+	go func() { done <- app.Run(runCtx, nil, apptest.Getenv(env), io.Discard, io.Discard) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})
-	waitServing(t, appAddr)
+	apptest.WaitServing(t, appAddr)
 	run1(t, ctx, chromedp.Navigate(env["APP_URL"]+"/login"), chromedp.WaitVisible(chromedp.CSS("#problem")))
 	problem := text(t, ctx, "#problem")
 	if strings.Contains(problem, "`") {

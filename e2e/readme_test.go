@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -14,11 +14,12 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// README.md's diagrams rendered by the real mermaid library (the version
+// The diagrams of README.md and docs/ rendered by the real mermaid library (the version
 // pinned in package.json, installed by `npm ci`) in headless Chromium, with
 // no network: GitHub shows an error box where a diagram does not parse.
 
-const mermaidJS = "node_modules/mermaid/dist/mermaid.min.js"
+// mermaidJS is where `npm ci`, run at the repository's root, installs mermaid.
+const mermaidJS = "../node_modules/mermaid/dist/mermaid.min.js"
 
 // mermaidBlock is one ```mermaid fence of a Markdown file.
 type mermaidBlock struct {
@@ -150,21 +151,38 @@ func jsString(s string) string {
 }
 
 func TestReadmeDiagramsRender(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
+	type page struct {
+		path   string
+		blocks []mermaidBlock
 	}
-	blocks := mermaidBlocks(string(readme))
-	if want := strings.Count(string(readme), "```mermaid"); len(blocks) != want || want == 0 {
-		t.Fatalf("found %d closed mermaid blocks for %d opening fences", len(blocks), want)
+	var pages []page
+	total := 0
+	for _, p := range docPages(t, repo(".")) {
+		md, err := os.ReadFile(repo(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := mermaidBlocks(string(md))
+		if want := strings.Count(string(md), "```mermaid"); len(blocks) != want {
+			t.Fatalf("%s: %d closed mermaid blocks for %d opening fences", p, len(blocks), want)
+		}
+		pages = append(pages, page{p, blocks})
+		total += len(blocks)
+	}
+	if total < 6 {
+		t.Fatalf("found %d mermaid blocks in the README and docs/: the pages lost their diagrams, or the reader lost them", total)
 	}
 	ctx := openMermaid(t)
-	for i, b := range blocks {
-		t.Run(fmt.Sprintf("line %d", b.line), func(t *testing.T) {
-			if msg := renderMermaid(t, ctx, i, b.src); msg != "" {
-				t.Errorf("README.md line %d: the mermaid diagram does not render: %s", b.line, msg)
-			}
-		})
+	id := 0
+	for _, p := range pages {
+		for _, b := range p.blocks {
+			id++
+			t.Run(fmt.Sprintf("%s line %d", p.path, b.line), func(t *testing.T) {
+				if msg := renderMermaid(t, ctx, id, b.src); msg != "" {
+					t.Errorf("%s line %d: the mermaid diagram does not render: %s", p.path, b.line, msg)
+				}
+			})
+		}
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/rand"
@@ -26,6 +26,9 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/changebank/changebank/internal/app"
+	"github.com/changebank/changebank/internal/apptest"
 )
 
 // No cluster runs where this project is built, so the Kubernetes manifests
@@ -34,10 +37,10 @@ import (
 // (a misspelt field is an error, where kubectl would only warn or drop it),
 // then held to the app they deploy.
 
-const kubernetesDir = "deploy/kubernetes"
+var kubernetesDir = repo("deploy/kubernetes")
 
 // appShutdownBound is how long serve waits for requests in flight after
-// SIGTERM before it closes what is left (main.go).
+// SIGTERM before it closes what is left (internal/app).
 const appShutdownBound = 10 * time.Second
 
 // kubeManifests is every object deploy/kubernetes renders.
@@ -217,7 +220,7 @@ func randomSecret() string {
 // secret command in docs/kubernetes.md that makes the Secret named name.
 func docsSecretCommand(t *testing.T, name string) (keys []string, namespace string) {
 	t.Helper()
-	raw, err := os.ReadFile("docs/kubernetes.md")
+	raw, err := os.ReadFile(repo("docs/kubernetes.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,8 +251,8 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 	c := appContainer(t, m)
 	env, secretRefs := podEnv(t, m)
 	known := map[string]bool{}
-	for _, s := range settings {
-		known[s.name] = true
+	for _, name := range app.SettingNames() {
+		known[name] = true
 	}
 
 	t.Run("every variable is a setting the app reads", func(t *testing.T) {
@@ -276,7 +279,7 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 		for _, ref := range secretRefs {
 			full[ref.Key] = randomSecret()
 		}
-		cfg, err := loadConfig(nil, getenvFrom(full), io.Discard)
+		cfg, err := app.LoadConfig(nil, apptest.Getenv(full), io.Discard)
 		if err != nil {
 			t.Fatalf("the app would not start with the manifests' settings:\n%v", err)
 		}
@@ -324,7 +327,7 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 	})
 
 	t.Run("the docs' commands name these objects", func(t *testing.T) {
-		raw, err := os.ReadFile("docs/kubernetes.md")
+		raw, err := os.ReadFile(repo("docs/kubernetes.md"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,7 +353,7 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 				}
 			}
 			for _, got := range regexp.MustCompile(`-[fk] (\S+)`).FindAllStringSubmatch(line, -1) {
-				if _, err := os.Stat(got[1]); err != nil {
+				if _, err := os.Stat(repo(got[1])); err != nil {
 					t.Errorf("%q: %v", line, err)
 				}
 			}
@@ -560,7 +563,7 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 // runAsNonRoot can only check a number.
 func dockerfileUser(t *testing.T) string {
 	t.Helper()
-	raw, err := os.ReadFile("Dockerfile")
+	raw, err := os.ReadFile(repo("Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"cmp"
@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changebank/changebank/internal/app"
+	"github.com/changebank/changebank/internal/apptest"
 	"github.com/changebank/changebank/tokens"
 )
 
@@ -154,7 +156,7 @@ var providerJourneys = []providerJourney{
 		settings: func(issuer string) map[string]string {
 			// FUSIONAUTH_API_KEY as the shipped .env sets it: a user who
 			// copied .env must still get RFC 7009 revocation, not FusionAuth's API.
-			return map[string]string{"ISSUER": issuer, "AUDIENCE": "account", "FUSIONAUTH_API_KEY": demoEnv["FUSIONAUTH_API_KEY"]}
+			return map[string]string{"ISSUER": issuer, "AUDIENCE": "account", "FUSIONAUTH_API_KEY": apptest.DemoEnv["FUSIONAUTH_API_KEY"]}
 		},
 		kindsApart: true, logoutHint: true, revocation: true,
 		shape: func(t *testing.T, issuer, clientID string, access, id jwtView) {
@@ -233,7 +235,7 @@ func TestProviderJourneys(t *testing.T) {
 			op := j.start(t, clientID, secret)
 			rec := op.recorder()
 			env := map[string]string{
-				"CLIENT_ID": clientID, "CLIENT_SECRET": secret, "APP_SECRET_KEY": demoEnv["APP_SECRET_KEY"], "LOG_LEVEL": "debug",
+				"CLIENT_ID": clientID, "CLIENT_SECRET": secret, "APP_SECRET_KEY": apptest.DemoEnv["APP_SECRET_KEY"], "LOG_LEVEL": "debug",
 			}
 			for k, v := range j.settings(op.issuerURL()) {
 				env[k] = v
@@ -687,12 +689,12 @@ func (b *person) remember() { b.d.rememberJar(b.jar) }
 // the test ends, failing the test if a remembered value reached the logs.
 func startApp(t *testing.T, env map[string]string) demo {
 	t.Helper()
-	env["APP_URL"] = "http://" + freePort(t)
-	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &syncBuffer{}, secrets: &secretList{}}
+	env["APP_URL"] = "http://" + apptest.FreePort(t)
+	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &apptest.Logs{}, secrets: &secretList{}}
 	d.secrets.remember(env["CLIENT_SECRET"], env["APP_SECRET_KEY"], env["FUSIONAUTH_API_KEY"])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, getenvFrom(env), io.Discard, d.logs) }()
+	go func() { done <- app.Run(ctx, nil, apptest.Getenv(env), io.Discard, d.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -857,20 +859,16 @@ func TestProviderShapes(t *testing.T) {
 	}
 }
 
-// TestProviderRecipesMatchTheJourneys keeps the README's recipes true: each
-// provider's recipe in "Using another provider" sets what its journey needed,
-// with the same values where the recipe gives one, and an ISSUER of the same
-// form (trailing slash, path).
+// TestProviderRecipesMatchTheJourneys keeps the recipes of
+// docs/providers.md true: each provider's recipe sets what its journey
+// needed, with the same values where the recipe gives one, and an ISSUER of
+// the same form (trailing slash, path).
 func TestProviderRecipesMatchTheJourneys(t *testing.T) {
-	data, err := os.ReadFile("README.md")
+	data, err := os.ReadFile(repo("docs/providers.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(data), "\n## Using another provider\n")
-	if !ok {
-		t.Fatal(`README.md has no "## Using another provider" section`)
-	}
-	section, _, _ = strings.Cut(section, "\n## ")
+	section := string(data)
 	setting := regexp.MustCompile("`([A-Z_]+)=([^`]*)`")
 	named := regexp.MustCompile("`([A-Z_]+)`")
 	for _, j := range providerJourneys {
@@ -878,11 +876,11 @@ func TestProviderRecipesMatchTheJourneys(t *testing.T) {
 			continue
 		}
 		t.Run(j.name, func(t *testing.T) {
-			_, recipe, ok := strings.Cut(section, "**"+j.name+".**")
+			_, recipe, ok := strings.Cut(section, "\n## "+j.name+"\n")
 			if !ok {
-				t.Fatalf("no recipe starting **%s.**", j.name)
+				t.Fatalf("docs/providers.md has no recipe headed ## %s", j.name)
 			}
-			recipe, _, _ = strings.Cut(recipe, "\n\n")
+			recipe, _, _ = strings.Cut(recipe, "\n## ")
 			issuer := "http://127.0.0.1:1234" + map[string]string{"Auth0": "/", "Keycloak": "/realms/demo", "Dex": "/dex"}[j.name]
 			journey := j.settings(issuer)
 			for _, m := range setting.FindAllStringSubmatch(recipe, -1) {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"cmp"
@@ -27,8 +27,8 @@ import (
 
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
-	opts, err := cli.NewProjectOptions([]string{"docker-compose.yml"},
-		cli.WithWorkingDirectory("."), cli.WithEnvFiles(".env"), cli.WithDotEnv, cli.WithName("changebank"))
+	opts, err := cli.NewProjectOptions([]string{repo("docker-compose.yml")},
+		cli.WithWorkingDirectory(repo(".")), cli.WithEnvFiles(repo(".env")), cli.WithDotEnv, cli.WithName("changebank"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestComposeStack(t *testing.T) {
 		if get("ISSUER_INTERNAL_URL") != "http://fusionauth:9011" {
 			t.Errorf("ISSUER_INTERNAL_URL = %q: inside compose FusionAuth is http://fusionauth:9011", get("ISSUER_INTERNAL_URL"))
 		}
-		ks, err := idp.LoadKickstart("kickstart/kickstart.json", os.Getenv, slog.New(slog.DiscardHandler))
+		ks, err := idp.LoadKickstart(repo("kickstart/kickstart.json"), os.Getenv, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +179,7 @@ func TestComposeStack(t *testing.T) {
 			t.Error("the app container is given the database passwords, which it does not need")
 		}
 		// The running app reads the same values from .env.
-		dotenv, err := godotenv.Read(".env")
+		dotenv, err := godotenv.Read(repo(".env"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +197,7 @@ func mustDuration(s string) time.Duration {
 }
 
 func TestKickstartRequests(t *testing.T) {
-	raw, err := os.ReadFile("kickstart/kickstart.json")
+	raw, err := os.ReadFile(repo("kickstart/kickstart.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func dockerIgnored(patterns []string, path string) bool {
 }
 
 func TestDockerignoreKeepsSecretsAndTestsOut(t *testing.T) {
-	raw, err := os.ReadFile(".dockerignore")
+	raw, err := os.ReadFile(repo(".dockerignore"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,10 +269,11 @@ func TestDockerignoreKeepsSecretsAndTestsOut(t *testing.T) {
 		}
 	}
 	for path, out := range map[string]bool{
-		".env": true, ".git/config": true, "docs/screenshots/account.png": true, "testdata/kickstart-short-tokens.json": true,
+		".env": true, ".git/config": true, "docs/screenshots/account.png": true, "e2e/testdata/kickstart-short-tokens.json": true,
 		"idp/testdata/reusable.json": true, "node_modules/x/index.js": true, "routes/stack_test.go": true,
 		"main.go": false, "go.mod": false, "go.sum": false, "idp/login.html": false, "templates/account.html": false,
 		"static/app.css": false, "kickstart/kickstart.json": false, "tokens/verify.go": false,
+		"e2e/run_test.go": true, "internal/app/app.go": false, "templates/templates.go": false, "static/static.go": false,
 	} {
 		if got := dockerIgnored(patterns, path); got != out {
 			t.Errorf("%s: left out of the build context %v, want %v", path, got, out)
@@ -317,12 +318,12 @@ func TestCompareGoVersions(t *testing.T) {
 }
 
 func TestDockerfileMatchesGoMod(t *testing.T) {
-	mod, err := os.ReadFile("go.mod")
+	mod, err := os.ReadFile(repo("go.mod"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	goVersion := regexp.MustCompile(`(?m)^go ([0-9.]+)$`).FindSubmatch(mod)
-	df, err := os.ReadFile("Dockerfile")
+	df, err := os.ReadFile(repo("Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,8 +355,8 @@ func TestComposeScaleProfile(t *testing.T) {
 	if _, err := loadCompose(t).GetService("balancer"); err == nil {
 		t.Fatal("plain `docker compose up` starts the balancer: it belongs to the scale profile only")
 	}
-	opts, err := cli.NewProjectOptions([]string{"docker-compose.yml"}, cli.WithWorkingDirectory("."),
-		cli.WithEnvFiles(".env"), cli.WithDotEnv, cli.WithName("changebank"), cli.WithProfiles([]string{"scale"}))
+	opts, err := cli.NewProjectOptions([]string{repo("docker-compose.yml")}, cli.WithWorkingDirectory(repo(".")),
+		cli.WithEnvFiles(repo(".env")), cli.WithDotEnv, cli.WithName("changebank"), cli.WithProfiles([]string{"scale"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +425,7 @@ func TestComposeScaleProfile(t *testing.T) {
 	}
 
 	// The balancer's URL must be an authorized redirect (login and logout).
-	raw, err := os.ReadFile("kickstart/kickstart.json")
+	raw, err := os.ReadFile(repo("kickstart/kickstart.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -7,21 +7,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/changebank/changebank/internal/app"
+	"github.com/changebank/changebank/internal/apptest"
 )
 
-// startRun calls run with args and exactly the settings in env (no demo
+// startRun calls app.Run with args and exactly the settings in env (no demo
 // defaults), waits until the app at env's APP_URL is ready, and stops it
 // when the test ends. Its logs must hold no secret of env's or its own.
 func startRun(t testing.TB, env map[string]string, args ...string) demo {
 	t.Helper()
-	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &syncBuffer{}, secrets: &secretList{}}
+	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &apptest.Logs{}, secrets: &secretList{}}
 	d.secrets.remember(env["CLIENT_SECRET"], env["FUSIONAUTH_API_KEY"])
 	for _, secret := range strings.Split(env["APP_SECRET_KEY"], ",") {
 		d.secrets.remember(strings.TrimSpace(secret))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, getenvFrom(env), io.Discard, d.logs) }()
+	go func() { done <- app.Run(ctx, args, apptest.Getenv(env), io.Discard, d.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -51,22 +54,23 @@ func TestATakenPortNamesTheSettingToChange(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"the app's port", map[string]string{"APP_URL": "http://" + busy, "ISSUER": "http://" + freePort(t)}, []string{"-embedded-idp"},
+		{"the app's port", map[string]string{"APP_URL": "http://" + busy, "ISSUER": "http://" + apptest.FreePort(t)}, []string{"-embedded-idp"},
 			[]string{"the app cannot listen on :" + strings.Split(busy, ":")[1], "set APP_URL to another port", "LISTEN_ADDR", "address already in use"}},
-		{"the stand-in's port", map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": "http://" + busy}, []string{"-embedded-idp"},
+		{"the stand-in's port", map[string]string{"APP_URL": "http://" + apptest.FreePort(t), "ISSUER": "http://" + busy}, []string{"-embedded-idp"},
 			[]string{"the embedded identity provider cannot listen on " + busy, "drop -embedded-idp", "set ISSUER to another port"}},
-		{"the attacker page's port", map[string]string{"APP_URL": "http://localhost:" + strings.Split(freePort(t), ":")[1], "ISSUER": "http://" + freePort(t), "ATTACKER_ADDR": busy}, []string{"-embedded-idp"},
+		{"the attacker page's port", map[string]string{"APP_URL": "http://localhost:" + strings.Split(apptest.FreePort(t), ":")[1], "ISSUER": "http://" + apptest.FreePort(t), "ATTACKER_ADDR": busy}, []string{"-embedded-idp"},
 			[]string{"the attacker page cannot listen on " + busy, "set ATTACKER_ADDR"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for k, v := range demoEnv {
+			for k, v := range apptest.DemoEnv {
 				tt.env[k] = v
 			}
 			tt.env["LOG_LEVEL"] = "info"
-			logs := &syncBuffer{}
-			err := run(context.Background(), tt.args, getenvFrom(tt.env), io.Discard, logs)
-			if err == nil || !containsAll(err.Error(), tt.want) {
+			tt.env["KICKSTART_FILE"] = repo("kickstart/kickstart.json")
+			logs := &apptest.Logs{}
+			err := app.Run(context.Background(), tt.args, apptest.Getenv(tt.env), io.Discard, logs)
+			if err == nil || !apptest.ContainsAll(err.Error(), tt.want) {
 				t.Fatalf("run = %v, want an error saying %q", err, tt.want)
 			}
 			// Give a discovery started too early the time to fail and say so.

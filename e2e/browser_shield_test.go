@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
+
+	"github.com/changebank/changebank/internal/apptest"
 )
 
 // attackerPages serves, on 127.0.0.1 (another site than localhost), a page
@@ -20,7 +22,7 @@ import (
 func attackerPages(t *testing.T, d demo) string {
 	t.Helper()
 	params := url.Values{
-		"client_id": {demoEnv["CLIENT_ID"]}, "redirect_uri": {d.appURL + "/callback"}, "response_type": {"code"},
+		"client_id": {apptest.DemoEnv["CLIENT_ID"]}, "redirect_uri": {d.appURL + "/callback"}, "response_type": {"code"},
 		"scope": {"openid email profile offline_access"}, "state": {"attacker-state"}, "nonce": {"attacker-nonce"},
 		"code_challenge": {strings.Repeat("A", 43)}, "code_challenge_method": {"S256"},
 	}
@@ -50,7 +52,7 @@ func attackerPages(t *testing.T, d demo) string {
 // silently logging them in as the attacker), and a page on another site
 // that frames the login form gets no form.
 func TestBrowserStandInRefusesLoginCSRFAndFraming(t *testing.T) {
-	port := func() string { return strings.TrimPrefix(freePort(t), "127.0.0.1:") }
+	port := func() string { return strings.TrimPrefix(apptest.FreePort(t), "127.0.0.1:") }
 	d := startDemo(t, map[string]string{"APP_URL": "http://localhost:" + port(), "ISSUER": "http://localhost:" + port()})
 	attacker := attackerPages(t, d)
 	ctx := newBrowser(t)

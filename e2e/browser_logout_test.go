@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/changebank/changebank/internal/apptest"
 )
 
 // TestBrowserLogoutElsewhereEndsTheSession: logging out at the provider
@@ -30,7 +32,7 @@ func TestBrowserLogoutElsewhereEndsTheSession(t *testing.T) {
 	// Straight to the provider's logout, as FusionAuth's own logout link does:
 	// the app's cookies can only go through the iframe.
 	back := d.appURL + "/"
-	logout := d.issuer + "/oauth2/logout?" + url.Values{"client_id": {demoEnv["CLIENT_ID"]}, "post_logout_redirect_uri": {back}}.Encode()
+	logout := d.issuer + "/oauth2/logout?" + url.Values{"client_id": {apptest.DemoEnv["CLIENT_ID"]}, "post_logout_redirect_uri": {back}}.Encode()
 	run1(t, ctx, chromedp.Navigate(logout), chromedp.WaitVisible(chromedp.CSS("#hero-login")))
 	if u := location(t, ctx); u != back {
 		t.Fatalf("the logout page went on to %s, want %s", u, back)
@@ -134,8 +136,8 @@ func TestBrowserLogoutAtTheProviderButton(t *testing.T) {
 func refusedLogout(t *testing.T, ctx context.Context) (first, second demo) {
 	t.Helper()
 	first = startDemo(t, nil)
-	env := map[string]string{"APP_URL": "http://" + freePort(t), "ISSUER": first.issuer}
-	for k, v := range demoEnv {
+	env := map[string]string{"APP_URL": "http://" + apptest.FreePort(t), "ISSUER": first.issuer}
+	for k, v := range apptest.DemoEnv {
 		env[k] = v
 	}
 	second = startRun(t, env)

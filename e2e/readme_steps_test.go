@@ -1,11 +1,10 @@
-package main
+package e2e
 
 import (
 	"maps"
 	"net"
 	"os"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
@@ -13,55 +12,46 @@ import (
 	"github.com/joho/godotenv"
 )
 
-// readmeHeadings returns the text of every heading of README.md.
-func readmeHeadings(t *testing.T) []string {
-	t.Helper()
-	data, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range regexp.MustCompile(`(?m)^#+ (.+)$`).FindAllStringSubmatch(string(data), -1) {
-		out = append(out, strings.TrimSpace(m[1]))
-	}
-	return out
-}
+// docPointer is how .env and the compose file point a reader at the
+// documentation: a page of docs/ or the README, with an optional anchor.
+var docPointer = regexp.MustCompile(`\b((?:README|docs/[\w-]+)\.md(?:#[\w-]+)?)`)
 
-// TestPointersIntoTheREADMEArrive: a newcomer told to see README, "X" in
-// .env or the compose file finds a section named X.
-func TestPointersIntoTheREADMEArrive(t *testing.T) {
-	headings := readmeHeadings(t)
-	pointer := regexp.MustCompile(`README, "([^"]+)"`)
+// TestPointersIntoTheDocsArrive: a newcomer sent to a page or a section of
+// the documentation by .env or the compose file finds it there.
+func TestPointersIntoTheDocsArrive(t *testing.T) {
 	found := 0
 	for _, name := range []string{".env", "docker-compose.yml"} {
-		data, err := os.ReadFile(name)
+		data, err := os.ReadFile(repo(name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range pointer.FindAllStringSubmatch(string(data), -1) {
+		for _, m := range docPointer.FindAllStringSubmatch(string(data), -1) {
 			found++
-			if !slices.Contains(headings, m[1]) {
-				t.Errorf("%s points at README, %q: no such section", name, m[1])
+			if msg := checkLink(repo("."), "README.md", m[1]); msg != "" {
+				t.Errorf("%s points at %s, which %s", name, m[1], msg)
 			}
 		}
+		if strings.Contains(string(data), "README, \"") {
+			t.Errorf(`%s still points at a README section by name: point at docs/page.md#anchor, which this test checks`, name)
+		}
 	}
-	if found == 0 {
-		t.Fatal(`no README, "..." pointer found: the pattern no longer matches how the files point`)
+	if found < 3 {
+		t.Fatalf("found %d pointers into the documentation: the pattern no longer matches how the files point", found)
 	}
 }
 
 // readmeCommands returns the commands of the first ```sh block after
-// marker in README.md: for each line, the environment assignments before
+// marker in the page at path: for each line, the environment assignments before
 // `go run .` and the arguments after it.
-func readmeCommands(t *testing.T, marker string) []readmeCommand {
+func readmeCommands(t *testing.T, path, marker string) []readmeCommand {
 	t.Helper()
-	data, err := os.ReadFile("README.md")
+	data, err := os.ReadFile(repo(path))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, rest, ok := strings.Cut(string(data), marker)
 	if !ok {
-		t.Fatalf("README.md has no %q", marker)
+		t.Fatalf("%s has no %q", path, marker)
 	}
 	_, rest, ok = strings.Cut(rest, "```sh\n")
 	block, _, closed := strings.Cut(rest, "\n```")
@@ -82,7 +72,7 @@ func readmeCommands(t *testing.T, marker string) []readmeCommand {
 			fields = fields[1:]
 		}
 		if len(fields) < 3 || fields[0] != "go" || fields[1] != "run" || fields[2] != "." {
-			t.Fatalf("README.md, after %q: %q is not a `go run .` this test can run", marker, line)
+			t.Fatalf("%s, after %q: %q is not a `go run .` this test can run", path, marker, line)
 		}
 		cmd.args = fields[3:]
 		cmds = append(cmds, cmd)
@@ -100,14 +90,15 @@ type readmeCommand struct {
 // and 9011 free), with .env read as main reads it, then logs in and out on
 // the second instance in a browser.
 func TestREADMESecondInstanceWithoutDocker(t *testing.T) {
-	cmds := readmeCommands(t, "**A second instance without Docker.**")
+	cmds := readmeCommands(t, "docs/instances.md", "\n## A second instance without Docker\n")
 	if len(cmds) != 2 {
-		t.Fatalf("the README gives %d commands, want two terminals", len(cmds))
+		t.Fatalf("docs/instances.md gives %d commands, want two terminals", len(cmds))
 	}
-	dotenv, err := godotenv.Read(".env")
+	dotenv, err := godotenv.Read(repo(".env"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Chdir(repo(".")) // where the README's `go run .` runs, so the default KICKSTART_FILE is found
 	ctx := newBrowser(t)
 	var instances []demo
 	for _, cmd := range cmds {

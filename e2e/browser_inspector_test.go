@@ -1,19 +1,20 @@
-package main
+package e2e
 
 import (
-	"io"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/changebank/changebank/internal/apptest"
 )
 
 // crossSiteDemo starts the demo as a learner runs it: the app and the
 // provider on localhost, the attacker page on 127.0.0.1, another site.
 func crossSiteDemo(t *testing.T) (demo, string) {
 	t.Helper()
-	port := func() string { return strings.TrimPrefix(freePort(t), "127.0.0.1:") }
-	attacker := freePort(t)
+	port := func() string { return strings.TrimPrefix(apptest.FreePort(t), "127.0.0.1:") }
+	attacker := apptest.FreePort(t)
 	d := startDemo(t, map[string]string{
 		"APP_URL":       "http://localhost:" + port(),
 		"ISSUER":        "http://localhost:" + port(),
@@ -173,40 +174,4 @@ func TestBrowserAttackerPage(t *testing.T) {
 		run1(t, ctx, chromedp.Click(chromedp.CSS("#run")), chromedp.WaitVisible(chromedp.CSS("#done")))
 		checkPhone(t, ctx)
 	})
-}
-
-func TestAttackerAddrMustBeAnotherSite(t *testing.T) {
-	cases := []struct {
-		addr, appURL, problem string
-	}{
-		{"127.0.0.1:8081", "", ""},
-		{"", "", ""},
-		{"localhost:8081", "", "same site"},
-		{"8081", "", "want host:port"},
-		{"0.0.0.0:8081", "", "every interface"},
-		{"[::]:8081", "", "every interface"},
-		{"app.localhost:8081", "", "same site"},
-		{"evil.bank.example:8081", "http://www.bank.example", "same site"},
-		{"127.0.0.1:8081", "https://bank.example", "leave ATTACKER_ADDR empty when APP_URL is https"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.addr+" "+tc.appURL, func(t *testing.T) {
-			env := map[string]string{"ATTACKER_ADDR": tc.addr}
-			for k, v := range demoEnv {
-				env[k] = v
-			}
-			if tc.appURL != "" {
-				env["APP_URL"] = tc.appURL
-			}
-			cfg, err := loadConfig(nil, getenvFrom(env), io.Discard)
-			switch {
-			case tc.problem == "" && err != nil:
-				t.Fatalf("refused: %v", err)
-			case tc.problem == "" && cfg.AttackerAddr != tc.addr:
-				t.Fatalf("AttackerAddr = %q", cfg.AttackerAddr)
-			case tc.problem != "" && (err == nil || !strings.Contains(err.Error(), "ATTACKER_ADDR") || !strings.Contains(err.Error(), tc.problem)):
-				t.Fatalf("want ATTACKER_ADDR refused (%s), got %v", tc.problem, err)
-			}
-		})
-	}
 }

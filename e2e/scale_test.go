@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/idp"
+	"github.com/changebank/changebank/internal/app"
+	"github.com/changebank/changebank/internal/apptest"
 	"github.com/changebank/changebank/tokens"
 )
 
@@ -67,17 +69,17 @@ func newCluster(t testing.TB, kickstart string, grace time.Duration) *cluster {
 // to the balancer. It returns a function that removes and stops it.
 func (c *cluster) start(t testing.TB, secrets string) (stop func()) {
 	t.Helper()
-	addr := freePort(t)
+	addr := apptest.FreePort(t)
 	env := map[string]string{"APP_URL": c.proxyURL, "LISTEN_ADDR": addr, "ISSUER": c.idpURL, "APP_SECRET_KEY": secrets}
-	for k, v := range demoEnv {
+	for k, v := range apptest.DemoEnv {
 		if _, set := env[k]; !set {
 			env[k] = v
 		}
 	}
-	logs := &syncBuffer{}
+	logs := &apptest.Logs{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, getenvFrom(env), io.Discard, logs) }()
+	go func() { done <- app.Run(ctx, nil, apptest.Getenv(env), io.Discard, logs) }()
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
@@ -232,9 +234,9 @@ func TestThreeInstancesLoseNoSession(t *testing.T) {
 		{"no grace period", idp.NoGracePeriod},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCluster(t, "kickstart/kickstart.json", tc.grace)
+			c := newCluster(t, repo("kickstart/kickstart.json"), tc.grace)
 			for range instances {
-				c.start(t, demoEnv["APP_SECRET_KEY"])
+				c.start(t, apptest.DemoEnv["APP_SECRET_KEY"])
 			}
 			lost, maxCalls := raceBursts(t, c, bursts, perBurst)
 			figures[tc.name] = lost
@@ -308,7 +310,7 @@ func TestSecretRotationInARollingDeploy(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCluster(t, "kickstart/kickstart.json", 0)
+			c := newCluster(t, repo("kickstart/kickstart.json"), 0)
 			stops := []func(){c.start(t, oldSecret), c.start(t, oldSecret)}
 			v := c.visitor()
 			v.login(t)

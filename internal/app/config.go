@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -16,8 +16,8 @@ import (
 	"github.com/changebank/changebank/tokens"
 )
 
-// config is every setting, read once and validated together.
-type config struct {
+// Config is every setting, read once and validated together by LoadConfig.
+type Config struct {
 	AppURL            string // normalised: see baseURL
 	ListenAddr        string
 	Issuer            string // exactly as given: every token's iss must equal it
@@ -38,8 +38,18 @@ type config struct {
 	issuerAddr string // host:port the embedded provider listens on
 }
 
+// SettingNames are the environment variables the app reads, in the order
+// -h lists them.
+func SettingNames() []string {
+	names := make([]string, len(settings))
+	for i, s := range settings {
+		names[i] = s.name
+	}
+	return names
+}
+
 // setting is one environment variable: its default and what it means.
-// The table feeds both -h and the defaults loadConfig applies, so the two
+// The table feeds both -h and the defaults LoadConfig applies, so the two
 // cannot disagree.
 type setting struct {
 	name, fallback, meaning string
@@ -108,10 +118,10 @@ With no provider running, start one: go run . -embedded-idp, or docker compose u
 `)
 }
 
-// loadConfig reads flags and environment. It reports every bad setting in
+// LoadConfig reads flags and environment. It reports every bad setting in
 // one error, so a user fixes them all in one go. With -h it returns errHelp.
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	var cfg config
+func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var cfg Config
 	fset := flag.NewFlagSet("changebank", flag.ContinueOnError)
 	fset.SetOutput(io.Discard) // run prints the usage (-h) or the error
 	fset.Usage = func() {}

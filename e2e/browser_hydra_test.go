@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/changebank/changebank/internal/apptest"
 )
 
 // hydraShape is Ory Hydra as its quickstart lays it out: id_token_hint
@@ -49,7 +51,7 @@ func hydraLogout(t *testing.T, opaque bool) {
 	clientID, secret := "changebank-hydra", "browser-hydra-client-secret-"+randomString(12)
 	op := startHandOP(t, hydraShape(opaque), clientID, secret, time.Minute)
 	d := startApp(t, map[string]string{"ISSUER": op.issuerURL(), "CLIENT_ID": clientID, "CLIENT_SECRET": secret,
-		"APP_SECRET_KEY": demoEnv["APP_SECRET_KEY"]})
+		"APP_SECRET_KEY": apptest.DemoEnv["APP_SECRET_KEY"]})
 	t.Cleanup(func() { d.secrets.remember(op.rec.issuedValues()...) })
 
 	run1(t, ctx, chromedp.Navigate(d.appURL+"/account"),

@@ -28,23 +28,37 @@ var screenshots = flag.String("screenshots", "", "write README screenshots of th
 
 const (
 	noChromium = "Chromium not found: install it (Debian: apt-get install chromium) to run the browser tests"
-	noMermaid  = mermaidJS + " not found: run `npm ci` (needs Node and npm) to render the README's diagrams"
+	noMermaid  = mermaidJS + " not found: run `npm ci` at the repository's root (needs Node and npm) to render the diagrams of README.md and docs/"
 )
 
-// TestMain prints what the browser and diagram tests are missing to stderr,
-// which `go test` shows without -v when run in this folder (`go test ./...`
-// shows a passing package's ok line only).
+// TestMain says what the browser and diagram tests are missing, once, before
+// they skip (under CI=true they fail instead).
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if os.Getenv("CI") != "true" {
 		if findChromium() == "" {
-			fmt.Fprintln(os.Stderr, "changebank: skipping the browser tests:", noChromium)
+			tell("changebank: skipping the browser tests: " + noChromium)
 		}
 		if _, err := os.Stat(mermaidJS); err != nil {
-			fmt.Fprintln(os.Stderr, "changebank: skipping the README diagram tests:", noMermaid)
+			tell("changebank: skipping the diagram tests: " + noMermaid)
 		}
 	}
 	os.Exit(m.Run())
+}
+
+// tell prints a line for the person running the tests. `go test ./...`
+// prints nothing of a package that passes, not even why a test skipped, so
+// the line goes to the terminal itself when there is one; without one (an
+// editor, a pipe in CI) it goes to stderr, which `go test -v` and a failing
+// run show.
+func tell(line string) {
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		defer tty.Close()
+		if _, err := fmt.Fprintln(tty, line); err == nil {
+			return
+		}
+	}
+	fmt.Fprintln(os.Stderr, line)
 }
 
 func findChromium() string {
@@ -70,7 +84,13 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// newBrowser starts a headless Chromium with a fresh profile.
+// browserKey holds, in the context newBrowser returns, the tab's context
+// without the test's deadline.
+type browserKey struct{}
+
+// newBrowser starts a headless Chromium with a fresh profile. Its context
+// ends after 90 seconds; a test that fails saves a screenshot of the page it
+// failed on (see saveScreenshot).
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -86,14 +106,14 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.WindowSize(1200, 900),
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	tab, cancelTab := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(context.WithValue(tab, browserKey{}, tab), 90*time.Second)
 	t.Cleanup(func() {
 		if t.Failed() {
 			saveScreenshot(t, ctx)
 		}
 		cancelTimeout()
-		cancelCtx()
+		cancelTab()
 		cancelAlloc()
 	})
 	if err := chromedp.Do(ctx); err != nil {
@@ -102,19 +122,44 @@ func newBrowser(t *testing.T) context.Context {
 	return ctx
 }
 
-// saveScreenshot keeps what the page showed when a test failed.
+// saveScreenshot keeps what the page showed when a test failed, under
+// $TMPDIR/changebank-test-logs/<test>/failure.png.
 func saveScreenshot(t *testing.T, ctx context.Context) {
-	dir := filepath.Join(os.TempDir(), "changebank-test-logs", strings.ReplaceAll(t.Name(), "/", "_"))
-	shotCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	png, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Logf("no screenshot: %v", err)
+	png, why := failureShot(ctx)
+	if png == nil {
+		t.Logf("no screenshot: %s", why)
 		return
 	}
+	dir := filepath.Join(os.TempDir(), "changebank-test-logs", strings.ReplaceAll(t.Name(), "/", "_"))
 	if err := os.MkdirAll(dir, 0o755); err == nil && os.WriteFile(filepath.Join(dir, "failure.png"), png, 0o644) == nil {
-		t.Logf("screenshot of the page at failure: %s", filepath.Join(dir, "failure.png"))
+		t.Logf("screenshot of the page at failure (%s): %s", why, filepath.Join(dir, "failure.png"))
 	}
+}
+
+// failureShot returns a screenshot of the page ctx's tab shows and its
+// address, or nil and why there is none. It works on the tab's own context:
+// the test's may have run out of time, which is how most browser tests fail.
+// A tab that never left about:blank has nothing to show (the test failed
+// before it opened a page), and a blank picture would only mislead.
+func failureShot(ctx context.Context) ([]byte, string) {
+	tab, ok := ctx.Value(browserKey{}).(context.Context)
+	if !ok {
+		tab = ctx
+	}
+	shotCtx, cancel := context.WithTimeout(tab, 10*time.Second)
+	defer cancel()
+	url, err := chromedp.Run(shotCtx, chromedp.Location())
+	switch {
+	case err != nil:
+		return nil, err.Error()
+	case url == "" || url == "about:blank":
+		return nil, "the test failed before the browser opened a page"
+	}
+	png, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100))
+	if err != nil {
+		return nil, err.Error()
+	}
+	return png, url
 }
 
 // console collects what pages in one tab write to the browser's console.
@@ -577,11 +622,12 @@ func TestBrowserProviderDownPageShowsTheCommands(t *testing.T) {
 	for k, v := range apptest.DemoEnv {
 		env[k] = v
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
+	// Stopped as Ctrl-C stops it, without the drain period.
+	runCtx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(runCtx, nil, apptest.Getenv(env), io.Discard, io.Discard) }()
 	t.Cleanup(func() {
-		cancel()
+		cancel(app.ErrInterrupted)
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}

@@ -22,11 +22,12 @@ func startRun(t testing.TB, env map[string]string, args ...string) demo {
 	for _, secret := range strings.Split(env["APP_SECRET_KEY"], ",") {
 		d.secrets.remember(strings.TrimSpace(secret))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Stopped as Ctrl-C stops it, without the drain period.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, args, apptest.Getenv(env), io.Discard, d.logs) }()
 	t.Cleanup(func() {
-		cancel()
+		cancel(app.ErrInterrupted)
 		if err := <-done; err != nil {
 			t.Errorf("run %v: %v", args, err)
 		}

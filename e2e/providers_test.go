@@ -19,7 +19,7 @@ import (
 
 	"github.com/changebank/changebank/internal/app"
 	"github.com/changebank/changebank/internal/apptest"
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // The provider journeys: ChangeBank pointed by settings alone at providers
@@ -434,7 +434,7 @@ func refusedInAccessCookie(t *testing.T, p *person, rec *opRecorder, token, what
 		swapped := newPerson(t, p.d)
 		var cookies []*http.Cookie
 		for _, c := range p.jar.Cookies(app) {
-			if c.Name == tokens.AccessCookie {
+			if c.Name == cookie.Access {
 				c.Value = token
 			}
 			cookies = append(cookies, &http.Cookie{Name: c.Name, Value: c.Value})
@@ -604,7 +604,7 @@ func (b *person) accessCookie(t *testing.T) string {
 	t.Helper()
 	app, _ := url.Parse(b.d.appURL)
 	for _, c := range b.jar.Cookies(app) {
-		if c.Name == tokens.AccessCookie {
+		if c.Name == cookie.Access {
 			return c.Value
 		}
 	}
@@ -692,11 +692,12 @@ func startApp(t *testing.T, env map[string]string) demo {
 	env["APP_URL"] = "http://" + apptest.FreePort(t)
 	d := demo{appURL: env["APP_URL"], issuer: env["ISSUER"], base: env["APP_URL"], logs: &apptest.Logs{}, secrets: &secretList{}}
 	d.secrets.remember(env["CLIENT_SECRET"], env["APP_SECRET_KEY"], env["FUSIONAUTH_API_KEY"])
-	ctx, cancel := context.WithCancel(context.Background())
+	// Stopped as Ctrl-C stops it, without the drain period.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, nil, apptest.Getenv(env), io.Discard, d.logs) }()
 	t.Cleanup(func() {
-		cancel()
+		cancel(app.ErrInterrupted)
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}

@@ -96,11 +96,12 @@ func startDemo(t testing.TB, extra map[string]string) demo {
 	if env["LISTEN_ADDR"] != "" {
 		d.base = "http://" + env["LISTEN_ADDR"]
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Stopped as Ctrl-C stops it, without the drain period.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, []string{"-embedded-idp"}, apptest.Getenv(env), io.Discard, d.logs) }()
 	t.Cleanup(func() {
-		cancel()
+		cancel(app.ErrInterrupted)
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/changebank/changebank/idp"
 	"github.com/changebank/changebank/internal/app"
 	"github.com/changebank/changebank/internal/apptest"
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // cluster is several app instances behind a round-robin reverse proxy (no
@@ -47,7 +47,14 @@ func newCluster(t testing.TB, kickstart string, grace time.Duration) *cluster {
 	}})
 	t.Cleanup(proxy.Close)
 	c.proxyURL = proxy.URL
+	c.startStandIn(t, kickstart, grace)
+	return c
+}
 
+// startStandIn starts the stand-in from a kickstart file (grace as
+// idp.Options.RefreshGracePeriod) for an app browsers reach at c.proxyURL.
+func (c *cluster) startStandIn(t testing.TB, kickstart string, grace time.Duration) {
+	t.Helper()
 	ks, err := idp.LoadKickstart(kickstart, func(string) string { return "" }, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +69,6 @@ func newCluster(t testing.TB, kickstart string, grace time.Duration) *cluster {
 	idpSrv.Config.Handler = c.idp.Handler()
 	idpSrv.Start()
 	t.Cleanup(idpSrv.Close)
-	return c
 }
 
 // start runs one more instance with the given APP_SECRET_KEY and adds it
@@ -77,7 +83,8 @@ func (c *cluster) start(t testing.TB, secrets string) (stop func()) {
 		}
 	}
 	logs := &apptest.Logs{}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Stopped as Ctrl-C stops it, without the drain period.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx, nil, apptest.Getenv(env), io.Discard, logs) }()
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -89,7 +96,7 @@ func (c *cluster) start(t testing.TB, secrets string) (stop func()) {
 			}
 		}
 		if time.Now().After(deadline) {
-			cancel()
+			cancel(app.ErrInterrupted)
 			t.Fatalf("an instance never became ready\n%s", logs)
 		}
 	}
@@ -108,7 +115,7 @@ func (c *cluster) start(t testing.TB, secrets string) (stop func()) {
 				}
 			}
 			c.mu.Unlock()
-			cancel()
+			cancel(app.ErrInterrupted)
 			if err := <-done; err != nil {
 				t.Errorf("run: %v", err)
 			}
@@ -168,7 +175,7 @@ func (v *visitor) login(t testing.TB) {
 // requests all carry only the refresh and userinfo cookies and refresh.
 func (v *visitor) expireAccess() {
 	u, _ := url.Parse(v.c.proxyURL)
-	v.jar.SetCookies(u, []*http.Cookie{{Name: tokens.AccessCookie, Value: "", Path: "/", MaxAge: -1}})
+	v.jar.SetCookies(u, []*http.Cookie{{Name: cookie.Access, Value: "", Path: "/", MaxAge: -1}})
 }
 
 // get returns the status of GET path through the balancer.

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // apiUser is what /api/me knows of the caller.
@@ -26,7 +27,7 @@ type apiUser struct {
 // caller to handle. It never redirects: 401 with WWW-Authenticate, or 503
 // with Retry-After. (handle is called directly rather than through the
 // gin.Context's keys, whose map would be allocated on every call.)
-func apiSession(quiet *quietLog, sessions *tokens.Manager, verifier *tokens.Verifier, handle func(*gin.Context, apiUser)) gin.HandlerFunc {
+func apiSession(quiet *quietLog, sessions *tokens.Sessions, handle func(*gin.Context, apiUser)) gin.HandlerFunc {
 	const realm = `Bearer realm="ChangeBank"`
 	return func(c *gin.Context) {
 		var u apiUser
@@ -40,7 +41,7 @@ func apiSession(quiet *quietLog, sessions *tokens.Manager, verifier *tokens.Veri
 				return
 			}
 			u.source = "bearer"
-			u.claims, err = verifier.AccessToken(c.Request.Context(), strings.TrimSpace(raw))
+			u.claims, err = sessions.AccessToken(c.Request.Context(), strings.TrimSpace(raw))
 			if err != nil && !errors.Is(err, tokens.ErrProviderUnavailable) {
 				quiet.Warn(c.Request.Context(), "bearer token refused", "err", err)
 				c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
@@ -133,7 +134,7 @@ func healthz() gin.HandlerFunc {
 
 // readyz answers 200 once the provider's metadata and keys are loaded;
 // until then 503, with the reason when a setting must change.
-func readyz(provider *tokens.Provider) gin.HandlerFunc {
+func readyz(provider *oidc.Provider) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if !provider.Ready() {
 			c.Header("Retry-After", "5")

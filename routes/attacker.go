@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // The attacker page is a second origin this app serves on another loopback
@@ -71,7 +71,7 @@ func (wt *Witness) Wrap(h http.Handler) http.Handler {
 			SessionCookies: []string{}}
 		for _, c := range r.Cookies() {
 			base := strings.TrimPrefix(c.Name, "__Host-")
-			if slices.Contains([]string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie}, base) {
+			if slices.Contains([]string{cookie.Access, cookie.Refresh, cookie.UserInfo}, base) {
 				seen.SessionCookies = append(seen.SessionCookies, c.Name)
 			}
 		}

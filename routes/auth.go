@@ -11,6 +11,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 const sessionKey = "changebank.session"
@@ -25,7 +27,7 @@ func sessionOf(c *gin.Context) *tokens.Session {
 // needed). Without one, a page sends the browser to log in and come back.
 // When the provider cannot be reached, the cookies stay and the user is
 // asked to try again.
-func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func sessionRequired(log *slog.Logger, sessions *tokens.Sessions, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s, err := sessions.Load(c.Request.Context(), c.Writer, c.Request)
 		switch {
@@ -58,7 +60,7 @@ func sessionRequired(log *slog.Logger, sessions *tokens.Manager, views *views) g
 var tooLargeMessage = fmt.Sprintf("Your account's access token is too large to keep in cookies: "+
 	"with it, this app's session would pass the %s bytes it allows, a limit set because the browser sends every cookie with every request and servers refuse large request headers, so you are not logged in. "+
 	"Nothing is wrong with your password. Whoever runs the identity provider can fix it by trimming the token's claims "+
-	"for this application (fewer roles or groups, shorter names).", group(strconv.Itoa(tokens.MaxSessionBytes)))
+	"for this application (fewer roles or groups, shorter names).", group(strconv.Itoa(cookie.MaxSessionBytes)))
 
 // maxFormBytes bounds a form body: ours are a few fields.
 const maxFormBytes = 64 << 10
@@ -66,7 +68,7 @@ const maxFormBytes = 64 << 10
 // checkForm guards every state-changing POST beyond SameSite: the request
 // must come from this site (Origin, or Sec-Fetch-Site when a browser sends
 // no Origin) and, when a session is present, carry its CSRF token.
-func checkForm(quiet *quietLog, sessions *tokens.Manager, csrf *tokens.CSRF, views *views, appOrigin string) gin.HandlerFunc {
+func checkForm(quiet *quietLog, sessions *tokens.Sessions, views *views, appOrigin string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBytes)
 		if err := c.Request.ParseForm(); err != nil {
@@ -94,7 +96,7 @@ func checkForm(quiet *quietLog, sessions *tokens.Manager, csrf *tokens.CSRF, vie
 		} else {
 			user, ok = sessions.User(c.Request)
 		}
-		if ok && !csrf.Check(user, c.PostForm("csrf_token")) {
+		if ok && !sessions.CheckCSRF(user, c.PostForm("csrf_token")) {
 			quiet.Warn(c.Request.Context(), "form refused: bad CSRF token", "path", c.Request.URL.Path)
 			views.failRetry(c, http.StatusForbidden, "This form has expired. Go back, reload the page and try again.", "/account")
 			return
@@ -107,7 +109,7 @@ func checkForm(quiet *quietLog, sessions *tokens.Manager, csrf *tokens.CSRF, vie
 // account. It is also where the provider's logout sends the browser back,
 // with the state of that logout: when it is the one this browser was sent
 // with, the provider's session is known to be over and the notice says so.
-func home(sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func home(sessions *tokens.Sessions, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if state := c.Query("state"); state != "" {
 			sessions.ConfirmLogout(c.Writer, c.Request, state)
@@ -125,7 +127,7 @@ func home(sessions *tokens.Manager, views *views) gin.HandlerFunc {
 // login starts the authorization code flow and sends the browser to the
 // provider. While the provider cannot be used it says why: a setting to
 // change when provider.Problem names one, else "wait".
-func login(log *slog.Logger, sessions *tokens.Manager, provider *tokens.Provider, views *views) gin.HandlerFunc {
+func login(log *slog.Logger, sessions *tokens.Sessions, provider *oidc.Provider, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		returnTo := tokens.SafeReturnPath(c.Query("return_to"))
 		if returnTo == "" {
@@ -168,7 +170,7 @@ var providerErrors = map[string]string{
 //
 // Anyone can call it with anything, so what it logs goes through quiet,
 // sampled and bounded, but for a login that got as far as the tokens.
-func callback(log *slog.Logger, quiet *quietLog, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func callback(log *slog.Logger, quiet *quietLog, sessions *tokens.Sessions, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
 		returnTo, err := sessions.FinishLogin(c.Request.Context(), c.Writer, c.Request)
@@ -210,21 +212,9 @@ func callback(log *slog.Logger, quiet *quietLog, sessions *tokens.Manager, views
 
 // hasSession reports whether the request carries a live session's userinfo
 // cookie, without refreshing anything.
-func hasSession(sessions *tokens.Manager, c *gin.Context) bool {
+func hasSession(sessions *tokens.Sessions, c *gin.Context) bool {
 	_, ok := sessions.User(c.Request)
 	return ok
-}
-
-// logout is the Log out button: it ends the session and sends the browser
-// to the provider's logout, which ends the single sign-on session and sends
-// the browser back home. The notice for that page says only that this
-// app's cookies are gone, until the browser comes back from the provider
-// (see home).
-func logout(sessions *tokens.Manager) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		sessions.Logout(c.Request.Context(), c.Writer, c.Request)
-		c.Redirect(http.StatusSeeOther, sessions.EndAtProvider(c.Writer, c.Request))
-	}
 }
 
 // frontChannelLogout is GET /logout, the application's logoutURL: the
@@ -237,11 +227,11 @@ func logout(sessions *tokens.Manager) gin.HandlerFunc {
 // Its framed answer may be shown by the provider's pages alone (a browser
 // reports a refused frame as an error on every logout): it holds one line
 // of text and nothing to click, and every other site is still refused.
-func frontChannelLogout(sessions *tokens.Manager, providerOrigin string) gin.HandlerFunc {
+func frontChannelLogout(sessions *tokens.Sessions, providerOrigin string) gin.HandlerFunc {
 	framedPolicy := contentPolicy(providerOrigin, providerOrigin)
 	return func(c *gin.Context) {
 		_, hadSession := sessions.User(c.Request)
-		sessions.Logout(c.Request.Context(), c.Writer, c.Request)
+		sessions.EndSession(c.Request.Context(), c.Writer, c.Request)
 		// After the button's POST there is no session left here, and the
 		// POST's notice stays for the page the user lands on.
 		if hadSession {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // The cost of the session on the hot path, measured through the real
@@ -34,7 +34,7 @@ func BenchmarkHotPath(b *testing.B) {
 	s, h, cookies := loggedIn(b, stackOptions{quietLogs: true})
 	var bearer string
 	for _, c := range cookies {
-		if c.Name == tokens.AccessCookie {
+		if c.Name == cookie.Access {
 			bearer = c.Value
 		}
 	}

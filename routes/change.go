@@ -8,8 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
-
-	"github.com/changebank/changebank/tokens"
 )
 
 // MaxDollars is the largest amount ChangeBank changes.
@@ -100,15 +98,15 @@ func group(digits string) string {
 	return digits
 }
 
-func makeChangeForm(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
+func makeChangeForm(views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
-		views.render(c, http.StatusOK, "make_change", page{Title: "Make change", User: &s.User, CSRF: csrf.Token(s.User), Data: changeView{}})
+		views.render(c, http.StatusOK, "make_change", page{Title: "Make change", User: &s.User, CSRF: s.CSRF, Data: changeView{}})
 	}
 }
 
 // makeChange answers with nickels (as many as fit) and pennies (the rest).
-func makeChange(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
+func makeChange(views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
 		// The whole input is parsed (checkForm bounds the form); only the
@@ -122,7 +120,7 @@ func makeChange(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
 			v.Result, v.Dollars = true, formatDollars(cents)
 			v.Nickels, v.Pennies = countOf(cents/5, "nickel", "nickels"), countOf(cents%5, "penny", "pennies")
 		}
-		views.render(c, status, "make_change", page{Title: "Make change", User: &s.User, CSRF: csrf.Token(s.User), Data: v})
+		views.render(c, status, "make_change", page{Title: "Make change", User: &s.User, CSRF: s.CSRF, Data: v})
 	}
 }
 

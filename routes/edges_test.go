@@ -16,6 +16,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 func TestAmountIsParsedWhole(t *testing.T) {
@@ -99,7 +101,7 @@ func TestAuthorizationHeaderDecides(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	b := s.browser()
 	b.login("")
-	token := b.cookie(tokens.AccessCookie)
+	token := b.cookie(cookie.Access)
 	cases := []struct {
 		name, header string
 		status       int
@@ -138,15 +140,15 @@ func TestMeLeavesOutAMissingAuthTime(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	cases := []struct {
 		name     string
-		authTime tokens.UnixTime
+		authTime oidc.UnixTime
 		want     any
 	}{
 		{"no auth_time", 0, nil},
-		{"auth_time", tokens.UnixTime(now.Add(-time.Hour).Unix()), "2027-01-15T07:00:00Z"},
+		{"auth_time", oidc.UnixTime(now.Add(-time.Hour).Unix()), "2027-01-15T07:00:00Z"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			u := apiUser{source: "bearer", claims: &tokens.Claims{Subject: "s", Expiry: tokens.UnixTime(now.Add(time.Minute).Unix()), AuthTime: tc.authTime}}
+			u := apiUser{source: "bearer", claims: &tokens.Claims{Subject: "s", Expiry: oidc.UnixTime(now.Add(time.Minute).Unix()), AuthTime: tc.authTime}}
 			raw, _ := json.Marshal(meBody(u, now))
 			var body map[string]any
 			if err := json.Unmarshal(raw, &body); err != nil {
@@ -194,7 +196,7 @@ func TestErrorPagesShowWhoIsLoggedIn(t *testing.T) {
 	}
 	// The logout button on an error page works.
 	p := b.post("/logout", url.Values{"csrf_token": {csrf(t, b.get("/nope").body)}})
-	if p.status != http.StatusSeeOther || b.cookie(tokens.UserInfoCookie) != "" {
+	if p.status != http.StatusSeeOther || b.cookie(cookie.UserInfo) != "" {
 		t.Fatalf("logout from an error page: %d", p.status)
 	}
 }
@@ -269,7 +271,7 @@ func TestMeReportsScopesFromScopeOrScp(t *testing.T) {
 		if err := json.Unmarshal([]byte(claims), &c); err != nil {
 			t.Fatal(err)
 		}
-		c.Subject, c.Expiry = "s", tokens.UnixTime(now.Add(time.Minute).Unix())
+		c.Subject, c.Expiry = "s", oidc.UnixTime(now.Add(time.Minute).Unix())
 		raw, _ := json.Marshal(meBody(apiUser{source: "bearer", claims: &c}, now))
 		if !strings.Contains(string(raw), `"scope":"openid offline_access"`) {
 			t.Errorf("%s: /api/me says %s", claims, raw)
@@ -282,8 +284,8 @@ func TestMeReportsScopesFromScopeOrScp(t *testing.T) {
 // they have always had.
 func TestMeBodyBytes(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	claims := &tokens.Claims{Subject: "s-1", Expiry: tokens.UnixTime(now.Add(time.Minute).Unix()), Scope: "openid offline_access",
-		Roles: []string{"customer"}, AuthTime: tokens.UnixTime(now.Add(-time.Hour).Unix())}
+	claims := &tokens.Claims{Subject: "s-1", Expiry: oidc.UnixTime(now.Add(time.Minute).Unix()), Scope: "openid offline_access",
+		Roles: []string{"customer"}, AuthTime: oidc.UnixTime(now.Add(-time.Hour).Unix())}
 	user := &tokens.UserInfo{Name: `Richard "<Rich>" Hendricks`, Email: "richard@example.com"}
 	for _, tc := range []struct {
 		u    apiUser
@@ -322,7 +324,7 @@ func TestMeBodyIsWhatEncodingJSONWrites(t *testing.T) {
 		}
 		hostile = append(hostile, string(b))
 	}
-	exp := tokens.UnixTime(1_800_000_060)
+	exp := oidc.UnixTime(1_800_000_060)
 	for _, s := range hostile {
 		v := true
 		a := &meAnswer{AccessTokenExpiresAt: s, AuthTime: s, AuthenticatedBy: s, Email: &s, EmailVerified: &v, Name: &s,

@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"context"
 	"encoding/json"
 	"html"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 func TestCallbackRefusesWhatItDidNotStart(t *testing.T) {
@@ -41,15 +41,15 @@ func TestCallbackRefusesWhatItDidNotStart(t *testing.T) {
 		victim := s.browser()
 		cb := victim.submitLogin(victim.startLogin(""), "richard@example.com", "password")
 		attacker := s.browser()
-		if p := attacker.get(cb.location()); p.status != http.StatusBadRequest || attacker.cookie(tokens.AccessCookie) != "" {
+		if p := attacker.get(cb.location()); p.status != http.StatusBadRequest || attacker.cookie(cookie.Access) != "" {
 			t.Fatalf("a callback URL worked in a browser that did not start the login: %d", p.status)
 		}
 	})
 	t.Run("expired", func(t *testing.T) {
 		b := s.browser()
 		cb := b.submitLogin(b.startLogin(""), "richard@example.com", "password")
-		s.clock.Advance(tokens.LoginTTL + time.Minute)
-		defer s.clock.Advance(-(tokens.LoginTTL + time.Minute))
+		s.clock.Advance(loginTTL + time.Minute)
+		defer s.clock.Advance(-(loginTTL + time.Minute))
 		if p := b.get(cb.location()); p.status != http.StatusBadRequest {
 			t.Fatalf("an 11-minute-old login completed: %d", p.status)
 		}
@@ -127,7 +127,7 @@ func TestTwoTabsLogInAtOnce(t *testing.T) {
 func TestLoginTransactionsAreCapped(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	b := s.browser()
-	for range tokens.MaxLogins + 3 {
+	for range maxLogins + 3 {
 		b.startLogin("")
 	}
 	u, _ := url.Parse(s.appURL)
@@ -137,8 +137,8 @@ func TestLoginTransactionsAreCapped(t *testing.T) {
 			n++
 		}
 	}
-	if n != tokens.MaxLogins {
-		t.Fatalf("%d login transaction cookies kept, want %d", n, tokens.MaxLogins)
+	if n != maxLogins {
+		t.Fatalf("%d login transaction cookies kept, want %d", n, maxLogins)
 	}
 }
 
@@ -240,7 +240,7 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 	if q := end.Query(); q.Get("client_id") != clientID || q.Get("post_logout_redirect_uri") != s.appURL+"/" {
 		t.Fatalf("end-session query: %v", q)
 	}
-	for _, name := range []string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie} {
+	for _, name := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo} {
 		if c := b.setCookie(name); c == nil || c.MaxAge >= 0 || !c.HttpOnly || c.Path != "/" || c.SameSite != http.SameSiteLaxMode {
 			t.Errorf("%s not expired with its attributes: %+v", name, c)
 		}
@@ -274,7 +274,7 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 	}
 	// A response that was in flight re-sets the old cookies: the session stays dead.
 	for _, c := range stolen {
-		if c.Name != tokens.LogoutCookie {
+		if c.Name != cookie.LoggedOut {
 			b.setJarCookie(c.Name, c.Value)
 		}
 	}
@@ -282,7 +282,7 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 		t.Fatalf("old cookies resurrected the session: %d", p.status)
 	}
 	for _, c := range stolen {
-		if c.Name != tokens.LogoutCookie {
+		if c.Name != cookie.LoggedOut {
 			b.setJarCookie(c.Name, c.Value)
 		}
 	}
@@ -303,7 +303,7 @@ func TestGETLogoutIsTheFrontChannelLogout(t *testing.T) {
 	if p.status != http.StatusSeeOther || p.location() != "/" {
 		t.Fatalf("GET /logout: %d %q (must not bounce to the provider)", p.status, p.location())
 	}
-	if b.cookie(tokens.UserInfoCookie) != "" || b.cookie(tokens.AccessCookie) != "" {
+	if b.cookie(cookie.UserInfo) != "" || b.cookie(cookie.Access) != "" {
 		t.Fatal("cookies kept")
 	}
 
@@ -313,7 +313,7 @@ func TestGETLogoutIsTheFrontChannelLogout(t *testing.T) {
 	if f := b.getFramed("/logout"); f.status != http.StatusOK || f.location() != "" {
 		t.Fatalf("framed GET /logout: %d %q", f.status, f.location())
 	}
-	if b.cookie(tokens.UserInfoCookie) != "" {
+	if b.cookie(cookie.UserInfo) != "" {
 		t.Fatal("cookies kept by the framed GET /logout")
 	}
 	if code, _ := notice(b.get("/").body); code != string(tokens.NoticeLogoutProvider) {
@@ -343,7 +343,7 @@ func TestAPIMe(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+token)
 		return s.browser().do(req)
 	}
-	if p := bearer(b.cookie(tokens.AccessCookie)); p.status != http.StatusOK || !strings.Contains(p.body, `"authenticated_by":"bearer"`) {
+	if p := bearer(b.cookie(cookie.Access)); p.status != http.StatusOK || !strings.Contains(p.body, `"authenticated_by":"bearer"`) {
 		t.Fatalf("bearer: %d %s", p.status, p.body)
 	}
 	if p := bearer(s.idToken(t)); p.status != http.StatusUnauthorized {
@@ -353,7 +353,7 @@ func TestAPIMe(t *testing.T) {
 		t.Fatalf("bad bearer: %d %v", p.status, p.header)
 	}
 	s.clock.Advance(3 * time.Minute)
-	if p := bearer(b.cookie(tokens.AccessCookie)); p.status != http.StatusUnauthorized {
+	if p := bearer(b.cookie(cookie.Access)); p.status != http.StatusUnauthorized {
 		t.Fatalf("expired bearer: %d", p.status)
 	}
 }
@@ -400,12 +400,12 @@ func TestInspector(t *testing.T) {
 	if p.status != http.StatusOK {
 		t.Fatalf("/session: %d", p.status)
 	}
-	for _, want := range []string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie, `kid&#34;`, clientID, "HttpOnly", "SameSite=Lax", "fingerprint", `id="refreshed">no`, "data-expires"} {
+	for _, want := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo, `kid&#34;`, clientID, "HttpOnly", "SameSite=Lax", "fingerprint", `id="refreshed">no`, "data-expires"} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("the inspector lacks %q", want)
 		}
 	}
-	for _, secret := range []string{s.refreshToken(b), b.cookie(tokens.RefreshCookie), b.cookie(tokens.UserInfoCookie), b.cookie(tokens.AccessCookie)} {
+	for _, secret := range []string{s.refreshToken(b), b.cookie(cookie.Refresh), b.cookie(cookie.UserInfo), b.cookie(cookie.Access)} {
 		if strings.Contains(p.body, secret) {
 			t.Fatal("the inspector shows a raw token or cookie value")
 		}
@@ -415,7 +415,7 @@ func TestInspector(t *testing.T) {
 	if p.status != http.StatusOK || !strings.Contains(p.body, `id="refreshed">yes`) || s.idp.TokenCalls("refresh_token") != 1 {
 		t.Fatalf("expire now: %d, refresh calls %d", p.status, s.idp.TokenCalls("refresh_token"))
 	}
-	s.clock.Advance(tokens.RefreshGrace + time.Second)
+	s.clock.Advance(refreshGrace + time.Second)
 	p, _ = b.follow(b.post("/session/refresh", url.Values{"csrf_token": {token}}))
 	if p.status != http.StatusOK || !strings.Contains(p.body, "redeemed the refresh token") || s.idp.TokenCalls("refresh_token") != 2 {
 		t.Fatalf("refresh now: %d, refresh calls %d", p.status, s.idp.TokenCalls("refresh_token"))
@@ -446,16 +446,11 @@ func TestProviderMisconfiguredIsNamed(t *testing.T) {
 	}))
 	t.Cleanup(wrong.Close)
 	log := slog.New(slog.DiscardHandler)
-	client := &http.Client{Timeout: time.Second}
-	provider := tokens.NewProvider(tokens.Profile{Issuer: wrong.URL}, client, time.Now, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go provider.Start(ctx)
-	sealer, _ := tokens.NewSealer(testSecret)
-	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"}, client, time.Hour, time.Now)
+	h, sessions, err := wire(t, log, tokens.Config{Issuer: wrong.URL, HTTPClient: &http.Client{Timeout: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	provider := sessions.Provider()
 	for deadline := time.Now().Add(5 * time.Second); provider.Problem() == "" && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -484,14 +479,7 @@ func appWithoutProvider(t *testing.T) (http.Handler, string) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
 	log := slog.New(slog.DiscardHandler)
-	client := &http.Client{Timeout: time.Second}
-	provider := tokens.NewProvider(tokens.Profile{Issuer: dead.URL}, client, time.Now, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go provider.Start(ctx)
-	sealer, _ := tokens.NewSealer(testSecret)
-	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
-		client, time.Hour, time.Now)
+	h, _, err := wire(t, log, tokens.Config{Issuer: dead.URL, HTTPClient: &http.Client{Timeout: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,10 +526,7 @@ func (s *stack) idToken(t *testing.T) string {
 // must not put the path, or nothing, there.
 func TestFormActionAllowsTheIssuersOriginWhenItHasAPath(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
-	provider := tokens.NewProvider(tokens.Profile{Issuer: "https://id.example/realms/bank/"}, http.DefaultClient, time.Now, log)
-	sealer, _ := tokens.NewSealer(testSecret)
-	h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: "http://app.test"},
-		http.DefaultClient, time.Hour, time.Now)
+	h, _, err := wire(t, log, tokens.Config{Issuer: "https://id.example/realms/bank/"})
 	if err != nil {
 		t.Fatal(err)
 	}

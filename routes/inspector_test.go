@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/routes/inspect"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // notice returns the page's notice code and text, or "" when it has none.
@@ -90,7 +91,7 @@ func TestInspectorNoticesComeOnceAndAgreeWithTheRequest(t *testing.T) {
 		s := newStack(t, stackOptions{})
 		b := s.browser()
 		b.login("")
-		b.setJarCookie(tokens.NoticeCookie, "You have won a prize")
+		b.setJarCookie(cookie.Notice, "You have won a prize")
 		for _, path := range []string{"/session?did=refresh", "/session"} {
 			p := b.get(path)
 			if p.status != http.StatusOK || strings.Contains(p.body, `id="notice"`) || strings.Contains(p.body, "prize") {
@@ -107,7 +108,7 @@ func TestInspectorShowsWhatTheBrowserSentAndThisResponseSets(t *testing.T) {
 	p := b.get("/session")
 	b.forgetSets()
 	b.post("/session/expire", url.Values{"csrf_token": {csrf(t, p.body)}})
-	userinfo := b.cookie(tokens.UserInfoCookie)
+	userinfo := b.cookie(cookie.UserInfo)
 
 	req, _ := http.NewRequest(http.MethodGet, s.appURL+"/session", nil)
 	resp, err := b.client.Do(req)
@@ -126,14 +127,14 @@ func TestInspectorShowsWhatTheBrowserSentAndThisResponseSets(t *testing.T) {
 	sets = page.header.Values("Set-Cookie")
 
 	// The panels show what was sent: no access cookie, and the real exp in cb_userinfo.
-	if a := panel(t, page.body, tokens.AccessCookie); !strings.Contains(a, "not sent") {
+	if a := panel(t, page.body, cookie.Access); !strings.Contains(a, "not sent") {
 		t.Errorf("the access panel does not say it was not sent: %s", a)
 	}
-	ui := panel(t, page.body, tokens.UserInfoCookie)
+	ui := panel(t, page.body, cookie.UserInfo)
 	if strings.Contains(ui, `"exp": 0`) || !regexp.MustCompile(`"exp": \d{10}`).MatchString(ui) {
 		t.Errorf("cb_userinfo does not show its real exp: %s", ui)
 	}
-	if !strings.Contains(panel(t, page.body, tokens.RefreshCookie), `"rt": "fingerprint `) {
+	if !strings.Contains(panel(t, page.body, cookie.Refresh), `"rt": "fingerprint `) {
 		t.Error("the refresh panel does not show the token's fingerprint")
 	}
 
@@ -147,7 +148,7 @@ func TestInspectorShowsWhatTheBrowserSentAndThisResponseSets(t *testing.T) {
 		if !strings.Contains(page.body, "<code>"+name+"</code> = ") {
 			t.Errorf("the Set-Cookie line for %s is not listed", name)
 		}
-		if value != "" && !strings.Contains(page.body, fmt.Sprintf("%d bytes, fingerprint %s", len(value), tokens.Fingerprint(value))) {
+		if value != "" && !strings.Contains(page.body, fmt.Sprintf("%d bytes, fingerprint %s", len(value), inspect.Fingerprint(value))) {
 			t.Errorf("%s: no size and fingerprint", name)
 		}
 	}
@@ -156,7 +157,7 @@ func TestInspectorShowsWhatTheBrowserSentAndThisResponseSets(t *testing.T) {
 			t.Errorf("the Set-Cookie attributes lack %s", attr)
 		}
 	}
-	for _, secret := range []string{s.refreshToken(b), b.cookie(tokens.RefreshCookie), b.cookie(tokens.AccessCookie), userinfo} {
+	for _, secret := range []string{s.refreshToken(b), b.cookie(cookie.Refresh), b.cookie(cookie.Access), userinfo} {
 		if strings.Contains(page.body, secret) {
 			t.Fatal("the inspector shows a raw token or cookie value")
 		}
@@ -182,7 +183,7 @@ func TestInspectorMeasuresTheCookieHeaderAsReceived(t *testing.T) {
 		extra   []string
 		largest string
 	}{
-		{"the session's cookies", nil, tokens.AccessCookie},
+		{"the session's cookies", nil, cookie.Access},
 		{"with FusionAuth's and another app's cookies", []string{"fusionauth.sso=abcdef0123456789", "other=" + big}, "other"},
 	}
 	for _, tc := range cases {
@@ -256,7 +257,7 @@ func TestSessionEndingsAreExplainedOnce(t *testing.T) {
 		code string
 		why  string
 	}{
-		{"tampered cookie", func(s *stack, b *browser) { b.setJarCookie(tokens.UserInfoCookie, b.cookie(tokens.RefreshCookie)) },
+		{"tampered cookie", func(s *stack, b *browser) { b.setJarCookie(cookie.UserInfo, b.cookie(cookie.Refresh)) },
 			"ended-tampered", "failed its check"},
 		{"refused refresh", func(s *stack, b *browser) { s.revokeRichard(); s.clock.Advance(3 * time.Minute) },
 			"ended-refused", "the identity provider refused to refresh it"},

@@ -5,10 +5,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/changebank/changebank/routes/inspect"
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/check"
 )
 
 const traceKey = "changebank.trace"
@@ -16,9 +19,9 @@ const traceKey = "changebank.trace"
 // withTrace records, for the page, the checks the session's real
 // validation makes on the cookies this request carries. It runs after
 // sessionRequired, and changes nothing: no cookie, no refresh.
-func withTrace(sessions *tokens.Manager) gin.HandlerFunc {
+func withTrace(sessions *tokens.Sessions) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		c.Set(traceKey, sessions.Trace(c.Request.Context(), c.Request))
+		c.Set(traceKey, inspect.Run(c.Request.Context(), sessions, c.Request, time.Time{}))
 		c.Next()
 	}
 }
@@ -26,7 +29,7 @@ func withTrace(sessions *tokens.Manager) gin.HandlerFunc {
 // userRequired lets through a request whose sealed userinfo cookie is
 // sound, without loading the session: unlike sessionRequired it never
 // refreshes, so the lab's POST cannot change the learner's cookies.
-func userRequired(sessions *tokens.Manager) gin.HandlerFunc {
+func userRequired(sessions *tokens.Sessions) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if _, ok := sessions.User(c.Request); !ok {
 			c.Redirect(http.StatusSeeOther, "/login?return_to="+url.QueryEscape("/session/lab"))
@@ -39,53 +42,53 @@ func userRequired(sessions *tokens.Manager) gin.HandlerFunc {
 
 // labAttack is one button of the attack lab.
 type labAttack struct {
-	Name  tokens.Attack
+	Name  inspect.Attack
 	Title string
 	What  string // what the lab does to the copy of the cookies
 }
 
 var labAttacks = []labAttack{
-	{tokens.AttackFlipByte, "Flip a byte in cb_userinfo",
+	{inspect.AttackFlipByte, "Flip a byte in cb_userinfo",
 		"Changes one character in the middle of your sealed cb_userinfo, as someone editing the cookie to become another user would."},
-	{tokens.AttackMoveRefresh, "Move the refresh cookie into cb_userinfo",
+	{inspect.AttackMoveRefresh, "Move the refresh cookie into cb_userinfo",
 		"Sends the sealed value of your cb_refresh_token as cb_userinfo. Both were sealed by this app with the same secret: is one as good as the other?"},
-	{tokens.AttackAlgNone, "alg: none",
+	{inspect.AttackAlgNone, "alg: none",
 		`Re-encodes your access token with the header alg "none" and no signature at all, the oldest JWT trick.`},
-	{tokens.AttackHS256Public, "HS256 signed with the provider's public key",
+	{inspect.AttackHS256Public, "HS256 signed with the provider's public key",
 		"Signs your access token's claims with HMAC-SHA256, using the provider's public key, which anyone can download from its JWKS, as the secret. A library that lets the token choose its algorithm would accept it."},
-	{tokens.AttackExpired, "An expired token",
+	{inspect.AttackExpired, "An expired token",
 		"Sends your access token alone, without the refresh cookie, as a thief who copied it would, checked as if it were just past its exp."},
-	{tokens.AttackOtherSubject, "Another user's subject",
+	{inspect.AttackOtherSubject, "Another user's subject",
 		"Sends your genuine access token with a cb_userinfo sealed for another user: the lab seals one, as this app does for everybody who logs in."},
-	{tokens.AttackForeignKey, "A key not in the JWKS",
+	{inspect.AttackForeignKey, "A key not in the JWKS",
 		"Signs your access token's claims with a throwaway RSA key the lab made, under the provider's real key id (kid), so the token looks like the provider's."},
-	{tokens.AttackAfterLogout, "Replay after logout",
+	{inspect.AttackAfterLogout, "Replay after logout",
 		"Sends your cookies together with a logout marker (cb_logged_out) one second after your login: what a browser holds when an old response sets cookies again after a logout."},
 }
 
 // caughtBy says, for a learner, what each check catches and why.
-var caughtBy = map[tokens.Check]string{
-	tokens.CheckUserInfo: "cb_userinfo did not open. It is sealed with AES-256-GCM under a key derived from the app secret and the cookie's own name, " +
+var caughtBy = map[check.Name]string{
+	check.UserInfo: "cb_userinfo did not open. It is sealed with AES-256-GCM under a key derived from the app secret and the cookie's own name, " +
 		"so changing one character, or sending another cookie's sealed value in its place, breaks the authentication tag, and the app treats the cookie as absent.",
-	tokens.CheckSessionEnd: "The session's end, sealed inside cb_userinfo, has passed. A browser that keeps the cookie longer cannot make the session last longer.",
-	tokens.CheckLogout: "This browser logged out after this session began (the cb_logged_out marker), so every cookie from before the logout is refused, " +
+	check.SessionEnd: "The session's end, sealed inside cb_userinfo, has passed. A browser that keeps the cookie longer cannot make the session last longer.",
+	check.Logout: "This browser logged out after this session began (the cb_logged_out marker), so every cookie from before the logout is refused, " +
 		"even a genuine one set again by a response that was still on its way.",
-	tokens.CheckRefresh: "The access token needed renewing, and the refresh cookie did not open, had expired, or named another user, so the session ends.",
-	tokens.CheckShape:   "The access token is missing, or is not a signed JWT of a sane size, so there is nothing to check and nothing to renew it with.",
-	tokens.CheckHeader:  "The token's header asks for something this app does not do (a critical extension, or a type that is not a JWT), so it is refused before any key is looked up.",
-	tokens.CheckKey:     "The token names a key (kid) the provider does not publish, so nothing can verify it.",
-	tokens.CheckAlgorithm: "The algorithm comes from the provider's published key, never from the token. A token that says none or HS256 is refused before its signature is looked at: " +
+	check.Refresh: "The access token needed renewing, and the refresh cookie did not open, had expired, or named another user, so the session ends.",
+	check.Shape:   "The access token is missing, or is not a signed JWT of a sane size, so there is nothing to check and nothing to renew it with.",
+	check.Header:  "The token's header asks for something this app does not do (a critical extension, or a type that is not a JWT), so it is refused before any key is looked up.",
+	check.Key:     "The token names a key (kid) the provider does not publish, so nothing can verify it.",
+	check.Algorithm: "The algorithm comes from the provider's published key, never from the token. A token that says none or HS256 is refused before its signature is looked at: " +
 		"otherwise the attacker would choose a check they can pass.",
-	tokens.CheckSignature: "The signature does not verify with the provider's public key for that kid. Only the holder of the provider's private key can make one that does; borrowing the real kid changes nothing.",
-	tokens.CheckClaims:    "The signed content is not a set of JSON claims.",
-	tokens.CheckIssuer:    "The token comes from another issuer than the one this app trusts.",
-	tokens.CheckAudience:  "The token was issued for another application (aud).",
-	tokens.CheckSubject:   "The token names no user (no sub).",
-	tokens.CheckNotBefore: "The token says it is not valid yet (nbf or iat in the future, beyond 30 seconds of clock skew).",
-	tokens.CheckExpiry: "The token's exp has passed (30 seconds of clock skew are allowed). With no refresh cookie to renew it, the session ends: " +
+	check.Signature: "The signature does not verify with the provider's public key for that kid. Only the holder of the provider's private key can make one that does; borrowing the real kid changes nothing.",
+	check.Claims:    "The signed content is not a set of JSON claims.",
+	check.Issuer:    "The token comes from another issuer than the one this app trusts.",
+	check.Audience:  "The token was issued for another application (aud).",
+	check.Subject:   "The token names no user (no sub).",
+	check.NotBefore: "The token says it is not valid yet (nbf or iat in the future, beyond 30 seconds of clock skew).",
+	check.Expiry: "The token's exp has passed (30 seconds of clock skew are allowed). With no refresh cookie to renew it, the session ends: " +
 		"a copied access token is good only for its short life, which is why it is kept short.",
-	tokens.CheckKind: "This is an ID token (it carries a nonce or at_hash): it tells this app who logged in, but it is no credential for calling the app.",
-	tokens.CheckBinding: "The access token and cb_userinfo name different users. Each cookie is genuine on its own, but the app requires all of them to belong to one user, " +
+	check.Kind: "This is an ID token (it carries a nonce or at_hash): it tells this app who logged in, but it is no credential for calling the app.",
+	check.Binding: "The access token and cb_userinfo name different users. Each cookie is genuine on its own, but the app requires all of them to belong to one user, " +
 		"so cookies from two sessions cannot be mixed.",
 }
 
@@ -99,21 +102,21 @@ type labResult struct {
 	labAttack
 	Shown string // the tampered part, decoded; never a token or cookie value
 	Why   string
-	Trace *tokens.Trace
+	Trace *inspect.Trace
 }
 
 // labPage is GET /session/lab: the attacks, each a button.
-func labPage(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
+func labPage(views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
-		views.render(c, http.StatusOK, "lab", page{Title: "Try to break it", User: &s.User, CSRF: csrf.Token(s.User), Data: labView{Attacks: labAttacks}})
+		views.render(c, http.StatusOK, "lab", page{Title: "Try to break it", User: &s.User, CSRF: s.CSRF, Data: labView{Attacks: labAttacks}})
 	}
 }
 
 // runAttack is POST /session/lab: one attack on copies of the request's
 // cookies, judged by the real checks. It sets no cookie and refreshes
 // nothing, whatever the learner's access token's age.
-func runAttack(log *slog.Logger, sessions *tokens.Manager, csrf *tokens.CSRF, views *views) gin.HandlerFunc {
+func runAttack(log *slog.Logger, sessions *tokens.Sessions, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var chosen *labAttack
 		for i := range labAttacks {
@@ -125,14 +128,14 @@ func runAttack(log *slog.Logger, sessions *tokens.Manager, csrf *tokens.CSRF, vi
 			views.failRetry(c, http.StatusBadRequest, "The lab has no such attack. Pick one of the buttons.", "/session/lab")
 			return
 		}
-		res, err := sessions.Attack(c.Request.Context(), c.Request, chosen.Name)
+		res, err := inspect.Try(c.Request.Context(), sessions, c.Request, chosen.Name)
 		switch {
 		case errors.Is(err, tokens.ErrProviderUnavailable):
 			log.Warn("attack lab: provider unavailable", "attack", chosen.Name, "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable,
 				"The identity provider's keys cannot be fetched right now, so no token can be judged. Try again in a moment.", "/session/lab")
 			return
-		case errors.Is(err, tokens.ErrNoSession):
+		case errors.Is(err, inspect.ErrNothingToTamper):
 			views.failRetry(c, http.StatusConflict,
 				"Your browser sent no access token to tamper with (it expires every few minutes). Open the lab again to get a fresh one, then try again.", "/session/lab")
 			return
@@ -144,7 +147,7 @@ func runAttack(log *slog.Logger, sessions *tokens.Manager, csrf *tokens.CSRF, vi
 		log.Info("attack lab", "attack", chosen.Name, "outcome", res.Trace.Outcome, "decided", res.Trace.Decided)
 		user, _ := sessions.User(c.Request)
 		result := &labResult{labAttack: *chosen, Shown: res.Shown, Trace: res.Trace, Why: caughtBy[res.Trace.Decided]}
-		views.render(c, http.StatusOK, "lab", page{Title: "Try to break it", User: &user, CSRF: csrf.Token(user),
+		views.render(c, http.StatusOK, "lab", page{Title: "Try to break it", User: &user, CSRF: sessions.CSRF(user),
 			Data: labView{Attacks: labAttacks, Result: result}})
 	}
 }

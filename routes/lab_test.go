@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/routes/inspect"
+	"github.com/changebank/changebank/tokens/check"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // kidOf returns the kid in a JWT's header.
@@ -34,7 +36,7 @@ func kidOf(t *testing.T, jwt string) string {
 func secretsIn(t *testing.T, b *browser, body string) {
 	t.Helper()
 	body = strings.ReplaceAll(body, csrf(t, body), "")
-	for _, name := range []string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie} {
+	for _, name := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo} {
 		if v := b.cookie(name); v != "" && strings.Contains(body, v) {
 			t.Errorf("the page shows the value of %s", name)
 		}
@@ -48,7 +50,7 @@ func TestInspectorTracesThisRequest(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	b := s.browser()
 	b.login("")
-	kid := kidOf(t, b.cookie(tokens.AccessCookie))
+	kid := kidOf(t, b.cookie(cookie.Access))
 
 	p := b.get("/session")
 	if p.status != http.StatusOK {
@@ -57,8 +59,8 @@ func TestInspectorTracesThisRequest(t *testing.T) {
 	if !strings.Contains(p.body, `id="trace-kid">`+kid+`<`) || !strings.Contains(p.body, `data-outcome="accepted"`) {
 		t.Fatalf("the trace does not name the key %s or the outcome:\n%s", kid, p.body)
 	}
-	checks := []tokens.Check{tokens.CheckUserInfo, tokens.CheckLogout, tokens.CheckAlgorithm, tokens.CheckSignature,
-		tokens.CheckIssuer, tokens.CheckAudience, tokens.CheckNotBefore, tokens.CheckExpiry, tokens.CheckKind, tokens.CheckBinding}
+	checks := []check.Name{check.UserInfo, check.Logout, check.Algorithm, check.Signature,
+		check.Issuer, check.Audience, check.NotBefore, check.Expiry, check.Kind, check.Binding}
 	for _, c := range checks {
 		if !strings.Contains(p.body, `data-check="`+html.EscapeString(string(c))+`" data-result="pass"`) {
 			t.Errorf("the trace does not show %q passing", c)
@@ -67,7 +69,7 @@ func TestInspectorTracesThisRequest(t *testing.T) {
 	// The refresh cookie is opened only to refresh: a genuine session's
 	// trace skips it and nothing else.
 	if strings.Contains(p.body, `data-result="fail"`) || strings.Count(p.body, `data-result="not checked"`) != 1 ||
-		!strings.Contains(p.body, `data-check="`+html.EscapeString(string(tokens.CheckRefresh))+`" data-result="not checked"`) {
+		!strings.Contains(p.body, `data-check="`+html.EscapeString(string(check.Refresh))+`" data-result="not checked"`) {
 		t.Error("a genuine session's trace shows a failed check, or skips another than the refresh cookie")
 	}
 	secretsIn(t, b, p.body)
@@ -90,21 +92,21 @@ func TestAttackLabVerdicts(t *testing.T) {
 	}
 	token := csrf(t, lab.body)
 	cases := []struct {
-		attack tokens.Attack
-		check  tokens.Check
+		attack inspect.Attack
+		check  check.Name
 		says   string // part of the sentence a learner reads
 	}{
-		{tokens.AttackFlipByte, tokens.CheckUserInfo, "breaks the authentication tag"},
-		{tokens.AttackMoveRefresh, tokens.CheckUserInfo, "another cookie&#39;s sealed value"},
-		{tokens.AttackAlgNone, tokens.CheckAlgorithm, "never from the token"},
-		{tokens.AttackHS256Public, tokens.CheckAlgorithm, "never from the token"},
-		{tokens.AttackExpired, tokens.CheckExpiry, "exp has passed"},
-		{tokens.AttackOtherSubject, tokens.CheckBinding, "name different users"},
-		{tokens.AttackForeignKey, tokens.CheckSignature, "does not verify with the provider&#39;s public key"},
-		{tokens.AttackAfterLogout, tokens.CheckLogout, "logged out after this session began"},
+		{inspect.AttackFlipByte, check.UserInfo, "breaks the authentication tag"},
+		{inspect.AttackMoveRefresh, check.UserInfo, "another cookie&#39;s sealed value"},
+		{inspect.AttackAlgNone, check.Algorithm, "never from the token"},
+		{inspect.AttackHS256Public, check.Algorithm, "never from the token"},
+		{inspect.AttackExpired, check.Expiry, "exp has passed"},
+		{inspect.AttackOtherSubject, check.Binding, "name different users"},
+		{inspect.AttackForeignKey, check.Signature, "does not verify with the provider&#39;s public key"},
+		{inspect.AttackAfterLogout, check.Logout, "logged out after this session began"},
 	}
-	if len(cases) != len(tokens.Attacks) {
-		t.Fatalf("%d cases for %d attacks", len(cases), len(tokens.Attacks))
+	if len(cases) != len(inspect.Attacks) {
+		t.Fatalf("%d cases for %d attacks", len(cases), len(inspect.Attacks))
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.attack), func(t *testing.T) {
@@ -148,16 +150,16 @@ func TestAttackLabNeverRefreshes(t *testing.T) {
 	b := s.browser()
 	b.login("")
 	token := csrf(t, b.get("/session/lab").body)
-	access := b.cookie(tokens.AccessCookie)
+	access := b.cookie(cookie.Access)
 	// The access token expires while the lab page is open: an attack must
 	// still leave the cookies alone, where any page would refresh them.
 	s.clock.Advance(3 * time.Minute)
 	b.forgetSets()
-	p := b.post("/session/lab", url.Values{"csrf_token": {token}, "attack": {string(tokens.AttackOtherSubject)}})
+	p := b.post("/session/lab", url.Values{"csrf_token": {token}, "attack": {string(inspect.AttackOtherSubject)}})
 	if p.status != http.StatusOK || !strings.Contains(p.body, `data-decided="subject binding"`) {
 		t.Fatalf("%d\n%s", p.status, p.body)
 	}
-	if len(p.header.Values("Set-Cookie")) != 0 || s.idp.TokenCalls("refresh_token") != 0 || b.cookie(tokens.AccessCookie) != access {
+	if len(p.header.Values("Set-Cookie")) != 0 || s.idp.TokenCalls("refresh_token") != 0 || b.cookie(cookie.Access) != access {
 		t.Fatalf("the lab touched the session: %d Set-Cookie, %d refresh calls", len(p.header.Values("Set-Cookie")), s.idp.TokenCalls("refresh_token"))
 	}
 }

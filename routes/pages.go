@@ -14,21 +14,23 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/changebank/changebank/routes/inspect"
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // account greets the user.
-func account(csrf *tokens.CSRF, views *views) gin.HandlerFunc {
+func account(views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
-		views.render(c, http.StatusOK, "account", page{Title: "Your account", User: &s.User, CSRF: csrf.Token(s.User)})
+		views.render(c, http.StatusOK, "account", page{Title: "Your account", User: &s.User, CSRF: s.CSRF})
 	}
 }
 
 // Limits the inspector measures the Cookie header against.
 const (
-	browserCookieLimit = tokens.MaxCookieLine   // bytes a browser keeps per cookie, attributes included (RFC 6265 section 6.1); the app cuts larger values into chunks
-	sessionLimit       = tokens.MaxSessionBytes // the app's hard limit on a session's cookies
+	browserCookieLimit = cookie.MaxLine         // bytes a browser keeps per cookie, attributes included (RFC 6265 section 6.1); the app cuts larger values into chunks
+	sessionLimit       = cookie.MaxSessionBytes // the app's hard limit on a session's cookies
 	nginxHeaderBuffer  = 8192                   // nginx's default large_client_header_buffers size: a longer header line is refused
 )
 
@@ -74,7 +76,7 @@ type inspectorView struct {
 
 // inspector is GET /session: what the browser sent, decoded server-side,
 // and what this response sets.
-func inspector(ck *tokens.CookieStore, csrf *tokens.CSRF, clock func() time.Time, views *views, attacker string) gin.HandlerFunc {
+func inspector(ck *cookie.Store, clock func() time.Time, views *views, attacker string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		s := sessionOf(c)
 		now := clock()
@@ -102,17 +104,17 @@ func inspector(ck *tokens.CookieStore, csrf *tokens.CSRF, clock func() time.Time
 				v.SessionBytes += sc.Size
 			}
 		}
-		views.render(c, http.StatusOK, "session", page{Title: "Session inspector", User: &s.User, CSRF: csrf.Token(s.User), Data: v})
+		views.render(c, http.StatusOK, "session", page{Title: "Session inspector", User: &s.User, CSRF: s.CSRF, Data: v})
 	}
 }
 
 // sentCookies lists every cookie of the request, in the order sent, with
 // what it is; the session's own cookies are listed even when missing.
-func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
+func sentCookies(ck *cookie.Store, r *http.Request) []sentCookie {
 	var out []sentCookie
 	seen := map[string]bool{}
 	reveal := func(base string) string {
-		text, err := ck.Reveal(r, base)
+		text, err := inspect.Reveal(ck, r, base)
 		if err != nil {
 			return "(cannot be opened: changed, cut short, or sealed for another cookie or under a retired secret)"
 		}
@@ -128,7 +130,7 @@ func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
 	for _, rc := range all {
 		sc := sentCookie{Name: rc.Name, Size: len(rc.Name) + 1 + len(rc.Value), Owner: "ChangeBank"}
 		seen[rc.Name] = true
-		for _, base := range []string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie} {
+		for _, base := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo} {
 			if rc.Name == ck.Name(base) {
 				sc.Session = true
 				if n := ck.Chunks(r, base); n > 1 {
@@ -140,23 +142,23 @@ func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
 		case isChunk:
 			sc.Session = true
 			sc.Purpose = fmt.Sprintf("Chunk %d of %s: its value goes on here, cut because one cookie holds at most %d bytes. The app puts the chunks back together in order and checks the whole value before using it; a chunk missing or from another value fails that check.", i, ck.Name(base), browserCookieLimit)
-		case rc.Name == ck.Name(tokens.AccessCookie):
+		case rc.Name == ck.Name(cookie.Access):
 			sc.Purpose = "The access token, a JWT signed by the identity provider, as issued: signed, not sealed, so anyone holding it can read it. Its signature is verified with the provider's key the first time this server sees it; on every request its expiry is checked, and that key must still be the provider's. Bound to this session: cb_userinfo holds its SHA-256."
-			sc.Contents = decodeJWT(ck.Get(r, tokens.AccessCookie))
-		case rc.Name == ck.Name(tokens.RefreshCookie):
+			sc.Contents = decodeJWT(ck.Get(r, cookie.Access))
+		case rc.Name == ck.Name(cookie.Refresh):
 			sc.Purpose = "The refresh token, sealed (AES-256-GCM under a key for this cookie alone), with the user it belongs to and its end. It gets new access tokens silently."
-			sc.Contents = reveal(tokens.RefreshCookie)
-		case rc.Name == ck.Name(tokens.UserInfoCookie):
+			sc.Contents = reveal(cookie.Refresh)
+		case rc.Name == ck.Name(cookie.UserInfo):
 			sc.Purpose = "Your profile from the validated ID token, sealed, with this login's id and time and the session's end (exp). Pages read your name from here without calling the provider."
-			sc.Contents = reveal(tokens.UserInfoCookie)
-		case rc.Name == ck.Name(tokens.LogoutCookie):
+			sc.Contents = reveal(cookie.UserInfo)
+		case rc.Name == ck.Name(cookie.LoggedOut):
 			sc.Purpose = "When this browser last logged out. A session that began before it is refused, so a response still on its way at logout cannot bring the session back."
 			if sec, err := strconv.ParseInt(rc.Value, 10, 64); err == nil {
 				sc.Contents = time.Unix(sec, 0).UTC().Format("2006-01-02 15:04:05 UTC")
 			}
-		case rc.Name == ck.Name(tokens.NoticeCookie):
+		case rc.Name == ck.Name(cookie.Notice):
 			sc.Purpose = "A one-shot notice from the previous request (a code from a fixed list, sealed, no secret). This response deletes it, so a reload does not repeat it."
-		case strings.HasPrefix(rc.Name, ck.Name("cb_login_")):
+		case strings.HasPrefix(rc.Name, ck.Name(cookie.LoginPrefix)):
 			sc.Purpose = "A login transaction (state, nonce, PKCE verifier, return path), sealed, one per login started; deleted when that login completes, or after 10 minutes."
 		case rc.Name == "fusionauth.sso":
 			sc.Owner = "FusionAuth"
@@ -170,7 +172,7 @@ func sentCookies(ck *tokens.CookieStore, r *http.Request) []sentCookie {
 		}
 		out = append(out, sc)
 	}
-	for _, base := range []string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie} {
+	for _, base := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo} {
 		if name := ck.Name(base); !seen[name] {
 			out = append(out, sentCookie{Name: name, Owner: "ChangeBank", Missing: true,
 				Purpose: "Not sent with this request. If this response sets it again, it is in the Set-Cookie lines below."})
@@ -190,7 +192,7 @@ func setCookieLines(headers []string) []setCookieLine {
 		if value == "" {
 			line.Value = "empty"
 		} else {
-			line.Value = fmt.Sprintf("%d bytes, fingerprint %s", len(value), tokens.Fingerprint(value))
+			line.Value = fmt.Sprintf("%d bytes, fingerprint %s", len(value), inspect.Fingerprint(value))
 		}
 		for _, a := range parts[1:] {
 			a = strings.TrimSpace(a)
@@ -223,7 +225,7 @@ func decodeJWT(raw string) string {
 }
 
 // expireAccess drops the access cookie: the next request refreshes silently.
-func expireAccess(sessions *tokens.Manager) gin.HandlerFunc {
+func expireAccess(sessions *tokens.Sessions) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sessions.ExpireAccess(c.Writer, c.Request)
 		sessions.Notify(c.Writer, tokens.NoticeAccessDropped)
@@ -232,7 +234,7 @@ func expireAccess(sessions *tokens.Manager) gin.HandlerFunc {
 }
 
 // refreshNow redeems the refresh token at once.
-func refreshNow(log *slog.Logger, sessions *tokens.Manager, views *views) gin.HandlerFunc {
+func refreshNow(log *slog.Logger, sessions *tokens.Sessions, views *views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		err := sessions.Refresh(c.Request.Context(), c.Writer, sessionOf(c))
 		switch {
@@ -243,8 +245,7 @@ func refreshNow(log *slog.Logger, sessions *tokens.Manager, views *views) gin.Ha
 			log.Warn("refresh now: provider unavailable", "err", err)
 			views.failRetry(c, http.StatusServiceUnavailable, "The identity provider is unreachable right now. You are still logged in: try again in a moment.", "/session")
 		default:
-			log.Info("refresh now: session ended", "err", err)
-			sessions.Notify(c.Writer, tokens.EndReason(err))
+			log.Info("refresh now: session ended", "err", err) // Refresh has set the notice that says why
 			c.Redirect(http.StatusSeeOther, "/login?return_to=/session")
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/idp"
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // sessionSets returns the session cookies the browser was sent since its
@@ -19,7 +19,7 @@ func (b *browser) sessionSets() []string {
 	var names []string
 	for _, c := range b.sets {
 		switch c.Name {
-		case tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie:
+		case cookie.Access, cookie.Refresh, cookie.UserInfo:
 			names = append(names, c.Name)
 		}
 	}
@@ -30,7 +30,7 @@ func TestEarlyRefreshFailureServesWithTheCurrentToken(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	b := s.browser()
 	b.login("")
-	access := b.cookie(tokens.AccessCookie)
+	access := b.cookie(cookie.Access)
 	// 3 s before the 2-minute token expires: inside the refresh margin.
 	s.clock.Advance(2*time.Minute - 3*time.Second)
 	s.idp.FailTokens(idp.Failure{Mode: idp.Down})
@@ -42,7 +42,7 @@ func TestEarlyRefreshFailureServesWithTheCurrentToken(t *testing.T) {
 	if api := b.get("/api/me"); api.status != http.StatusOK {
 		t.Fatalf("API, early refresh failed: %d %s", api.status, api.body)
 	}
-	if sets := b.sessionSets(); len(sets) != 0 || b.cookie(tokens.AccessCookie) != access {
+	if sets := b.sessionSets(); len(sets) != 0 || b.cookie(cookie.Access) != access {
 		t.Fatalf("a failed refresh touched the session cookies: %v", sets)
 	}
 	if s.idp.TokenCalls("refresh_token") == 0 || !strings.Contains(s.logs.String(), "serving with the current access token") {
@@ -94,7 +94,7 @@ func TestCallbackPages(t *testing.T) {
 			if tc.status == http.StatusServiceUnavailable && p.header.Get("Retry-After") == "" {
 				t.Error("503 without Retry-After")
 			}
-			if sets := b.sessionSets(); len(sets) != 0 || b.cookie(tokens.UserInfoCookie) != "" {
+			if sets := b.sessionSets(); len(sets) != 0 || b.cookie(cookie.UserInfo) != "" {
 				t.Fatalf("a failed login set session cookies: %v", sets)
 			}
 			if !strings.Contains(s.logs.String(), tc.log) {
@@ -132,7 +132,7 @@ func TestRefreshNowFailing(t *testing.T) {
 	if p.status != http.StatusSeeOther || p.location() != "/login?return_to=/session" {
 		t.Fatalf("refresh now, token revoked: %d %q", p.status, p.location())
 	}
-	if b.cookie(tokens.RefreshCookie) != "" || b.cookie(tokens.UserInfoCookie) != "" || b.cookie(tokens.AccessCookie) != "" {
+	if b.cookie(cookie.Refresh) != "" || b.cookie(cookie.UserInfo) != "" || b.cookie(cookie.Access) != "" {
 		t.Fatal("the ended session's cookies were kept")
 	}
 }

@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/routes/inspect"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // TestLoggedOutBrowsersCachedTokenIsRefused: the access token of a
@@ -29,7 +30,7 @@ func TestLoggedOutBrowsersCachedTokenIsRefused(t *testing.T) {
 	for _, path := range []string{"/api/me", "/account"} {
 		t.Run(path, func(t *testing.T) {
 			for _, c := range old {
-				if c.Name != tokens.LogoutCookie {
+				if c.Name != cookie.LoggedOut {
 					b.setJarCookie(c.Name, c.Value)
 				}
 			}
@@ -67,7 +68,7 @@ func TestInspectorShowsTheRefreshTokensFingerprint(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	b := s.browser()
 	b.login("")
-	want := tokens.Fingerprint(s.refreshToken(b))
+	want := inspect.Fingerprint(s.refreshToken(b))
 	if p := b.get("/session"); p.status != http.StatusOK || !strings.Contains(p.body, want) {
 		t.Fatalf("/session: %d; the page lacks the refresh token's fingerprint %s", p.status, want)
 	}

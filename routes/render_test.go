@@ -166,7 +166,7 @@ func TestRenderedPagesStayBounded(t *testing.T) {
 			t.Fatalf("page %d does not greet %q", i, u.Name)
 		}
 	}
-	if n := len(v.done.pages); n > maxRenderedPages {
+	if n := v.done.pages.Len(); n > maxRenderedPages {
 		t.Fatalf("%d rendered pages held, bound %d", n, maxRenderedPages)
 	}
 }

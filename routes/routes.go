@@ -31,12 +31,11 @@ func WithAttackerPage(origin string) Option {
 	return func(o *options) { o.attacker = origin }
 }
 
-// New returns the app's handler. Every route is listed here. sessions loads
-// and ends cookie sessions; the handlers also read cookies (the inspector),
-// verify Bearer tokens, guard forms with csrf, ask provider whether it is
-// ready, and tell the time by now.
-func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore, verifier *tokens.Verifier, csrf *tokens.CSRF,
-	provider *tokens.Provider, now func() time.Time, assets fs.FS, appURL string, opts ...Option) (http.Handler, error) {
+// New returns the app's handler. Every route is listed here. sessions logs
+// users in and out and loads their cookie sessions; through it the handlers
+// also read cookies (the inspector), verify Bearer tokens, guard forms and
+// ask whether the provider is ready. now tells the time.
+func New(log *slog.Logger, sessions *tokens.Sessions, now func() time.Time, assets fs.FS, appURL string, opts ...Option) (http.Handler, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -45,7 +44,7 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	if err != nil {
 		return nil, err
 	}
-	views.viewer = viewer(sessions, csrf)
+	views.viewer = viewer(sessions)
 	views.take = func(c *gin.Context) (tokens.Notice, bool) {
 		if framed(c.Request) {
 			return tokens.Notice{}, false // never shown: see framed
@@ -60,11 +59,11 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 	if err != nil {
 		return nil, fmt.Errorf("routes: APP_URL: %w", err)
 	}
-	issuer, err := url.Parse(provider.Issuer())
+	issuer, err := url.Parse(sessions.Provider().Issuer())
 	if err != nil {
 		return nil, fmt.Errorf("routes: ISSUER: %w", err)
 	}
-	views.issuer = provider.Issuer()
+	views.issuer = sessions.Provider().Issuer()
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -78,24 +77,24 @@ func New(log *slog.Logger, sessions *tokens.Manager, cookies *tokens.CookieStore
 
 	quiet := newQuietLog(log) // for the lines anyone can cause
 	page := sessionRequired(log, sessions, views)
-	form := checkForm(quiet, sessions, csrf, views, origin.Scheme+"://"+origin.Host)
+	form := checkForm(quiet, sessions, views, origin.Scheme+"://"+origin.Host)
 
 	r.GET("/", home(sessions, views))
-	r.GET("/login", login(log, sessions, provider, views))
+	r.GET("/login", login(log, sessions, sessions.Provider(), views))
 	r.GET("/callback", callback(log, quiet, sessions, views))
-	r.GET("/account", page, account(csrf, views))
-	r.GET("/make-change", page, makeChangeForm(csrf, views))
-	r.POST("/make-change", page, form, makeChange(csrf, views))
-	r.GET("/session", page, withTrace(sessions), inspector(cookies, csrf, now, views, o.attacker))
-	r.GET("/session/lab", page, labPage(csrf, views))
-	r.POST("/session/lab", userRequired(sessions), form, runAttack(log, sessions, csrf, views))
+	r.GET("/account", page, account(views))
+	r.GET("/make-change", page, makeChangeForm(views))
+	r.POST("/make-change", page, form, makeChange(views))
+	r.GET("/session", page, withTrace(sessions), inspector(sessions.Cookies(), now, views, o.attacker))
+	r.GET("/session/lab", page, labPage(views))
+	r.POST("/session/lab", userRequired(sessions), form, runAttack(log, sessions, views))
 	r.POST("/session/expire", page, form, expireAccess(sessions))
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
-	r.POST("/logout", form, logout(sessions))
+	r.POST("/logout", form, gin.WrapF(sessions.Logout)) // the front door's own: form has checked it already
 	r.GET("/logout", frontChannelLogout(sessions, issuer.Scheme+"://"+issuer.Host))
-	r.GET("/api/me", apiSession(quiet, sessions, verifier, me(now)))
+	r.GET("/api/me", apiSession(quiet, sessions, me(now)))
 	r.GET("/healthz", healthz())
-	r.GET("/readyz", readyz(provider))
+	r.GET("/readyz", readyz(sessions.Provider()))
 	r.StaticFS("/static", http.FS(filesOnly{static}))
 	r.NoRoute(notFound(views, r)) // after the routes: it redirects to them
 	return headAsGet(r), nil
@@ -118,14 +117,14 @@ func headAsGet(h http.Handler) http.Handler {
 // viewer finds who is logged in for the header of pages that did not
 // load the session (error pages): the session a middleware loaded, else
 // the sealed userinfo cookie alone, never refreshing anything.
-func viewer(sessions *tokens.Manager, csrf *tokens.CSRF) func(c *gin.Context) (*tokens.UserInfo, string) {
+func viewer(sessions *tokens.Sessions) func(c *gin.Context) (*tokens.UserInfo, string) {
 	return func(c *gin.Context) (*tokens.UserInfo, string) {
 		if v, ok := c.Get(sessionKey); ok {
-			u := v.(*tokens.Session).User
-			return &u, csrf.Token(u)
+			s := v.(*tokens.Session)
+			return &s.User, s.CSRF
 		}
 		if u, ok := sessions.User(c.Request); ok {
-			return &u, csrf.Token(u)
+			return &u, sessions.CSRF(u)
 		}
 		return nil, ""
 	}

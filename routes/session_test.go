@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/idp"
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 func TestLoginLandsOnAccountWithHttpOnlyCookies(t *testing.T) {
@@ -20,7 +20,7 @@ func TestLoginLandsOnAccountWithHttpOnlyCookies(t *testing.T) {
 	if p.status != http.StatusOK || !strings.Contains(p.body, "Richard Hendricks") || !strings.Contains(p.body, "richard@example.com") {
 		t.Fatalf("after login: %d\n%s", p.status, p.body)
 	}
-	for _, name := range []string{tokens.AccessCookie, tokens.RefreshCookie, tokens.UserInfoCookie} {
+	for _, name := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo} {
 		c := b.setCookie(name)
 		if c == nil || c.Value == "" {
 			t.Fatalf("%s was not set", name)
@@ -30,14 +30,14 @@ func TestLoginLandsOnAccountWithHttpOnlyCookies(t *testing.T) {
 		}
 	}
 	// The refresh token and profile are sealed: neither appears in the clear.
-	if v := b.cookie(tokens.UserInfoCookie); strings.Contains(v, "richard") || !strings.HasPrefix(v, "eyJ") {
+	if v := b.cookie(cookie.UserInfo); strings.Contains(v, "richard") || !strings.HasPrefix(v, "eyJ") {
 		t.Errorf("cb_userinfo is not sealed: %q", v)
 	}
-	if v, rt := b.cookie(tokens.RefreshCookie), s.refreshToken(b); rt == "" || strings.Contains(v, rt) || !strings.HasPrefix(v, "eyJ") {
+	if v, rt := b.cookie(cookie.Refresh), s.refreshToken(b); rt == "" || strings.Contains(v, rt) || !strings.HasPrefix(v, "eyJ") {
 		t.Errorf("cb_refresh_token is not sealed, or holds no refresh token")
 	}
 	// The refresh cookie outlives the access cookie.
-	if at, rt := b.setCookie(tokens.AccessCookie), b.setCookie(tokens.RefreshCookie); rt.MaxAge < 24*3600 || at.MaxAge > 300 {
+	if at, rt := b.setCookie(cookie.Access), b.setCookie(cookie.Refresh); rt.MaxAge < 24*3600 || at.MaxAge > 300 {
 		t.Errorf("lifetimes: access %ds, refresh %ds", at.MaxAge, rt.MaxAge)
 	}
 	// The login transaction cookie is gone.
@@ -82,14 +82,14 @@ func TestSilentRefreshRotatesTokens(t *testing.T) {
 	s := newStack(t, stackOptions{}) // the kickstart's OneTimeUse policy
 	b := s.browser()
 	b.login("")
-	oldAccess, oldRefresh := b.cookie(tokens.AccessCookie), s.refreshToken(b)
+	oldAccess, oldRefresh := b.cookie(cookie.Access), s.refreshToken(b)
 
 	s.clock.Advance(3 * time.Minute) // the kickstart's access tokens live 2 minutes
 	p := b.get("/account")
 	if p.status != http.StatusOK || !strings.Contains(p.body, "Richard Hendricks") {
 		t.Fatalf("after expiry: %d %q", p.status, p.location())
 	}
-	if b.cookie(tokens.AccessCookie) == oldAccess {
+	if b.cookie(cookie.Access) == oldAccess {
 		t.Fatal("the access cookie was not replaced")
 	}
 	if newRefresh := s.refreshToken(b); newRefresh == oldRefresh || newRefresh == "" {
@@ -127,7 +127,7 @@ func TestReusableRefreshTokenIsKept(t *testing.T) {
 // refreshToken opens the browser's sealed refresh cookie, as only the server can.
 func (s *stack) refreshToken(b *browser) string {
 	s.t.Helper()
-	plain, err := s.sealer.Open(tokens.RefreshCookie, b.cookie(tokens.RefreshCookie))
+	plain, err := s.sealer.Open(cookie.Refresh, b.cookie(cookie.Refresh))
 	if err != nil {
 		s.t.Fatalf("opening cb_refresh_token: %v", err)
 	}
@@ -193,7 +193,7 @@ func TestProviderDownDuringRefreshKeepsTheSession(t *testing.T) {
 	b := s.browser()
 	b.login("")
 	s.clock.Advance(3 * time.Minute)
-	before := b.cookie(tokens.RefreshCookie)
+	before := b.cookie(cookie.Refresh)
 
 	for _, mode := range []idp.FailureMode{idp.Down, idp.ServerErr} {
 		s.idp.FailTokens(idp.Failure{Mode: mode})
@@ -210,7 +210,7 @@ func TestProviderDownDuringRefreshKeepsTheSession(t *testing.T) {
 			t.Fatalf("mode %d: API %d %q", mode, api.status, api.body)
 		}
 	}
-	if b.cookie(tokens.RefreshCookie) != before {
+	if b.cookie(cookie.Refresh) != before {
 		t.Fatal("the refresh cookie changed while the provider was down")
 	}
 	// A slow provider: the app's request gives up after its client's
@@ -251,7 +251,7 @@ func TestRefusedRefreshEndsTheSession(t *testing.T) {
 	if p.status != http.StatusSeeOther || p.location() != "/login?return_to=%2Fmake-change" {
 		t.Fatalf("page after invalid_grant: %d %q", p.status, p.location())
 	}
-	if b.cookie(tokens.RefreshCookie) != "" || b.cookie(tokens.UserInfoCookie) != "" {
+	if b.cookie(cookie.Refresh) != "" || b.cookie(cookie.UserInfo) != "" {
 		t.Fatal("the dead session's cookies were kept")
 	}
 }
@@ -284,7 +284,7 @@ func TestKeyRotationIsPickedUp(t *testing.T) {
 	if p.status != http.StatusOK {
 		t.Fatalf("after rotation: %d %q\n%s", p.status, p.location(), s.logs)
 	}
-	if !strings.Contains(decodeJWT(b.cookie(tokens.AccessCookie)), kid) {
+	if !strings.Contains(decodeJWT(b.cookie(cookie.Access)), kid) {
 		t.Fatal("the new access token is not signed with the rotated key")
 	}
 	// A fresh login after the rotation works too.
@@ -302,22 +302,22 @@ func TestTamperedCookiesEndTheSession(t *testing.T) {
 	}
 
 	cases := map[string]func(b *browser){
-		"garbage access token": func(b *browser) { b.setJarCookie(tokens.AccessCookie, "garbage") },
+		"garbage access token": func(b *browser) { b.setJarCookie(cookie.Access, "garbage") },
 		"forged access token": func(b *browser) {
-			parts := strings.Split(b.cookie(tokens.AccessCookie), ".")
-			b.setJarCookie(tokens.AccessCookie, parts[0]+"."+parts[1]+"x."+parts[2])
+			parts := strings.Split(b.cookie(cookie.Access), ".")
+			b.setJarCookie(cookie.Access, parts[0]+"."+parts[1]+"x."+parts[2])
 		},
-		"oversize access token": func(b *browser) { b.setJarCookie(tokens.AccessCookie, strings.Repeat("a", 3000)) },
+		"oversize access token": func(b *browser) { b.setJarCookie(cookie.Access, strings.Repeat("a", 3000)) },
 		"refresh value moved into userinfo": func(b *browser) {
-			b.setJarCookie(tokens.UserInfoCookie, b.cookie(tokens.RefreshCookie))
+			b.setJarCookie(cookie.UserInfo, b.cookie(cookie.Refresh))
 		},
 		"another user's access token": func(b *browser) {
-			b.setJarCookie(tokens.AccessCookie, other.cookie(tokens.AccessCookie))
+			b.setJarCookie(cookie.Access, other.cookie(cookie.Access))
 		},
 		// The refresh cookie is opened only to refresh: its binding is
 		// checked then, and a mismatch ends the session instead of renewing it.
 		"another user's refresh cookie, at the next refresh": func(b *browser) {
-			b.setJarCookie(tokens.RefreshCookie, other.cookie(tokens.RefreshCookie))
+			b.setJarCookie(cookie.Refresh, other.cookie(cookie.Refresh))
 			s.clock.Advance(3 * time.Minute)
 		},
 	}
@@ -330,7 +330,7 @@ func TestTamperedCookiesEndTheSession(t *testing.T) {
 			if p.status != http.StatusSeeOther || !strings.HasPrefix(p.location(), "/login") {
 				t.Fatalf("%d %q\n%s", p.status, p.location(), p.body)
 			}
-			if b.cookie(tokens.UserInfoCookie) != "" {
+			if b.cookie(cookie.UserInfo) != "" {
 				t.Fatal("cookies were not cleared")
 			}
 		})

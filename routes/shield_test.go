@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // b64Flip returns part with its last base64url character changed only in
@@ -29,7 +30,7 @@ func TestOnlyTheCompactCanonicalFormIsAnAccessToken(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	b := s.browser()
 	b.login("")
-	token := b.cookie(tokens.AccessCookie)
+	token := b.cookie(cookie.Access)
 	parts := strings.Split(token, ".")
 	if len(parts[2])%4 == 0 {
 		t.Fatalf("the RS256 signature's base64url has no unused bits: %d chars", len(parts[2]))
@@ -60,9 +61,9 @@ func TestOnlyTheCompactCanonicalFormIsAnAccessToken(t *testing.T) {
 			other := s.browser()
 			other.login("")
 			u, _ := url.Parse(s.appURL)
-			other.jar.SetCookies(u, []*http.Cookie{{Name: tokens.AccessCookie, Path: "/", MaxAge: -1}})
+			other.jar.SetCookies(u, []*http.Cookie{{Name: cookie.Access, Path: "/", MaxAge: -1}})
 			req, _ := http.NewRequest(http.MethodGet, s.appURL+"/api/me", nil)
-			req.Header.Set("Cookie", tokens.AccessCookie+"="+v) // the jar adds the others
+			req.Header.Set("Cookie", cookie.Access+"="+v) // the jar adds the others
 			if p := other.do(req); p.status != http.StatusUnauthorized {
 				t.Fatalf("%d, want 401: %s", p.status, p.body)
 			}
@@ -196,11 +197,8 @@ func TestHSTSOnlyOverHTTPS(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
 	log := slog.New(slog.DiscardHandler)
-	client := &http.Client{Timeout: time.Second}
-	provider := tokens.NewProvider(tokens.Profile{Issuer: dead.URL}, client, time.Now, log)
-	sealer, _ := tokens.NewSealer(testSecret)
 	for appURL, want := range map[string]string{"https://bank.example": "max-age=31536000", "http://app.test": ""} {
-		h, _, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: appURL}, client, time.Hour, time.Now)
+		h, _, err := wire(t, log, tokens.Config{Issuer: dead.URL, AppURL: appURL, HTTPClient: &http.Client{Timeout: time.Second}})
 		if err != nil {
 			t.Fatal(err)
 		}

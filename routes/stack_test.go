@@ -19,6 +19,7 @@ import (
 
 	"github.com/changebank/changebank/idp"
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // The integration tests run the real app against the real stand-in, both
@@ -32,6 +33,14 @@ const (
 )
 
 var testSecret = []byte("routes-test-secret-0123456789-abcdefghij")
+
+// The login transaction's life, how many one browser keeps, and the
+// refresh's grace window, as package tokens documents them.
+const (
+	loginTTL     = 10 * time.Minute
+	maxLogins    = 4
+	refreshGrace = 20 * time.Second
+)
 
 type fakeClock struct {
 	mu  sync.Mutex
@@ -74,8 +83,8 @@ type stack struct {
 	idpURL   string
 	appURL   string
 	clock    *fakeClock
-	sessions *tokens.Manager
-	sealer   *tokens.Sealer
+	sessions *tokens.Sessions
+	sealer   *cookie.Sealer
 	logs     *syncBuffer
 	handler  http.Handler
 	secrets  *secretSet
@@ -124,26 +133,22 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	idpSrv.Start()
 	t.Cleanup(idpSrv.Close)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	client := &http.Client{Timeout: 2 * time.Second}
-	provider := tokens.NewProvider(tokens.Profile{Issuer: idpURL}, client, clock.Now, log)
-	go provider.Start(ctx)
-	waitCtx, done := context.WithTimeout(ctx, 10*time.Second)
-	defer done()
-	if err := provider.WaitReady(waitCtx); err != nil {
-		t.Fatalf("provider never ready: %v\n%s", err, logs)
-	}
-	sealer, err := tokens.NewSealer(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
 	key := apiKey
 	if o.noAPIKey {
 		key = ""
 	}
-	h, sessions, err := wire(log, provider, sealer, tokens.ClientConfig{ID: clientID, Secret: clientSecret, AppURL: appURL, APIKey: key},
-		client, 720*time.Hour, clock.Now)
+	h, sessions, err := wire(t, log, tokens.Config{Issuer: idpURL, AppURL: appURL, FusionAuthAPIKey: key,
+		HTTPClient: &http.Client{Timeout: 2 * time.Second}, RefreshTokenTTL: 720 * time.Hour, Clock: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	if err := sessions.Provider().WaitReady(waitCtx); err != nil {
+		t.Fatalf("provider never ready: %v\n%s", err, logs)
+	}
+	// The same secret seals as the app does: tests open what it sealed.
+	sealer, err := cookie.NewSealer(testSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,17 +161,23 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	return s
 }
 
-// wire builds the app's handler on provider as main.go does.
-func wire(log *slog.Logger, provider *tokens.Provider, sealer *tokens.Sealer, cc tokens.ClientConfig, client *http.Client,
-	refreshTTL time.Duration, now func() time.Time) (http.Handler, *tokens.Manager, error) {
-	csrf, err := tokens.NewCSRF(testSecret)
+// wire builds the app's handler as main.go does, with the test's client
+// registration and secret, logging into log. Discovery runs until t ends.
+func wire(t testing.TB, log *slog.Logger, cfg tokens.Config) (http.Handler, *tokens.Sessions, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cfg.ClientID, cfg.ClientSecret, cfg.Secrets, cfg.Logger = clientID, clientSecret, []string{string(testSecret)}, log
+	if cfg.AppURL == "" {
+		cfg.AppURL = "http://app.test"
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	sessions, err := tokens.New(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	cookies := tokens.NewCookieStore(cc.AppURL, sealer)
-	verifier := tokens.NewVerifier(provider, tokens.Profile{Issuer: provider.Issuer(), ClientID: cc.ID}, now)
-	sessions := tokens.NewManager(cookies, tokens.NewClient(provider, cc, client), verifier, refreshTTL, now, log)
-	h, err := New(log, sessions, cookies, verifier, csrf, provider, now, os.DirFS(".."), cc.AppURL)
+	h, err := New(log, sessions, cfg.Clock, os.DirFS(".."), cfg.AppURL)
 	return h, sessions, err
 }
 

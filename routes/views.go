@@ -11,9 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/gin-gonic/gin"
 
+	bmap "github.com/changebank/changebank/internal/bounded" // named apart from quietlog.go's func bounded
+	"github.com/changebank/changebank/routes/inspect"
 	"github.com/changebank/changebank/tokens"
 )
 
@@ -33,7 +36,7 @@ type views struct {
 var pageNames = []string{"home", "account", "make_change", "session", "error", "lab"}
 
 func parseViews(assets fs.FS, log *slog.Logger) (*views, error) {
-	v := &views{pages: map[string]*template.Template{}, log: log,
+	v := &views{pages: map[string]*template.Template{}, log: log, done: newRenderedPages(),
 		viewer: func(*gin.Context) (*tokens.UserInfo, string) { return nil, "" },
 		take:   func(*gin.Context) (tokens.Notice, bool) { return tokens.Notice{}, false }}
 	for _, name := range pageNames {
@@ -54,7 +57,7 @@ type page struct {
 	Data  any              // the page's own
 	// Notice says what happened on the request before this page, once.
 	Notice *noticeView
-	Trace  *tokens.Trace // the verification trace of this request, when the route made one (withTrace)
+	Trace  *inspect.Trace // the verification trace of this request, when the route made one (withTrace)
 }
 
 // renderBuffers are reused across requests: a page is a few kilobytes, and
@@ -72,7 +75,7 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 		p.Notice = v.notice(c)
 	}
 	if t, ok := c.Get(traceKey); ok && p.Trace == nil {
-		p.Trace = t.(*tokens.Trace)
+		p.Trace = t.(*inspect.Trace)
 	}
 	buf := renderBuffers.Get().(*bytes.Buffer)
 	buf.Reset()
@@ -115,34 +118,25 @@ func (v *views) render(c *gin.Context, status int, name string, p page) {
 // it replaced, and the input holds nothing the page does not (the CSRF
 // token is in the page's forms).
 type renderedPages struct {
-	mu    sync.RWMutex
-	pages map[string][]byte // never modified once stored: c.Data writes them out as they are
+	pages *bmap.Map[string, []byte] // never modified once stored: c.Data writes them out as they are
 }
 
 // maxRenderedPages bounds the cache: a page is a few kilobytes, so at most a
 // few megabytes; a flood of distinct sessions only evicts.
 const maxRenderedPages = 1000
 
+func newRenderedPages() renderedPages {
+	return renderedPages{pages: bmap.New[string, []byte](maxRenderedPages, bmap.Evict)}
+}
+
 func (r *renderedPages) get(key []byte) ([]byte, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	html, ok := r.pages[string(key)] // no copy of key: the compiler looks it up in place
-	return html, ok
+	// No copy of key: the lookup reads it in place and keeps nothing, and
+	// key is not written to meanwhile (it is this request's own buffer).
+	return r.pages.Get(unsafe.String(unsafe.SliceData(key), len(key)))
 }
 
 func (r *renderedPages) put(key, html []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.pages == nil {
-		r.pages = make(map[string][]byte)
-	}
-	for k := range r.pages {
-		if len(r.pages) < maxRenderedPages {
-			break
-		}
-		delete(r.pages, k)
-	}
-	r.pages[string(key)] = bytes.Clone(html)
+	r.pages.Put(string(key), bytes.Clone(html), nil)
 }
 
 // pageKey appends to b what page name renders from p, each part prefixed

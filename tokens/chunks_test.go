@@ -6,21 +6,35 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
-// chunkFixture is a Manager without a provider, for what write and the
+// chunkName and chunkCount are the wire format of chunked cookies (see
+// cookie/chunks.go): chunk i ≥ 1 of base is base.i, and the head's value
+// starts with the count and a tilde.
+func chunkName(base string, i int) string { return base + "." + strconv.Itoa(i) }
+
+func chunkCount(head string) int {
+	if len(head) < 2 || head[1] != '~' {
+		return 0
+	}
+	return int(head[0] - '0')
+}
+
+// chunkFixture is Sessions without a provider, for what write and the
 // cookie readers do alone.
-func chunkFixture(t *testing.T, appURL string) (*Manager, time.Time) {
+func chunkFixture(t *testing.T, appURL string) (*Sessions, time.Time) {
 	t.Helper()
 	now := time.Now()
-	clock := func() time.Time { return now }
-	p := NewProvider(Profile{Issuer: testIssuer}, http.DefaultClient, time.Now, discard)
-	m := NewManager(NewCookieStore(appURL, mustSealer(t, secretA)), NewClient(p, ClientConfig{ID: testClient, AppURL: appURL}, nil),
-		NewVerifier(p, Profile{Issuer: testIssuer, ClientID: testClient}, clock), time.Hour, clock, discard)
-	return m, now
+	cfg := testConfig(testIssuer)
+	cfg.AppURL, cfg.Clock = appURL, func() time.Time { return now }
+	return testSessions(t, cfg, nil, nil), now
 }
 
 // bigSession is a session whose access token is tokenBytes long and whose
@@ -28,7 +42,7 @@ func chunkFixture(t *testing.T, appURL string) (*Manager, time.Time) {
 func bigSession(now time.Time, tokenBytes int, name string) *Session {
 	return &Session{
 		AccessToken:  strings.Repeat("a", tokenBytes),
-		Access:       &Claims{Subject: "u1", Expiry: UnixTime(now.Add(time.Minute).Unix())},
+		Access:       &Claims{Subject: "u1", Expiry: oidc.UnixTime(now.Add(time.Minute).Unix())},
 		RefreshToken: "rt-1",
 		User:         UserInfo{Subject: "u1", Name: name, LoginAt: now.Unix() - 10},
 		Expires:      now.Add(time.Hour),
@@ -71,20 +85,20 @@ func TestBigSessionsAreChunkedWithinTheBrowsersLimit(t *testing.T) {
 				t.Fatalf("%d Set-Cookie lines, want the access token and the profile in chunks", len(lines))
 			}
 			for _, l := range lines {
-				if len(l) > maxSetCookieLine {
+				if len(l) > cookie.MaxLine {
 					t.Errorf("a Set-Cookie line of %d bytes, which a browser drops: %.60s", len(l), l)
 				}
 				if m.cookies.Secure() && (!strings.HasPrefix(l, "__Host-") || !strings.Contains(l, "; Secure")) {
 					t.Errorf("a chunk without the __Host- prefix and Secure: %.60s", l)
 				}
 			}
-			if got := m.cookies.sessionValues(r).access; got != s.AccessToken {
+			if got := m.cookies.Session(r).Access; got != s.AccessToken {
 				t.Fatalf("the access token came back as %d bytes, want the %d written", len(got), len(s.AccessToken))
 			}
 			if u, ok := m.User(r); !ok || u.Name != s.User.Name {
 				t.Fatalf("the chunked profile does not open: %v", ok)
 			}
-			if _, r := written(t, rec, true); m.cookies.sessionValues(r).access != s.AccessToken {
+			if _, r := written(t, rec, true); m.cookies.Session(r).Access != s.AccessToken {
 				t.Fatal("chunks sent in another order are not read back whole")
 			}
 		})
@@ -108,29 +122,29 @@ func TestBrokenChunksBreakTheSession(t *testing.T) {
 	}
 	name := strings.Repeat("Hendricks ", 700)
 	jar, other := write(name), write(strings.Repeat("Bachman ", 875)) // same length, another value
-	n := chunkCount(jar[UserInfoCookie])
+	n := chunkCount(jar[cookie.UserInfo])
 	if n < 3 {
 		t.Fatalf("cb_userinfo in %d chunks, want 3 or more", n)
 	}
-	c1, last := chunkName(UserInfoCookie, 1), chunkName(UserInfoCookie, n-1)
+	c1, last := chunkName(cookie.UserInfo, 1), chunkName(cookie.UserInfo, n-1)
 	cases := []struct {
 		name  string
 		edit  func(j map[string]string)
 		opens bool
 	}{
 		{"untouched", func(map[string]string) {}, true},
-		{"an extra chunk beyond the count", func(j map[string]string) { j[chunkName(UserInfoCookie, n)] = other[c1] }, true},
+		{"an extra chunk beyond the count", func(j map[string]string) { j[chunkName(cookie.UserInfo, n)] = other[c1] }, true},
 		{"a chunk missing", func(j map[string]string) { delete(j, c1) }, false},
 		{"the last chunk missing", func(j map[string]string) { delete(j, last) }, false},
 		{"a chunk from another session", func(j map[string]string) { j[c1] = other[c1] }, false},
 		{"two chunks swapped", func(j map[string]string) { j[c1], j[last] = j[last], j[c1] }, false},
 		{"a chunk emptied", func(j map[string]string) { j[c1] = "" }, false},
-		{"a count larger than the chunks", func(j map[string]string) { j[UserInfoCookie] = "9" + j[UserInfoCookie][1:] }, false},
-		{"a count of two digits", func(j map[string]string) { j[UserInfoCookie] = "1" + j[UserInfoCookie] }, false},
-		{"a count of one", func(j map[string]string) { j[UserInfoCookie] = "1" + j[UserInfoCookie][1:] }, false},
+		{"a count larger than the chunks", func(j map[string]string) { j[cookie.UserInfo] = "9" + j[cookie.UserInfo][1:] }, false},
+		{"a count of two digits", func(j map[string]string) { j[cookie.UserInfo] = "1" + j[cookie.UserInfo] }, false},
+		{"a count of one", func(j map[string]string) { j[cookie.UserInfo] = "1" + j[cookie.UserInfo][1:] }, false},
 		{"the head alone", func(j map[string]string) {
 			for i := 1; i < n; i++ {
-				delete(j, chunkName(UserInfoCookie, i))
+				delete(j, chunkName(cookie.UserInfo, i))
 			}
 		}, false},
 	}
@@ -163,9 +177,9 @@ func TestASessionThatShrinksExpiresItsStaleChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, r := written(t, rec, false)
-	carried := m.cookies.sessionValues(r).carried
-	if carried[AccessCookie] < 4 {
-		t.Fatalf("the 12 KB token came in %d chunks", carried[AccessCookie])
+	carried := m.cookies.Session(r).Carried
+	if carried[cookie.Access] < 4 {
+		t.Fatalf("the 12 KB token came in %d chunks", carried[cookie.Access])
 	}
 	expired := func(rec *httptest.ResponseRecorder) map[string]bool {
 		out := map[string]bool{}
@@ -183,26 +197,26 @@ func TestASessionThatShrinksExpiresItsStaleChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone := expired(rec)
-	for i := 1; i < carried[AccessCookie]; i++ {
-		if !gone[chunkName(AccessCookie, i)] {
-			t.Errorf("%s was not expired when the token shrank", chunkName(AccessCookie, i))
+	for i := 1; i < carried[cookie.Access]; i++ {
+		if !gone[chunkName(cookie.Access, i)] {
+			t.Errorf("%s was not expired when the token shrank", chunkName(cookie.Access, i))
 		}
 	}
-	if gone[AccessCookie] {
+	if gone[cookie.Access] {
 		t.Error("the access cookie itself was expired")
 	}
 
 	for what, end := range map[string]func(*httptest.ResponseRecorder){
-		"logout":                  func(rec *httptest.ResponseRecorder) { m.Logout(t.Context(), rec, r) },
+		"logout":                  func(rec *httptest.ResponseRecorder) { m.EndSession(t.Context(), rec, r) },
 		"expire the access token": func(rec *httptest.ResponseRecorder) { m.ExpireAccess(rec, r) },
 	} {
 		rec = httptest.NewRecorder()
 		end(rec)
 		gone = expired(rec)
-		for i := range carried[AccessCookie] {
-			name := AccessCookie
+		for i := range carried[cookie.Access] {
+			name := cookie.Access
 			if i > 0 {
-				name = chunkName(AccessCookie, i)
+				name = chunkName(cookie.Access, i)
 			}
 			if !gone[name] {
 				t.Errorf("%s left %s", what, name)
@@ -211,15 +225,15 @@ func TestASessionThatShrinksExpiresItsStaleChunks(t *testing.T) {
 	}
 }
 
-// TestOversizeTokensAreRefusedNotSilentlyDropped: past MaxSessionBytes the
+// TestOversizeTokensAreRefusedNotSilentlyDropped: past cookie.MaxSessionBytes the
 // session is refused as too large, and no cookie is set.
 func TestOversizeTokensAreRefusedNotSilentlyDropped(t *testing.T) {
 	m, now := chunkFixture(t, "http://app.test")
-	for _, size := range []int{1200, 16 << 10, MaxSessionBytes - 2<<10, MaxSessionBytes, 60 << 10} {
+	for _, size := range []int{1200, 16 << 10, cookie.MaxSessionBytes - 2<<10, cookie.MaxSessionBytes, 60 << 10} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			rec := httptest.NewRecorder()
 			err := m.write(rec, bigSession(now, size, "Richard"), now)
-			tooLarge := size >= MaxSessionBytes
+			tooLarge := size >= cookie.MaxSessionBytes
 			if tooLarge != errors.Is(err, ErrSessionTooLarge) || (!tooLarge && err != nil) {
 				t.Fatalf("err = %v", err)
 			}
@@ -237,7 +251,7 @@ func TestOversizeTokensAreRefusedNotSilentlyDropped(t *testing.T) {
 // SafeReturnPath accepts leaves a login transaction cookie a browser keeps,
 // and a long link of & comes back whole.
 func TestTheLoginCookieFitsForEveryReturnPath(t *testing.T) {
-	m, _ := newFakeProvider(t, nil, newTestSigner(t, "k1").pub).manager(t, discard)
+	m, _ := newFakeProvider(t, nil, newTestSigner(t, "k1").Pub).manager(t, discard)
 	for name, p := range map[string]string{
 		"900 &":              "/make-change?x=1" + strings.Repeat("&", 900),
 		"1024 bytes of <>":   "/make-change?x=" + strings.Repeat("<>", 504),
@@ -255,12 +269,12 @@ func TestTheLoginCookieFitsForEveryReturnPath(t *testing.T) {
 				t.Fatal(err)
 			}
 			lines := rec.Header().Values("Set-Cookie")
-			if len(lines) != 1 || len(lines[0]) > maxSetCookieLine {
+			if len(lines) != 1 || len(lines[0]) > cookie.MaxLine {
 				t.Fatalf("%d Set-Cookie lines, the first of %d bytes", len(lines), len(lines[0]))
 			}
 			ck := rec.Result().Cookies()[0]
 			var txn loginTxn
-			if err := m.cookies.openValue(ck.Name, ck.Value, &txn); err != nil {
+			if err := m.cookies.OpenValue(ck.Name, ck.Value, &txn); err != nil {
 				t.Fatal(err)
 			}
 			if name == "900 &" && txn.ReturnTo != p {
@@ -278,7 +292,7 @@ func TestTheLoginCookieFitsForEveryReturnPath(t *testing.T) {
 // the session's limit ends it as too large, not as refused by the provider.
 func TestARefreshedTokenThatGrowsIsKeptOrRefusedAsTooLarge(t *testing.T) {
 	signer := newTestSigner(t, "k1")
-	f := newFakeProvider(t, nil, signer.pub)
+	f := newFakeProvider(t, nil, signer.Pub)
 	m, _ := f.manager(t, discard)
 	now := time.Now()
 	for _, tc := range []struct {
@@ -288,7 +302,7 @@ func TestARefreshedTokenThatGrowsIsKeptOrRefusedAsTooLarge(t *testing.T) {
 	}{
 		{"past one cookie", 6 << 10, false},
 		{"16 KB", 16 << 10, false},
-		{"past the limit once stored", MaxSessionBytes - 200, true},
+		{"past the limit once stored", cookie.MaxSessionBytes - 200, true},
 		{"past the limit alone", 30 << 10, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,7 +312,7 @@ func TestARefreshedTokenThatGrowsIsKeptOrRefusedAsTooLarge(t *testing.T) {
 			for i := range roles {
 				roles[i] = fmt.Sprintf("changebank-branch-%04d-ledger-reader-role", i)[:40]
 			}
-			token := signer.sign(t, with(f.claimsFor(now), "roles", roles), nil)
+			token := signer.Sign(t, with(f.claimsFor(now), "roles", roles), nil)
 			if d := len(token) - tc.size; d < -100 || d > 100 {
 				t.Fatalf("a %d-byte token, want about %d", len(token), tc.size)
 			}
@@ -312,18 +326,27 @@ func TestARefreshedTokenThatGrowsIsKeptOrRefusedAsTooLarge(t *testing.T) {
 					t.Fatalf("a %d-byte token: %v", len(token), err)
 				}
 				_, r := written(t, rec, false)
-				if m.cookies.sessionValues(r).access != token {
+				if m.cookies.Session(r).Access != token {
 					t.Fatal("the refreshed token does not come back whole")
 				}
 				return
 			}
-			if !errors.Is(err, ErrSessionTooLarge) || EndReason(err) != NoticeEndedTooLarge {
-				t.Fatalf("err = %v (notice %s), want too large", err, EndReason(err))
+			if !errors.Is(err, ErrSessionTooLarge) || endReason(err) != NoticeEndedTooLarge {
+				t.Fatalf("err = %v (notice %s), want too large", err, endReason(err))
 			}
+			// Refresh sets the notice that says why the session ended,
+			// and no cookie of the session.
+			notice := false
 			for _, ck := range rec.Result().Cookies() {
-				if ck.MaxAge >= 0 {
+				switch {
+				case ck.Name == cookie.Notice:
+					notice = true
+				case ck.MaxAge >= 0:
 					t.Errorf("%s was set for a session too large to keep", ck.Name)
 				}
+			}
+			if !notice {
+				t.Error("no notice says why the session ended")
 			}
 		})
 	}

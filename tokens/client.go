@@ -11,53 +11,50 @@ import (
 	"strings"
 
 	"golang.org/x/oauth2"
+
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
-// ClientConfig is this app's registration at the provider.
-type ClientConfig struct {
-	ID     string // the client (FusionAuth application) id
-	Secret string // its client secret
-	AppURL string // where this app is served: /callback is its redirect URL, / where logout lands
-	APIKey string // FusionAuth API key for refresh-token revocation at FusionAuth; optional (see revocationFor)
-}
-
-// A Client is this app as an OAuth client of the provider: the code
-// exchange, refresh, revocation and end-session URL.
-type Client struct {
-	provider *Provider
-	cfg      ClientConfig
+// A client is the app as an OAuth client of the provider: the code
+// exchange, refresh, revocation, userinfo and end-session URL.
+type client struct {
+	provider *oidc.Provider
+	id       string // the client (FusionAuth application) id
+	secret   string
+	appURL   string // where the app is served, without a trailing slash: /callback is its redirect URL, / where logout lands
+	apiKey   string // FusionAuth API key for refresh-token revocation at FusionAuth; optional (see revocationFor)
 	http     *http.Client
 }
 
-// NewClient returns the client registered as cfg at p. Its calls go through
-// hc, whose Timeout (TokenCallTimeout when it has none) bounds each one: a
+// newClient returns the client cfg registers at p. Its calls go through
+// hc, whose Timeout (tokenCallTimeout when it has none) bounds each one: a
 // hung provider must not hang the user's request.
-func NewClient(p *Provider, cfg ClientConfig, hc *http.Client) *Client {
-	var client http.Client
+func newClient(p *oidc.Provider, cfg Config, hc *http.Client) *client {
+	var hcopy http.Client
 	if hc != nil {
-		client = *hc
+		hcopy = *hc
 	}
-	if client.Timeout == 0 {
-		client.Timeout = TokenCallTimeout
+	if hcopy.Timeout == 0 {
+		hcopy.Timeout = tokenCallTimeout
 	}
-	cfg.AppURL = strings.TrimSuffix(cfg.AppURL, "/")
-	return &Client{provider: p, cfg: cfg, http: &client}
+	return &client{provider: p, id: cfg.ClientID, secret: cfg.ClientSecret, appURL: strings.TrimSuffix(cfg.AppURL, "/"),
+		apiKey: cfg.FusionAuthAPIKey, http: &hcopy}
 }
 
 // home is where the browser lands after logout.
-func (c *Client) home() string { return c.cfg.AppURL + "/" }
+func (c *client) home() string { return c.appURL + "/" }
 
 // oauthConfig is built per use: the endpoints are known only after discovery.
-func (c *Client) oauthConfig() (*oauth2.Config, error) {
-	meta, err := c.provider.metadata()
+func (c *client) oauthConfig() (*oauth2.Config, error) {
+	meta, err := c.provider.Metadata()
 	if err != nil {
 		return nil, err
 	}
 	return &oauth2.Config{
-		ClientID:     c.cfg.ID,
-		ClientSecret: c.cfg.Secret,
-		RedirectURL:  c.cfg.AppURL + "/callback",
-		Scopes:       c.provider.profile.scopes(),
+		ClientID:     c.id,
+		ClientSecret: c.secret,
+		RedirectURL:  c.appURL + "/callback",
+		Scopes:       c.provider.Profile().Scopes,
 		Endpoint: oauth2.Endpoint{
 			AuthURL:   meta.AuthorizationEndpoint,
 			TokenURL:  meta.TokenEndpoint,
@@ -70,13 +67,13 @@ func (c *Client) oauthConfig() (*oauth2.Config, error) {
 // flow's own parameters, and the profile's extra ones, which can never
 // replace them. A name the profile repeats is sent with each of its
 // values, in order.
-func (c *Client) authCodeURL(state, pkceVerifier, nonce string) (string, error) {
+func (c *client) authCodeURL(state, pkceVerifier, nonce string) (string, error) {
 	conf, err := c.oauthConfig()
 	if err != nil {
 		return "", err
 	}
 	raw := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(pkceVerifier), oauth2.SetAuthURLParam("nonce", nonce))
-	extra := c.provider.profile.authorizeParams()
+	extra := c.provider.Profile().AuthorizeParams
 	if len(extra) == 0 {
 		return raw, nil
 	}
@@ -98,7 +95,7 @@ func (c *Client) authCodeURL(state, pkceVerifier, nonce string) (string, error) 
 // (invalid_grant: used, expired, or its PKCE verifier differs) is
 // ErrBadCallback; any other OAuth error is a *ProviderError; a provider that
 // cannot answer is ErrProviderUnavailable.
-func (c *Client) exchange(ctx context.Context, code, pkceVerifier string) (*oauth2.Token, error) {
+func (c *client) exchange(ctx context.Context, code, pkceVerifier string) (*oauth2.Token, error) {
 	conf, err := c.oauthConfig()
 	if err != nil {
 		return nil, err
@@ -140,7 +137,7 @@ func statusOf(re *oauth2.RetrieveError) int {
 // refresh redeems a refresh token; errors are classify's. ctx bounds the
 // call (the refresher gives it RefreshCallTimeout), not the client's
 // Timeout: that bounds only how long a request waits for it.
-func (c *Client) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+func (c *client) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
 	conf, err := c.oauthConfig()
 	if err != nil {
 		return nil, err
@@ -160,27 +157,27 @@ func (c *Client) refresh(ctx context.Context, refreshToken string) (*oauth2.Toke
 // (DELETE /api/jwt/refresh) when an API key is set. FusionAuth's OAuth
 // logout does not revoke refresh tokens; without this a stolen refresh
 // token would outlive the logout.
-func (c *Client) revoke(ctx context.Context, token string) error {
-	meta, err := c.provider.metadata()
+func (c *client) revoke(ctx context.Context, token string) error {
+	meta, err := c.provider.Metadata()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
 	var req *http.Request
-	switch revocationFor(meta, c.cfg.APIKey) {
+	switch revocationFor(meta, c.apiKey) {
 	case revokeFusionAuthAPI:
 		// The token goes in the body, not the query string, to stay out of access logs.
 		body := url.Values{"token": {token}}.Encode()
-		req, err = http.NewRequestWithContext(ctx, http.MethodDelete, c.provider.apiURL("/api/jwt/refresh"), strings.NewReader(body))
+		req, err = http.NewRequestWithContext(ctx, http.MethodDelete, apiBase(c.provider.Profile())+"/api/jwt/refresh", strings.NewReader(body))
 		if err == nil {
-			req.Header.Set("Authorization", c.cfg.APIKey)
+			req.Header.Set("Authorization", c.apiKey)
 		}
 	case revokeRFC7009:
 		body := url.Values{"token": {token}, "token_type_hint": {"refresh_token"}}.Encode()
 		req, err = http.NewRequestWithContext(ctx, http.MethodPost, meta.RevocationEndpoint, strings.NewReader(body))
 		if err == nil {
-			req.SetBasicAuth(url.QueryEscape(c.cfg.ID), url.QueryEscape(c.cfg.Secret))
+			req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape(c.secret))
 		}
 	default:
 		return errNoRevocation
@@ -208,8 +205,8 @@ func (c *Client) revoke(ctx context.Context, token string) error {
 // client_id goes too, which the spec allows beside the hint and FusionAuth
 // uses to find the application. state comes back on the redirect home once
 // the provider's logout is done.
-func (c *Client) logoutURL(idToken, state string) string {
-	meta, err := c.provider.metadata()
+func (c *client) logoutURL(idToken, state string) string {
+	meta, err := c.provider.Metadata()
 	if err != nil || meta.EndSessionEndpoint == "" {
 		return c.home()
 	}
@@ -218,7 +215,7 @@ func (c *Client) logoutURL(idToken, state string) string {
 		return c.home()
 	}
 	q := u.Query()
-	q.Set("client_id", c.cfg.ID)
+	q.Set("client_id", c.id)
 	if idToken != "" {
 		q.Set("id_token_hint", idToken)
 	}
@@ -239,8 +236,8 @@ var errNoUserinfo = errors.New("tokens: the provider lists no userinfo endpoint"
 // cannot answer is ErrProviderUnavailable; an answer that is not the
 // claims, or a refusal, ends the login (ErrNoSession). The caller checks
 // that its sub is the ID token's.
-func (c *Client) userinfo(ctx context.Context, accessToken string) (*Claims, error) {
-	meta, err := c.provider.metadata()
+func (c *client) userinfo(ctx context.Context, accessToken string) (*oidc.Claims, error) {
+	meta, err := c.provider.Metadata()
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +261,7 @@ func (c *Client) userinfo(ctx context.Context, accessToken string) (*Claims, err
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("%w: userinfo refused the access token: status %d", ErrNoSession, resp.StatusCode)
 	}
-	var claims Claims
+	var claims oidc.Claims
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxUserinfoBytes)).Decode(&claims); err != nil {
 		return nil, fmt.Errorf("%w: userinfo: not a JSON object of claims: %w", ErrNoSession, err)
 	}
@@ -272,4 +269,58 @@ func (c *Client) userinfo(ctx context.Context, accessToken string) (*Claims, err
 		return nil, fmt.Errorf("%w: userinfo: no sub", ErrNoSession)
 	}
 	return &claims, nil
+}
+
+// apiBase is the base URL of FusionAuth's own API, reached server to
+// server: InternalURL when set, else the issuer's origin.
+func apiBase(p oidc.Profile) string {
+	if p.InternalURL != "" {
+		return strings.TrimSuffix(p.InternalURL, "/")
+	}
+	u, err := url.Parse(p.Issuer)
+	if err != nil {
+		return strings.TrimSuffix(p.Issuer, "/")
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// revocation is how logout revokes a refresh token at this provider.
+type revocation int
+
+const (
+	revokeNone          revocation = iota // the provider offers no way
+	revokeRFC7009                         // POST to discovery's revocation_endpoint
+	revokeFusionAuthAPI                   // DELETE /api/jwt/refresh with the API key
+)
+
+// errNoRevocation means logout has no way to revoke the refresh token here.
+var errNoRevocation = errors.New("tokens: no way to revoke: the provider lists no revocation_endpoint, and no FusionAuth API key is set for a FusionAuth provider")
+
+// revocationFor picks how to revoke: the standard endpoint wherever
+// discovery lists one; FusionAuth's API only when discovery lists none (no
+// FusionAuth version has an RFC 7009 endpoint), an API key is set, and the
+// discovered endpoints are FusionAuth's (fusionAuthShaped). So a FusionAuth
+// API key left in .env never sends a refresh token to another provider's
+// /api/jwt/refresh: Dex, for one, lists no revocation endpoint either.
+func revocationFor(m oidc.Metadata, apiKey string) revocation {
+	switch {
+	case m.RevocationEndpoint != "":
+		return revokeRFC7009
+	case apiKey != "" && fusionAuthShaped(m):
+		return revokeFusionAuthAPI
+	default:
+		return revokeNone
+	}
+}
+
+// fusionAuthShaped reports whether discovery names FusionAuth's endpoint
+// paths: the token endpoint at /oauth2/token and the keys at
+// /.well-known/jwks.json, at the root of their host.
+func fusionAuthShaped(m oidc.Metadata) bool {
+	token, err := url.Parse(m.TokenEndpoint)
+	if err != nil {
+		return false
+	}
+	keys, err := url.Parse(m.JWKSURI)
+	return err == nil && token.Path == "/oauth2/token" && keys.Path == "/.well-known/jwks.json"
 }

@@ -8,35 +8,34 @@ import (
 	"fmt"
 	"hash"
 	"sync"
+
+	"github.com/changebank/changebank/internal/bounded"
 )
 
-// CSRF makes and checks anti-CSRF tokens for forms. A token is an HMAC,
+// csrfGuard makes and checks anti-CSRF tokens for forms. A token is an HMAC,
 // under a key derived from an app secret, of the user and the login's
 // random id (sealed in cb_userinfo): stable across refreshes, different for
 // every login, and nothing to store.
-type CSRF struct {
+type csrfGuard struct {
 	macs []*sync.Pool // HMAC-SHA256 states keyed by one app secret each, newest first
 
 	// made remembers the tokens Token made: every page of a session shows
 	// the same one, and a map lookup costs a fraction of the MAC.
-	mu   sync.RWMutex
-	made map[csrfInput]string
+	made *bounded.Map[csrfInput, string]
 }
 
 // csrfInput is what a CSRF token is made from.
 type csrfInput struct{ subject, loginID string }
 
-// maxCSRFTokens bounds CSRF.made; past it the map starts again empty.
+// maxCSRFTokens bounds csrfGuard.made; past it arbitrary tokens are forgotten
+// (and made again when asked for).
 const maxCSRFTokens = 4096
 
-// NewCSRF returns a CSRF for the app secrets, newest first: tokens are made
-// under the newest and accepted under any, so rotating a secret does not
-// expire the forms on open pages.
-func NewCSRF(secrets ...[]byte) (*CSRF, error) {
-	if err := checkSecrets(secrets); err != nil {
-		return nil, err
-	}
-	c := &CSRF{made: make(map[csrfInput]string)}
+// newCSRF returns a csrfGuard for the app secrets, newest first (New has
+// checked them): tokens are made under the newest and accepted under any,
+// so rotating a secret does not expire the forms on open pages.
+func newCSRF(secrets ...[]byte) (*csrfGuard, error) {
+	c := &csrfGuard{made: bounded.New[csrfInput, string](maxCSRFTokens, bounded.Evict)}
 	for _, secret := range secrets {
 		key, err := hkdf.Key(sha256.New, secret, nil, "changebank csrf v1", 32)
 		if err != nil {
@@ -50,27 +49,19 @@ func NewCSRF(secrets ...[]byte) (*CSRF, error) {
 }
 
 // Token returns the anti-CSRF token for the forms of u's session.
-func (c *CSRF) Token(u UserInfo) string {
+func (c *csrfGuard) Token(u UserInfo) string {
 	in := csrfInput{u.Subject, u.LoginID}
-	c.mu.RLock()
-	token, ok := c.made[in]
-	c.mu.RUnlock()
-	if ok {
+	if token, ok := c.made.Get(in); ok {
 		return token
 	}
-	token = csrfMAC(c.macs[0], u)
-	c.mu.Lock()
-	if len(c.made) >= maxCSRFTokens {
-		clear(c.made)
-	}
-	c.made[in] = token
-	c.mu.Unlock()
+	token := csrfMAC(c.macs[0], u)
+	c.made.Put(in, token, nil)
 	return token
 }
 
 // Check reports whether token is the CSRF token of u's session under any
 // current secret.
-func (c *CSRF) Check(u UserInfo, token string) bool {
+func (c *csrfGuard) Check(u UserInfo, token string) bool {
 	if token == "" || u.LoginID == "" {
 		return false
 	}
@@ -101,3 +92,12 @@ func csrfMAC(pool *sync.Pool, u UserInfo) string {
 	base64.RawURLEncoding.Encode(st.out[:], st.mac.Sum(st.sum[:0]))
 	return string(st.out[:])
 }
+
+// CSRF returns the anti-CSRF token of u's session, as Load puts it in
+// Session.CSRF: for pages that did not load the session (User) but show a
+// form.
+func (s *Sessions) CSRF(u UserInfo) string { return s.csrf.Token(u) }
+
+// CheckCSRF reports whether token is the anti-CSRF token of u's session
+// under any of the current secrets.
+func (s *Sessions) CheckCSRF(u UserInfo, token string) bool { return s.csrf.Check(u, token) }

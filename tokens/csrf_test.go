@@ -14,7 +14,7 @@ import (
 // sub and login id under the newest secret's key, whatever MAC state made
 // it (forms on open pages keep working), and still accepted after rotation.
 func TestCSRFTokensAreStableAcrossReuseAndRotation(t *testing.T) {
-	c, err := NewCSRF(secretA)
+	c, err := newCSRF(secretA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestCSRFTokensAreStableAcrossReuseAndRotation(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	rotated, _ := NewCSRF(secretB, secretA)
+	rotated, _ := newCSRF(secretB, secretA)
 	if tok := c.Token(users[0]); !rotated.Check(users[0], tok) || rotated.Check(users[1], tok) {
 		t.Fatal("after rotation a token must pass for its own session only")
 	}
@@ -46,7 +46,7 @@ func TestCSRFTokensAreStableAcrossReuseAndRotation(t *testing.T) {
 // made without a MAC or an allocation, and distinct sessions past the
 // bound neither grow memory nor get another's token.
 func TestCSRFTokenIsRememberedWithinBounds(t *testing.T) {
-	c, err := NewCSRF(secretA)
+	c, err := newCSRF(secretA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,15 +55,15 @@ func TestCSRFTokenIsRememberedWithinBounds(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = c.Token(u) }); n != 0 {
 		t.Fatalf("a session's token again: %v allocations, want 0", n)
 	}
-	fresh, _ := NewCSRF(secretA)
+	fresh, _ := newCSRF(secretA)
 	for i := range maxCSRFTokens + 10 {
 		v := UserInfo{Subject: "u" + strconv.Itoa(i), LoginID: "l"}
 		if got, want := c.Token(v), csrfMAC(fresh.macs[0], v); got != want {
 			t.Fatalf("session %d: %s, want %s", i, got, want)
 		}
 	}
-	if len(c.made) > maxCSRFTokens {
-		t.Fatalf("%d tokens remembered, bound %d", len(c.made), maxCSRFTokens)
+	if c.made.Len() > maxCSRFTokens {
+		t.Fatalf("%d tokens remembered, bound %d", c.made.Len(), maxCSRFTokens)
 	}
 	if c.Token(u) != first {
 		t.Fatal("a session's token changed after the bound was reached")

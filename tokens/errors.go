@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"golang.org/x/oauth2"
+
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // The errors callers branch on. Everything else this package returns wraps
@@ -19,22 +21,23 @@ var (
 	ErrNoSession = errors.New("tokens: no session")
 	// ErrProviderUnavailable means the provider could not be asked: not
 	// discovered yet, unreachable, failing, or its signing keys could not be
-	// fetched. Every cookie is kept: try again later.
-	ErrProviderUnavailable = errors.New("tokens: the identity provider is unavailable")
+	// fetched. Every cookie is kept: try again later. (It is
+	// oidc.ErrProviderUnavailable, which that package's errors wrap.)
+	ErrProviderUnavailable = oidc.ErrProviderUnavailable
 	// ErrBadCallback means a callback that does not belong to a login started
 	// in this browser: replayed, expired, forged, from another browser, or
 	// with a code the provider refused.
 	ErrBadCallback = errors.New("tokens: callback does not match a login started here")
 	// ErrSessionTooLarge means the provider's tokens would make the session's
-	// cookies larger than MaxSessionBytes: the account's token carries too
-	// many claims (roles, groups) to keep in a browser. It wraps ErrNoSession.
+	// cookies larger than cookie.MaxSessionBytes: the account's token
+	// carries too many claims (roles, groups) to keep in a browser. It
+	// wraps ErrNoSession.
 	ErrSessionTooLarge = fmt.Errorf("%w: the tokens are too large to keep in cookies", ErrNoSession)
-)
-
-// Reasons wrapped in ErrProviderUnavailable.
-var (
-	errNotReady        = fmt.Errorf("%w: discovery has not succeeded yet", ErrProviderUnavailable)
-	errKeysUnavailable = fmt.Errorf("%w: its signing keys cannot be fetched", ErrProviderUnavailable)
+	// ErrLoginsThrottled is FinishLogin's answer while the budget of
+	// refused code exchanges is spent (see shield.go): the provider was not
+	// asked, the user may log in again in a moment. It wraps
+	// ErrProviderUnavailable.
+	ErrLoginsThrottled = fmt.Errorf("%w: too many refused logins on this instance just now", ErrProviderUnavailable)
 )
 
 // ProviderError is an error the provider sent back (RFC 6749 sections

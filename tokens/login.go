@@ -14,14 +14,16 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
-// LoginTTL is how long a login started here may take to come back.
-const LoginTTL = 10 * time.Minute
+// loginTTL is how long a login started here may take to come back.
+const loginTTL = 10 * time.Minute
 
-// MaxLogins is how many login transactions one browser keeps at once (one
+// maxLogins is how many login transactions one browser keeps at once (one
 // per tab that started a login); starting another drops the oldest.
-const MaxLogins = 4
+const maxLogins = 4
 
 // loginTxn is the sealed content of a login transaction cookie.
 type loginTxn struct {
@@ -36,18 +38,21 @@ type loginTxn struct {
 // its own cookie, so logins started in two tabs both complete.
 func loginCookie(state string) string {
 	h := sha256.Sum256([]byte(state))
-	return loginPrefix + base64.RawURLEncoding.EncodeToString(h[:9])
+	return cookie.LoginPrefix + base64.RawURLEncoding.EncodeToString(h[:9])
 }
 
 // BeginLogin starts the authorization code flow: it stores a sealed
 // transaction (state, nonce, PKCE verifier, returnTo) in its own cookie and
-// returns the provider's authorization URL. returnTo must already be a
-// checked local path (see SafeReturnPath).
+// returns the provider's authorization URL. returnTo is where FinishLogin
+// sends the user: a path on this site (see SafeReturnPath), else "/".
 //
 // Until the provider has been discovered it returns an error wrapping
 // ErrProviderUnavailable.
-func (m *Manager) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo string) (string, error) {
-	now := m.now()
+func (s *Sessions) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo string) (string, error) {
+	now := s.now()
+	if returnTo = SafeReturnPath(returnTo); returnTo == "" {
+		returnTo = "/"
+	}
 	txn := loginTxn{
 		State:    rand.Text(),
 		Nonce:    rand.Text(),
@@ -55,24 +60,24 @@ func (m *Manager) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		ReturnTo: returnTo,
 		Created:  now.Unix(),
 	}
-	authURL, err := m.client.authCodeURL(txn.State, txn.Verifier, txn.Nonce)
+	authURL, err := s.client.authCodeURL(txn.State, txn.Verifier, txn.Nonce)
 	if err != nil {
 		return "", err
 	}
-	m.dropOldLogins(w, r)
+	s.dropOldLogins(w, r)
 	name := loginCookie(txn.State)
-	// A browser drops a cookie whose line passes maxSetCookieLine, and the
+	// A browser drops a cookie whose line passes cookie.MaxLine, and the
 	// callback would find no login: keep the whole return path when it
-	// fits, else its path alone, else the account page.
+	// fits, else its path alone, else the home page.
 	path, _, _ := strings.Cut(returnTo, "?")
-	for _, txn.ReturnTo = range []string{returnTo, path, "/account"} {
-		sealed, err := m.cookies.seal(name, txn)
+	for _, txn.ReturnTo = range []string{returnTo, path, "/"} {
+		sealed, err := s.cookies.Seal(name, txn)
 		if err != nil {
 			return "", fmt.Errorf("tokens: sealing the login transaction: %w", err)
 		}
-		cw, err := m.cookies.prepare(name, sealed, now.Add(LoginTTL), now)
-		if err == nil && len(cw.lines) == 1 {
-			m.cookies.write(w, cw, 0)
+		cw, err := s.cookies.Prepare(name, sealed, now.Add(loginTTL), now)
+		if err == nil && cw.Chunks() == 1 {
+			s.cookies.Write(w, cw, 0)
 			return authURL, nil
 		}
 	}
@@ -80,32 +85,32 @@ func (m *Manager) BeginLogin(w http.ResponseWriter, r *http.Request, returnTo st
 }
 
 // dropOldLogins expires the oldest transaction cookies so that, with the
-// one about to be added, at most MaxLogins remain.
-func (m *Manager) dropOldLogins(w http.ResponseWriter, r *http.Request) {
+// one about to be added, at most maxLogins remain.
+func (s *Sessions) dropOldLogins(w http.ResponseWriter, r *http.Request) {
 	type found struct {
 		base    string
 		created int64
 	}
 	var txns []found
-	prefix := m.cookies.Name(loginPrefix)
+	prefix := s.cookies.Name(cookie.LoginPrefix)
 	for _, ck := range r.Cookies() {
 		if !strings.HasPrefix(ck.Name, prefix) {
 			continue
 		}
-		base := loginPrefix + strings.TrimPrefix(ck.Name, prefix)
+		base := cookie.LoginPrefix + strings.TrimPrefix(ck.Name, prefix)
 		var txn loginTxn
-		if m.cookies.openValue(base, ck.Value, &txn) == nil {
+		if s.cookies.OpenValue(base, ck.Value, &txn) == nil {
 			txns = append(txns, found{base, txn.Created})
 		} else {
 			txns = append(txns, found{base, 0}) // unreadable: first to go
 		}
 	}
-	if len(txns) < MaxLogins {
+	if len(txns) < maxLogins {
 		return
 	}
 	sort.Slice(txns, func(i, j int) bool { return txns[i].created < txns[j].created })
-	for _, t := range txns[:len(txns)-MaxLogins+1] {
-		m.cookies.expire(w, t.base)
+	for _, t := range txns[:len(txns)-maxLogins+1] {
+		s.cookies.Expire(w, t.base)
 	}
 }
 
@@ -119,7 +124,7 @@ func (m *Manager) dropOldLogins(w http.ResponseWriter, r *http.Request) {
 // live login here, or whose code the provider refused; ErrProviderUnavailable
 // when the token endpoint or JWKS could not be reached; ErrNoSession when the
 // tokens did not validate.
-func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *http.Request) (string, error) {
+func (s *Sessions) FinishLogin(ctx context.Context, w http.ResponseWriter, r *http.Request) (string, error) {
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" || len(state) > 256 {
@@ -130,16 +135,16 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	name := loginCookie(state)
 	var txn loginTxn
-	err := m.cookies.open(r, name, &txn)
-	m.cookies.expire(w, name) // one use only, whatever happens next
-	now := m.now()
+	err := s.cookies.Open(r, name, &txn)
+	s.cookies.Expire(w, name) // one use only, whatever happens next
+	now := s.now()
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("%w: no readable transaction cookie for this state", ErrBadCallback)
 	case subtle.ConstantTimeCompare([]byte(txn.State), []byte(state)) != 1:
 		return "", fmt.Errorf("%w: state differs", ErrBadCallback)
-	case now.Sub(time.Unix(txn.Created, 0)) > LoginTTL:
-		return "", fmt.Errorf("%w: login started more than %s ago", ErrBadCallback, LoginTTL)
+	case now.Sub(time.Unix(txn.Created, 0)) > loginTTL:
+		return "", fmt.Errorf("%w: login started more than %s ago", ErrBadCallback, loginTTL)
 	}
 	if code := q.Get("error"); code != "" {
 		return "", callbackError(code)
@@ -151,45 +156,45 @@ func (m *Manager) FinishLogin(ctx context.Context, w http.ResponseWriter, r *htt
 
 	// The transaction cookie's "one use" is only a Set-Cookie an attacker
 	// can ignore: this instance exchanges each transaction's code once.
-	if !m.spentLogins.add(sha256.Sum256([]byte(txn.State)), time.Unix(txn.Created, 0).Add(LoginTTL), now) {
+	if !s.spentLogins.add(sha256.Sum256([]byte(txn.State)), time.Unix(txn.Created, 0).Add(loginTTL), now) {
 		return "", fmt.Errorf("%w: this login's code was exchanged already", ErrBadCallback)
 	}
 	// Anyone can start a transaction and forge its callback: refused
 	// exchanges draw on a small budget, and while it is spent the provider
 	// is not asked.
-	if !m.exchanges.allow(now) {
-		m.log.Warn("callback not exchanged: too many refused codes on this instance just now")
+	if !s.exchanges.allow(now) {
+		s.log.Warn("callback not exchanged: too many refused codes on this instance just now")
 		return "", ErrLoginsThrottled
 	}
-	tok, err := m.client.exchange(ctx, code, txn.Verifier)
+	tok, err := s.client.exchange(ctx, code, txn.Verifier)
 	if err != nil {
 		if refusedByProvider(err) {
-			m.exchanges.spend(m.now())
+			s.exchanges.spend(s.now())
 		}
 		return "", err
 	}
-	res, err := m.validateTokens(ctx, tok, txn.Nonce, UserInfo{})
+	res, err := s.validateTokens(ctx, tok, txn.Nonce, UserInfo{})
 	if err != nil {
 		return "", err
 	}
 	res.user.LoginID, res.user.LoginAt = rand.Text(), now.Unix()
-	s := &Session{
+	sess := &Session{
 		AccessToken: res.access, Access: res.claims, RefreshToken: res.refreshToken, User: res.user,
-		Expires: now.Add(m.refreshTTL), idToken: res.idToken,
-		carried: m.cookies.sessionValues(r).carried, // a previous session's chunks, now stale
+		Expires: now.Add(s.refreshTTL), idToken: res.idToken,
+		carried: s.cookies.Session(r).Carried, // a previous session's chunks, now stale
 	}
-	if err := m.write(w, s, now); err != nil {
-		m.log.Error("login tokens cannot be stored", "err", err)
+	if err := s.write(w, sess, now); err != nil {
+		s.log.Error("login tokens cannot be stored", "err", err)
 		return "", fmt.Errorf("%w: %w", ErrNoSession, err)
 	}
-	m.cookies.expire(w, LogoutCookie)
-	m.log.Info("login", "sub", s.User.Subject)
+	s.cookies.Expire(w, cookie.LoggedOut)
+	s.log.Info("login", "sub", sess.User.Subject)
 	// Logging in again in this browser replaces the previous login's
 	// cookies: revoke its refresh token, which nothing here could use or
 	// revoke any more (logout revokes only the newest).
 	var prev refreshCookie
-	if m.cookies.open(r, RefreshCookie, &prev) == nil && prev.Token != "" && prev.Token != s.RefreshToken {
-		m.revokeOnce(ctx, prev)
+	if s.cookies.Open(r, cookie.Refresh, &prev) == nil && prev.Token != "" && prev.Token != sess.RefreshToken {
+		s.revokeOnce(ctx, prev)
 	}
 	return txn.ReturnTo, nil
 }

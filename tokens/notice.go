@@ -1,27 +1,24 @@
 package tokens
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"time"
-)
 
-// NoticeCookie carries a one-shot notice to the next page: what happened on
-// a request that answered with a redirect (a refresh, a session that ended,
-// a logout). It holds a code from a fixed set and a time, sealed, so nobody
-// can put text of their own on a page through it; no secret is in it.
-const NoticeCookie = "cb_notice"
+	"github.com/changebank/changebank/tokens/cookie"
+)
 
 // noticeTTL bounds how long a notice waits: long enough for a login round
 // trip through the provider.
 const noticeTTL = 10 * time.Minute
 
-// A NoticeCode says what happened. The set is fixed: TakeNotice drops any
-// other code.
+// A NoticeCode says what happened on a request that answered with a
+// redirect (a refresh, a session that ended, a logout), for the next page
+// to tell: Load and Refresh set the endings, EndAtProvider and
+// ConfirmLogout the logouts, the app the others (Notify). It travels in a
+// sealed one-shot cookie (cookie.Notice). The set is fixed: TakeNotice
+// drops any other code.
 type NoticeCode string
 
 // The notices.
@@ -57,35 +54,35 @@ type Notice struct {
 func (n Notice) Time() time.Time { return time.Unix(n.At, 0) }
 
 // Notify sets the one-shot notice cookie for the next page.
-func (m *Manager) Notify(w http.ResponseWriter, code NoticeCode) {
-	m.notify(w, Notice{Code: code, At: m.now().Unix()})
+func (s *Sessions) Notify(w http.ResponseWriter, code NoticeCode) {
+	s.notify(w, Notice{Code: code, At: s.now().Unix()})
 }
 
-func (m *Manager) notify(w http.ResponseWriter, n Notice) {
-	sealed, err := m.cookies.seal(NoticeCookie, n)
+func (s *Sessions) notify(w http.ResponseWriter, n Notice) {
+	sealed, err := s.cookies.Seal(cookie.Notice, n)
 	if err != nil {
-		m.log.Error("notice not set", "code", n.Code, "err", err)
+		s.log.Error("notice not set", "code", n.Code, "err", err)
 		return
 	}
-	m.cookies.set(w, NoticeCookie, sealed, n.Time().Add(noticeTTL), m.now())
+	s.cookies.Set(w, cookie.Notice, sealed, n.Time().Add(noticeTTL), s.now())
 }
 
 // TakeNotice returns the request's notice and expires its cookie on w, so
 // that a reload does not show it again. A notice that is unreadable, too
 // old or not in the fixed set is dropped.
-func (m *Manager) TakeNotice(w http.ResponseWriter, r *http.Request) (Notice, bool) {
-	if m.cookies.Get(r, NoticeCookie) == "" {
+func (s *Sessions) TakeNotice(w http.ResponseWriter, r *http.Request) (Notice, bool) {
+	if s.cookies.Get(r, cookie.Notice) == "" {
 		return Notice{}, false
 	}
-	m.cookies.expire(w, NoticeCookie)
-	return m.peekNotice(r)
+	s.cookies.Expire(w, cookie.Notice)
+	return s.peekNotice(r)
 }
 
 // peekNotice opens the request's notice without taking it.
-func (m *Manager) peekNotice(r *http.Request) (Notice, bool) {
+func (s *Sessions) peekNotice(r *http.Request) (Notice, bool) {
 	var n Notice
-	if err := m.cookies.open(r, NoticeCookie, &n); err != nil || !slices.Contains(noticeCodes, n.Code) ||
-		m.now().Sub(n.Time()) > noticeTTL {
+	if err := s.cookies.Open(r, cookie.Notice, &n); err != nil || !slices.Contains(noticeCodes, n.Code) ||
+		s.now().Sub(n.Time()) > noticeTTL {
 		return Notice{}, false
 	}
 	return n, true
@@ -111,39 +108,11 @@ func endedUnlessSaid(why NoticeCode, err error) error {
 	return ended(why, err)
 }
 
-// EndReason returns the notice that explains why err ended a session:
+// endReason returns the notice that explains why err ended a session:
 // a cookie that failed its check unless the error says otherwise.
-func EndReason(err error) NoticeCode {
+func endReason(err error) NoticeCode {
 	if e := (*endError)(nil); errors.As(err, &e) {
 		return e.why
 	}
 	return NoticeEndedTampered
-}
-
-// Fingerprint names a secret without revealing it: the first 8 bytes of
-// its SHA-256, in hex.
-func Fingerprint(secret string) string {
-	if secret == "" {
-		return "(none)"
-	}
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:8])
-}
-
-// Reveal returns the content of the sealed cookie base exactly as this
-// request carried it, as indented JSON, for the session inspector. The
-// refresh token in cb_refresh_token is replaced by its fingerprint.
-func (c *CookieStore) Reveal(r *http.Request, base string) (string, error) {
-	var v map[string]any
-	if err := c.open(r, base, &v); err != nil {
-		return "", err
-	}
-	if rt, ok := v["rt"].(string); ok && base == RefreshCookie {
-		v["rt"] = "fingerprint " + Fingerprint(rt)
-	}
-	out, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	return string(out), nil
 }

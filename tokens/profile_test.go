@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // op is a small OpenID provider on httptest whose shape each test sets:
@@ -84,7 +87,7 @@ func newOP(t *testing.T, path string, shape func(o *op)) *op {
 	})
 	jwks := func(w http.ResponseWriter, _ *http.Request) {
 		set := jwk.NewSet()
-		_ = set.AddKey(o.signer.pub)
+		_ = set.AddKey(o.signer.Pub)
 		_ = json.NewEncoder(w).Encode(set)
 	}
 	mux.HandleFunc("GET /oauth/jwks", jwks)
@@ -140,7 +143,7 @@ func (o *op) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	answer := map[string]any{
-		"access_token": o.signer.sign(o.t, o.access(nonce), nil), "id_token": o.signer.sign(o.t, o.id(nonce), nil),
+		"access_token": o.signer.Sign(o.t, o.access(nonce), nil), "id_token": o.signer.Sign(o.t, o.id(nonce), nil),
 		"refresh_token": "rt-" + rand.Text(), "token_type": "Bearer", "expires_in": 120,
 	}
 	o.mu.Lock()
@@ -160,27 +163,27 @@ func (o *op) refuseRefresh(status int, body map[string]any) {
 
 // app is this app on o: the profile's settings with o's issuer.
 type app struct {
-	m       *Manager
-	cookies *CookieStore
+	m       *Sessions
+	cookies *cookie.Store
 	o       *op
 }
 
-func (o *op) app(t *testing.T, profile Profile, apiKey string) *app {
+// app returns Sessions on o with the settings cfg has (its Issuer and
+// ClientID are o's), and the FusionAuth API key apiKey.
+func (o *op) app(t *testing.T, cfg Config, apiKey string) *app {
 	t.Helper()
-	profile.Issuer = o.issuer
-	profile.ClientID = testClient
-	p := NewProvider(profile, &http.Client{Timeout: 2 * time.Second}, time.Now, discard)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go p.Start(ctx)
-	wait, done := context.WithTimeout(ctx, 10*time.Second)
-	defer done()
-	if err := p.WaitReady(wait); err != nil {
-		t.Fatalf("the provider at %s was not discovered: %v", o.issuer, err)
-	}
-	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
-	client := NewClient(p, ClientConfig{ID: testClient, Secret: "s3cret", AppURL: "http://app.test", APIKey: apiKey}, nil)
-	return &app{m: NewManager(cookies, client, NewVerifier(p, profile, time.Now), time.Hour, time.Now, discard), cookies: cookies, o: o}
+	base := testConfig(o.issuer)
+	cfg.Issuer, cfg.ClientID, cfg.ClientSecret, cfg.AppURL = base.Issuer, base.ClientID, base.ClientSecret, base.AppURL
+	cfg.Secrets, cfg.RefreshTokenTTL, cfg.Logger, cfg.FusionAuthAPIKey = base.Secrets, base.RefreshTokenTTL, base.Logger, apiKey
+	// AuthorizeParams reach the provider's profile unchecked, as a Profile
+	// built in code does: what New refuses, the profile filters too.
+	params := cfg.AuthorizeParams
+	cfg.AuthorizeParams = nil
+	profile := cfg.profile()
+	profile.AuthorizeParams = params
+	p := startProvider(t, profile, &http.Client{Timeout: 2 * time.Second}, time.Now)
+	m := testSessions(t, cfg, p, nil)
+	return &app{m: m, cookies: m.cookies, o: o}
 }
 
 // jar is a browser's cookies: what the app set, by name, with their paths.
@@ -230,13 +233,13 @@ func (a *app) login(t *testing.T) (jar, *url.URL, error) {
 
 func TestAnIssuerWithAPathAndATrailingSlashIsKeptExactly(t *testing.T) {
 	o := newOP(t, "/tenant/", nil)
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	if _, _, err := a.login(t); err != nil {
 		t.Fatalf("login at an issuer with a path and a trailing slash: %v", err)
 	}
 	// The same tokens without the slash are another issuer's.
-	c, err := a.m.verifier.AccessToken(context.Background(), o.signer.sign(t, with(o.claims(), "iss", strings.TrimSuffix(o.issuer, "/")), nil))
-	if !errors.Is(err, errInvalidToken) {
+	c, err := a.m.verifier.AccessToken(context.Background(), o.signer.Sign(t, with(o.claims(), "iss", strings.TrimSuffix(o.issuer, "/")), nil))
+	if !errors.Is(err, oidc.ErrInvalidToken) {
 		t.Fatalf("iss without the trailing slash: %+v, %v", c, err)
 	}
 }
@@ -251,7 +254,7 @@ func TestEndpointsAreUsedAsDiscoveredUnlessInternalURLIsSet(t *testing.T) {
 	}))
 	defer other.Close()
 	o = newOP(t, "", func(o *op) { o.tokenAt = other.URL + "/token" })
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	if _, _, err := a.login(t); err != nil {
 		t.Fatal(err)
 	}
@@ -264,33 +267,33 @@ func TestAudienceForAccessTokensClientIDForIDTokens(t *testing.T) {
 	now := time.Now()
 	signer := newTestSigner(t, "k1")
 	const api = "https://api.example"
-	v := NewVerifier(staticKeys{"k1": signer.pub}, Profile{Issuer: testIssuer, ClientID: testClient, Audience: api}, func() time.Time { return now })
+	v := oidc.NewVerifier(staticKeys{"k1": signer.Pub}, oidc.Profile{Issuer: testIssuer, ClientID: testClient, Audience: api}, func() time.Time { return now })
 	ctx := context.Background()
 	auth0 := []string{api, testIssuer + "/userinfo"}
-	if _, err := v.AccessToken(ctx, signer.sign(t, with(goodClaims(now), "aud", auth0), nil)); err != nil {
+	if _, err := v.AccessToken(ctx, signer.Sign(t, with(goodClaims(now), "aud", auth0), nil)); err != nil {
 		t.Fatalf("an access token for the API, as Auth0 issues it: %v", err)
 	}
-	if _, err := v.AccessToken(ctx, signer.sign(t, goodClaims(now), nil)); !errors.Is(err, errInvalidToken) {
+	if _, err := v.AccessToken(ctx, signer.Sign(t, goodClaims(now), nil)); !errors.Is(err, oidc.ErrInvalidToken) {
 		t.Fatalf("an access token for the client, not the API: %v", err)
 	}
-	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n"), nil), "n"); err != nil {
+	if _, err := v.IDToken(ctx, signer.Sign(t, with(goodClaims(now), "nonce", "n"), nil), "n"); err != nil {
 		t.Fatalf("an ID token for the client: %v", err)
 	}
-	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n", "aud", api), nil), "n"); !errors.Is(err, errInvalidToken) {
+	if _, err := v.IDToken(ctx, signer.Sign(t, with(goodClaims(now), "nonce", "n", "aud", api), nil), "n"); !errors.Is(err, oidc.ErrInvalidToken) {
 		t.Fatalf("an ID token for the API, not the client: %v", err)
 	}
 	// Several audiences, the client among them, but issued to another client (azp).
-	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n", "aud", []string{testClient, "other"}, "azp", "other"), nil), "n"); !errors.Is(err, errInvalidToken) {
+	if _, err := v.IDToken(ctx, signer.Sign(t, with(goodClaims(now), "nonce", "n", "aud", []string{testClient, "other"}, "azp", "other"), nil), "n"); !errors.Is(err, oidc.ErrInvalidToken) {
 		t.Fatalf("an ID token whose azp is another client: %v", err)
 	}
-	if _, err := v.idToken(ctx, signer.sign(t, with(goodClaims(now), "nonce", "n", "aud", []string{testClient, api}, "azp", testClient), nil), "n"); err != nil {
+	if _, err := v.IDToken(ctx, signer.Sign(t, with(goodClaims(now), "nonce", "n", "aud", []string{testClient, api}, "azp", testClient), nil), "n"); err != nil {
 		t.Fatalf("an ID token whose azp is this client: %v", err)
 	}
 }
 
 func TestTheAuthorizationRequestCarriesScopesAndExtraParams(t *testing.T) {
 	o := newOP(t, "", nil)
-	a := o.app(t, Profile{Scopes: []string{"openid", "offline_access"},
+	a := o.app(t, Config{Scopes: []string{"openid", "offline_access"},
 		AuthorizeParams: url.Values{"audience": {"https://api.example"}, "state": {"attacker"}, "Redirect_URI": {"https://evil.test"}}}, "")
 	_, u, err := a.login(t)
 	if err != nil {
@@ -321,7 +324,7 @@ func TestExtraParamsKeepEveryValueAndNoRequestObject(t *testing.T) {
 		"login_hint":    {"r@example.com\r\nX: y"},
 	}
 	o := newOP(t, "", nil)
-	a := o.app(t, Profile{AuthorizeParams: params}, "")
+	a := o.app(t, Config{AuthorizeParams: params}, "")
 	_, u, err := a.login(t)
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +338,7 @@ func TestExtraParamsKeepEveryValueAndNoRequestObject(t *testing.T) {
 			t.Errorf("%s went to the provider: %v", name, q)
 		}
 	}
-	err = CheckAuthorizeParams(params)
+	err = oidc.CheckAuthorizeParams(params)
 	if err == nil {
 		t.Fatal("CheckAuthorizeParams let them all pass")
 	}
@@ -362,7 +365,7 @@ func TestIDTokenShapedAccessTokens(t *testing.T) {
 			return c
 		}
 	})
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	j, _, err := a.login(t)
 	if err != nil {
 		t.Fatalf("login with ID-token-shaped access tokens: %v", err)
@@ -377,9 +380,9 @@ func TestIDTokenShapedAccessTokens(t *testing.T) {
 	for k, v := range j {
 		swapped[k] = v
 	}
-	other := *j[AccessCookie]
-	other.Value = o.signer.sign(t, with(o.id("another-login"), "at_hash", "y"), nil)
-	swapped[AccessCookie] = &other
+	other := *j[cookie.Access]
+	other.Value = o.signer.Sign(t, with(o.id("another-login"), "at_hash", "y"), nil)
+	swapped[cookie.Access] = &other
 	if s, err := a.m.Load(ctx, httptest.NewRecorder(), swapped.request(http.MethodGet, "/account")); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("a swapped token was served: %+v, %v", s, err)
 	}
@@ -390,14 +393,14 @@ func TestIDTokenShapedAccessTokens(t *testing.T) {
 // in the cookie, where before the binding it passed.
 func TestSwappedAccessTokensAreRefusedWhateverTheirShape(t *testing.T) {
 	o := newOP(t, "", nil)
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	j, _, err := a.login(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := *j[AccessCookie]
-	other.Value = o.signer.sign(t, with(o.claims(), "jti", "another"), nil)
-	j[AccessCookie] = &other
+	other := *j[cookie.Access]
+	other.Value = o.signer.Sign(t, with(o.claims(), "jti", "another"), nil)
+	j[cookie.Access] = &other
 	if s, err := a.m.Load(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/account")); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("another access token in the cookie was served: %+v, %v", s, err)
 	}
@@ -413,18 +416,18 @@ func TestSwappedAccessTokensAreRefusedWhateverTheirShape(t *testing.T) {
 // this instance, having seen it, accepts them as Bearer.
 func TestIDTokensAsBearerWhereTokensCanBeToldApart(t *testing.T) {
 	o := newOP(t, "", nil)
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	if _, _, err := a.login(t); err != nil {
 		t.Fatal(err)
 	}
-	id := o.signer.sign(t, o.id("n"), nil)
-	if _, err := a.m.verifier.AccessToken(context.Background(), id); !errors.Is(err, errInvalidToken) {
+	id := o.signer.Sign(t, o.id("n"), nil)
+	if _, err := a.m.verifier.AccessToken(context.Background(), id); !errors.Is(err, oidc.ErrInvalidToken) {
 		t.Fatalf("an ID token as Bearer: %v", err)
 	}
 	dex := newOP(t, "", func(o *op) { o.access = func(n string) map[string]any { return with(o.claims(), "at_hash", "x") } })
-	b := dex.app(t, Profile{}, "")
-	bearer := dex.signer.sign(t, with(dex.claims(), "at_hash", "z"), nil)
-	if _, err := b.m.verifier.AccessToken(context.Background(), bearer); !errors.Is(err, errInvalidToken) {
+	b := dex.app(t, Config{}, "")
+	bearer := dex.signer.Sign(t, with(dex.claims(), "at_hash", "z"), nil)
+	if _, err := b.m.verifier.AccessToken(context.Background(), bearer); !errors.Is(err, oidc.ErrInvalidToken) {
 		t.Fatalf("before any login here, a token shaped like an ID token as Bearer: %v", err)
 	}
 	if _, _, err := b.login(t); err != nil {
@@ -443,7 +446,7 @@ func TestProfileFromUserinfoWhenTheIDTokenHasNone(t *testing.T) {
 		o.userinfo = map[string]any{"sub": "user-1", "name": "Richard Hendricks", "email": "r@example.com", "email_verified": "true"}
 	}
 	o := newOP(t, "", bare)
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	j, _, err := a.login(t)
 	if err != nil {
 		t.Fatal(err)
@@ -459,13 +462,13 @@ func TestProfileFromUserinfoWhenTheIDTokenHasNone(t *testing.T) {
 	}
 
 	liar := newOP(t, "", func(o *op) { bare(o); o.userinfo["sub"] = "user-2" })
-	if _, _, err := liar.app(t, Profile{}, "").login(t); !errors.Is(err, ErrNoSession) {
+	if _, _, err := liar.app(t, Config{}, "").login(t); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("userinfo naming another user: %v", err)
 	}
 
 	// An ID token with the profile: no call.
 	full := newOP(t, "", func(o *op) { o.userinfo = map[string]any{"sub": "user-1"} })
-	if _, _, err := full.app(t, Profile{}, "").login(t); err != nil || full.userinfoCalls.Load() != 0 {
+	if _, _, err := full.app(t, Config{}, "").login(t); err != nil || full.userinfoCalls.Load() != 0 {
 		t.Fatalf("an ID token with name and email: %v, %d userinfo calls", err, full.userinfoCalls.Load())
 	}
 }
@@ -475,7 +478,7 @@ func TestProfileFromUserinfoWhenTheIDTokenHasNone(t *testing.T) {
 // temporarily_unavailable, 429 and 5xx keep it.
 func TestRefreshRefusalsEndTheSessionOnlyWhenFinal(t *testing.T) {
 	o := newOP(t, "", nil)
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	for _, tc := range []struct {
 		status int
 		code   string
@@ -506,30 +509,30 @@ func TestRefreshRefusalsEndTheSessionOnlyWhenFinal(t *testing.T) {
 // id_token_hint; logout expires it with the attributes it was set with.
 func TestLogoutSendsTheIDTokenAsHint(t *testing.T) {
 	o := newOP(t, "/dex", func(o *op) { o.endSession = true })
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	j, _, err := a.login(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck := j[IDTokenCookie]
+	ck := j[cookie.IDToken]
 	if ck == nil || ck.Path != "/logout" || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
 		t.Fatalf("cb_id_token: %+v", ck)
 	}
-	if r := j.request(http.MethodGet, "/account"); strings.Contains(r.Header.Get("Cookie"), IDTokenCookie) {
+	if r := j.request(http.MethodGet, "/account"); strings.Contains(r.Header.Get("Cookie"), cookie.IDToken) {
 		t.Fatal("cb_id_token rides on pages other than /logout")
 	}
 	rec := httptest.NewRecorder()
 	req := j.request(http.MethodPost, "/logout")
-	a.m.Logout(context.Background(), rec, req)
+	a.m.EndSession(context.Background(), rec, req)
 	end := must(url.Parse(a.m.EndAtProvider(rec, req)))
 	hint := end.Query().Get("id_token_hint")
-	c, err := a.m.verifier.idToken(context.Background(), hint, "")
+	c, err := a.m.verifier.IDToken(context.Background(), hint, "")
 	if err != nil || c.Subject != "user-1" || end.Query().Get("post_logout_redirect_uri") != "http://app.test/" || end.Query().Get("client_id") != testClient {
 		t.Fatalf("end-session URL %s: hint %v", end, err)
 	}
 	expired := false
 	for _, c := range rec.Result().Cookies() {
-		if c.Name == IDTokenCookie && c.MaxAge < 0 && c.Path == "/logout" {
+		if c.Name == cookie.IDToken && c.MaxAge < 0 && c.Path == "/logout" {
 			expired = true
 		}
 	}
@@ -539,12 +542,12 @@ func TestLogoutSendsTheIDTokenAsHint(t *testing.T) {
 }
 
 func TestTheIDTokenCookieOverHTTPSIsSecureNotHost(t *testing.T) {
-	c := NewCookieStore("https://bank.example", mustSealer(t, secretA))
+	c := cookie.NewStore("https://bank.example", nil)
 	rec := httptest.NewRecorder()
-	c.set(rec, IDTokenCookie, "v", time.Now().Add(time.Hour), time.Now())
+	c.Set(rec, cookie.IDToken, "v", time.Now().Add(time.Hour), time.Now())
 	got := rec.Result().Cookies()[0]
 	// A __Host- cookie must have Path=/; browsers drop it otherwise.
-	if got.Name != "__Secure-"+IDTokenCookie || !got.Secure || got.Path != "/logout" {
+	if got.Name != "__Secure-"+cookie.IDToken || !got.Secure || got.Path != "/logout" {
 		t.Fatalf("%+v", got)
 	}
 }
@@ -572,12 +575,12 @@ func TestRevocationFollowsDiscovery(t *testing.T) {
 					o.fusionAuthPaths()
 				}
 			})
-			a := o.app(t, Profile{}, tc.apiKey)
+			a := o.app(t, Config{}, tc.apiKey)
 			j, _, err := a.login(t)
 			if err != nil {
 				t.Fatal(err)
 			}
-			a.m.Logout(context.Background(), httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
+			a.m.EndSession(context.Background(), httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
 			o.mu.Lock()
 			got := strings.Join(o.revoked, ",")
 			o.mu.Unlock()
@@ -595,15 +598,15 @@ func TestRevocationFollowsDiscovery(t *testing.T) {
 // never tries again, so a call cut short would leave it working.
 func TestLogoutRevokesEvenWhenTheBrowserLeaves(t *testing.T) {
 	o := newOP(t, "", func(o *op) { o.revocation = true })
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	j, _, err := a.login(t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
-	a.m.Logout(gone, httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
-	a.m.Logout(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/logout")) // the same cookies again
+	a.m.EndSession(gone, httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
+	a.m.EndSession(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/logout")) // the same cookies again
 	o.mu.Lock()
 	got := strings.Join(o.revoked, ",")
 	o.mu.Unlock()
@@ -619,9 +622,9 @@ func TestLogoutRevokesEvenWhenTheBrowserLeaves(t *testing.T) {
 // "refused"), where the new session has none and simply reaches its end.
 func TestALoginWithoutARefreshTokenDropsThePreviousOne(t *testing.T) {
 	o := newOP(t, "", nil)
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	j, _, err := a.login(t)
-	if err != nil || j[RefreshCookie] == nil {
+	if err != nil || j[cookie.Refresh] == nil {
 		t.Fatalf("first login: %v, cookies %v", err, j)
 	}
 	o.mu.Lock()
@@ -642,14 +645,14 @@ func TestALoginWithoutARefreshTokenDropsThePreviousOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.take(rec)
-	if j[RefreshCookie] != nil {
+	if j[cookie.Refresh] != nil {
 		t.Error("the second login, which brought no refresh token, left the first login's refresh cookie")
 	}
 	// Once the access token is gone the session ends as having reached
 	// its end, not as refused by the provider.
-	delete(j, AccessCookie)
+	delete(j, cookie.Access)
 	_, err = a.m.Load(context.Background(), httptest.NewRecorder(), j.request(http.MethodGet, "/account"))
-	if why := EndReason(err); !errors.Is(err, ErrNoSession) || why != NoticeEndedExpired {
+	if why := endReason(err); !errors.Is(err, ErrNoSession) || why != NoticeEndedExpired {
 		t.Fatalf("without an access token: %v (%s), want %s", err, why, NoticeEndedExpired)
 	}
 }
@@ -675,7 +678,7 @@ func TestScopesFromScopeOrScp(t *testing.T) {
 // rotated one alive at the provider: the logout revokes both.
 func TestLogoutAlsoRevokesTheTokenARacingRefreshGot(t *testing.T) {
 	o := newOP(t, "", func(o *op) { o.revocation = true })
-	a := o.app(t, Profile{}, "")
+	a := o.app(t, Config{}, "")
 	j, _, err := a.login(t)
 	if err != nil {
 		t.Fatal(err)
@@ -689,7 +692,7 @@ func TestLogoutAlsoRevokesTheTokenARacingRefreshGot(t *testing.T) {
 		t.Fatal(err)
 	}
 	rotated := s.RefreshToken
-	a.m.Logout(context.Background(), httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
+	a.m.EndSession(context.Background(), httptest.NewRecorder(), j.request(http.MethodPost, "/logout"))
 	o.mu.Lock()
 	got := o.revokedTokens
 	o.mu.Unlock()

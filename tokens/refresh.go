@@ -6,19 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/changebank/changebank/internal/bounded"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
-// RefreshGrace is how long after a refresh the requests that still carry
+// refreshGrace is how long after a refresh the requests that still carry
 // the old refresh token are given its result instead of refreshing again.
 // A browser that fired several requests at once sends the old cookies on
 // all of them; with a one-time-use refresh token a second refresh would be
 // refused and log the user out.
-const RefreshGrace = 20 * time.Second
+const refreshGrace = 20 * time.Second
 
 // maxGraceEntries bounds the memory the grace window can take.
 const maxGraceEntries = 10000
@@ -38,7 +41,7 @@ type refreshed struct {
 // the remembered result during the grace window.
 //
 // The token call runs detached from every request, bounded by
-// RefreshCallTimeout, while each request waits for it at most wait. A
+// refreshCallTimeout, while each request waits for it at most wait. A
 // provider that redeems the token but answers late has already rotated
 // it: giving up on the call would lose the only copy of the new refresh
 // token. So a request that stops waiting answers "try again" (cookies
@@ -50,8 +53,11 @@ type refresher struct {
 	wait  time.Duration // how long a request waits for the token call
 	group singleflight.Group
 
-	mu     sync.Mutex
-	recent map[[sha256.Size]byte]graceEntry
+	// recent holds the results of the grace window by the old token's
+	// hash. Full of live entries, it takes no more (bounded.Refuse): under
+	// a flood the refresher falls back to plain single-flight rather than
+	// forget a result a browser may still need.
+	recent *bounded.Map[[sha256.Size]byte, graceEntry]
 
 	// dead holds the hashes of refresh tokens the provider refused (or
 	// this instance revoked): they are never sent again, so a spent token
@@ -66,7 +72,7 @@ type graceEntry struct {
 }
 
 func newRefresher(now func() time.Time, grace, wait time.Duration) *refresher {
-	return &refresher{now: now, grace: grace, wait: wait, recent: make(map[[sha256.Size]byte]graceEntry)}
+	return &refresher{now: now, grace: grace, wait: wait, recent: bounded.New[[sha256.Size]byte, graceEntry](maxGraceEntries, bounded.Refuse)}
 }
 
 // do returns the result of redeeming refreshToken, calling redeem at most
@@ -91,7 +97,7 @@ func (f *refresher) do(ctx context.Context, refreshToken string, until time.Time
 		}
 		// Detached from the request that started it: neither its end nor
 		// its tab closing may cut a call the provider may already have acted on.
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RefreshCallTimeout)
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshCallTimeout)
 		defer cancel()
 		res, err := redeem(callCtx)
 		if err != nil {
@@ -119,41 +125,27 @@ func (f *refresher) do(ctx context.Context, refreshToken string, until time.Time
 }
 
 func (f *refresher) remembered(key [sha256.Size]byte) *refreshed {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if e, ok := f.recent[key]; ok && f.now().Before(e.until) {
+	if e, ok := f.recent.Get(key); ok && f.now().Before(e.until) {
 		return e.res
 	}
 	return nil
 }
 
 func (f *refresher) remember(key [sha256.Size]byte, res *refreshed) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	now := f.now()
-	if len(f.recent) >= maxGraceEntries/2 {
-		for k, e := range f.recent {
-			if !now.Before(e.until) {
-				delete(f.recent, k)
-			}
-		}
-	}
-	if len(f.recent) >= maxGraceEntries {
-		return // under a flood, fall back to plain single-flight
-	}
-	f.recent[key] = graceEntry{res: res, until: now.Add(f.grace)}
+	f.recent.Put(key, graceEntry{res: res, until: now.Add(f.grace)}, func(e graceEntry) bool { return !now.Before(e.until) })
 }
 
-// TokenCallTimeout bounds each call to the provider when the HTTP client
-// given to NewClient sets no Timeout of its own. For a refresh it bounds
+// tokenCallTimeout bounds each call to the provider when the HTTP client
+// given to New sets no Timeout of its own. For a refresh it bounds
 // only how long the request waits; the call itself may run up to
-// RefreshCallTimeout.
-const TokenCallTimeout = 5 * time.Second
+// refreshCallTimeout.
+const tokenCallTimeout = 5 * time.Second
 
-// RefreshCallTimeout bounds a refresh's token call, which runs on after the
+// refreshCallTimeout bounds a refresh's token call, which runs on after the
 // request that started it has answered "try again": long enough for a slow
 // provider to answer, short enough not to pile up calls to a dead one.
-const RefreshCallTimeout = 30 * time.Second
+const refreshCallTimeout = 30 * time.Second
 
 // keyRetryEvery is how often a refresh whose new tokens name a key not yet
 // fetched checks again; the refetch itself stays rate-limited.
@@ -164,13 +156,13 @@ const keyRetryEvery = 250 * time.Millisecond
 // (ErrNoSession, see classify); anything that may pass (network, timeout,
 // 5xx, temporarily_unavailable, a JWKS that cannot be fetched) is
 // ErrProviderUnavailable.
-func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo) (*refreshed, error) {
-	tok, err := m.client.refresh(ctx, refreshToken)
+func (s *Sessions) redeem(ctx context.Context, refreshToken string, user UserInfo) (*refreshed, error) {
+	tok, err := s.client.refresh(ctx, refreshToken)
 	if err != nil {
 		return nil, err
 	}
-	res, err := m.validateTokens(ctx, tok, "", user)
-	for errors.Is(err, errKeysUnavailable) {
+	res, err := s.validateTokens(ctx, tok, "", user)
+	for errors.Is(err, oidc.ErrKeysUnavailable) {
 		// The provider has redeemed, perhaps rotated, the refresh token:
 		// this answer holds the only copy of the new one. Tokens signed
 		// with a just-rotated key verify after the next allowed JWKS
@@ -180,7 +172,7 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 			return nil, err
 		case <-time.After(keyRetryEvery):
 		}
-		res, err = m.validateTokens(ctx, tok, "", user)
+		res, err = s.validateTokens(ctx, tok, "", user)
 	}
 	if err != nil {
 		return nil, err
@@ -195,7 +187,7 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 	}
 	res.user.AccessHash = nil // write binds the new access token
 	res.user.LoginID, res.user.LoginAt = user.LoginID, user.LoginAt
-	m.log.Info("tokens refreshed", "sub", user.Subject, "rotated", res.refreshToken != refreshToken)
+	s.log.Info("tokens refreshed", "sub", user.Subject, "rotated", res.refreshToken != refreshToken)
 	return res, nil
 }
 
@@ -208,15 +200,15 @@ func (m *Manager) redeem(ctx context.Context, refreshToken string, user UserInfo
 // asked here once (at the login or refresh, never per page) when the ID
 // token names neither. At a refresh the refresh token is spent already, so
 // a userinfo endpoint that fails keeps the profile the session had.
-func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce string, prev UserInfo) (*refreshed, error) {
-	if n := len(tok.AccessToken); n > MaxSessionBytes {
+func (s *Sessions) validateTokens(ctx context.Context, tok *oauth2.Token, nonce string, prev UserInfo) (*refreshed, error) {
+	if n := len(tok.AccessToken); n > cookie.MaxSessionBytes {
 		// Larger than any session this app keeps: say so, rather than
 		// that it failed a check.
-		return nil, ended(NoticeEndedTooLarge, fmt.Errorf("%w: the access token alone is %d bytes, more than the %d a session may take", ErrSessionTooLarge, n, MaxSessionBytes))
+		return nil, ended(NoticeEndedTooLarge, fmt.Errorf("%w: the access token alone is %d bytes, more than the %d a session may take", ErrSessionTooLarge, n, cookie.MaxSessionBytes))
 	}
-	access, err := m.verifier.tokenEndpointAccess(ctx, tok.AccessToken)
+	access, err := s.verifier.TokenEndpointAccess(ctx, tok.AccessToken)
 	if err != nil {
-		return nil, m.tokenResponseError("access token", err)
+		return nil, s.tokenResponseError("access token", err)
 	}
 	if prev.Subject != "" && access.Subject != prev.Subject {
 		return nil, fmt.Errorf("%w: the new access token names another user", ErrNoSession)
@@ -229,9 +221,9 @@ func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce s
 		}
 		return res, nil // a refresh without an ID token: the session's profile still holds
 	}
-	id, err := m.verifier.idToken(ctx, raw, nonce)
+	id, err := s.verifier.IDToken(ctx, raw, nonce)
 	if err != nil {
-		return nil, m.tokenResponseError("ID token", err)
+		return nil, s.tokenResponseError("ID token", err)
 	}
 	if id.Subject != access.Subject {
 		return nil, fmt.Errorf("%w: ID token and access token name different users", ErrNoSession)
@@ -241,7 +233,7 @@ func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce s
 		res.user = userInfoFrom(id)
 		return res, nil
 	}
-	info, err := m.client.userinfo(ctx, tok.AccessToken)
+	info, err := s.client.userinfo(ctx, tok.AccessToken)
 	switch {
 	case err == nil && info.Subject != id.Subject:
 		// OpenID Connect Core 1.0, section 5.3.2: the sub must match.
@@ -249,7 +241,7 @@ func (m *Manager) validateTokens(ctx context.Context, tok *oauth2.Token, nonce s
 	case err == nil:
 		res.user = userInfoFrom(fillProfile(id, info))
 	case prev.Subject != "":
-		m.log.Warn("userinfo not fetched at refresh: keeping the session's profile", "sub", prev.Subject, "err", err)
+		s.log.Warn("userinfo not fetched at refresh: keeping the session's profile", "sub", prev.Subject, "err", err)
 		res.user = userInfoFrom(id)
 		if res.user.Email == "" && res.user.Name == "" {
 			res.user = prev
@@ -280,11 +272,11 @@ func fillProfile(id, info *Claims) *Claims {
 	return &c
 }
 
-func (m *Manager) tokenResponseError(what string, err error) error {
+func (s *Sessions) tokenResponseError(what string, err error) error {
 	if errors.Is(err, ErrProviderUnavailable) {
 		return err
 	}
-	m.log.Warn("token response refused", "token", what, "err", err)
+	s.log.Warn("token response refused", "token", what, "err", err)
 	return fmt.Errorf("%w: %s: %w", ErrNoSession, what, err)
 }
 

@@ -12,7 +12,7 @@ import (
 func TestRefresherRedeemsOncePerToken(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
-	f := newRefresher(clock, RefreshGrace, time.Minute)
+	f := newRefresher(clock, refreshGrace, time.Minute)
 	var calls atomic.Int32
 	release := make(chan struct{})
 	redeem := func(context.Context) (*refreshed, error) {
@@ -52,14 +52,14 @@ func TestRefresherRedeemsOncePerToken(t *testing.T) {
 		t.Fatalf("late request: %+v, %v, calls %d", res, err, calls.Load())
 	}
 	// After the window the old token is redeemed again (and, if spent, refused by the provider).
-	now = now.Add(RefreshGrace + time.Second)
+	now = now.Add(refreshGrace + time.Second)
 	if _, err := f.do(context.Background(), "rt-1", time.Time{}, redeem); err != nil || calls.Load() != 2 {
 		t.Fatalf("after the grace window: %v, calls %d", err, calls.Load())
 	}
 }
 
 func TestRefresherDoesNotRememberFailures(t *testing.T) {
-	f := newRefresher(time.Now, RefreshGrace, time.Minute)
+	f := newRefresher(time.Now, refreshGrace, time.Minute)
 	calls := 0
 	fail := func(context.Context) (*refreshed, error) { calls++; return nil, ErrProviderUnavailable }
 	for range 2 {

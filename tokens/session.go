@@ -5,12 +5,20 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/changebank/changebank/tokens/check"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
+
+// Claims are the claims the session reads from the provider's tokens (the
+// access token's, in Session.Access): see oidc.Claims.
+type Claims = oidc.Claims
 
 // refreshMargin is how long before its exp an access token is refreshed,
 // so it does not expire between this app's check and the user's next click.
@@ -20,6 +28,11 @@ const refreshMargin = 5 * time.Second
 type Session struct {
 	AccessToken string  // the JWT as issued, from cb_access_token
 	Access      *Claims // its validated claims
+	// CSRF is the anti-CSRF token of the session's forms: a form that
+	// changes anything sends it as the field csrf_token (Logout checks it,
+	// and CheckCSRF does for any other form). It is stable across
+	// refreshes and differs for every login.
+	CSRF string
 	// RefreshToken is from the sealed cb_refresh_token, which is opened only
 	// to refresh (Load, Refresh). "" otherwise, or when the provider issued none.
 	RefreshToken string
@@ -80,161 +93,170 @@ func userInfoFrom(c *Claims) UserInfo {
 	}
 }
 
-// A Manager loads, refreshes, writes and ends cookie sessions. It keeps no
-// session state: any instance holding the same secrets serves any request.
-type Manager struct {
-	cookies    *CookieStore
-	client     *Client
-	verifier   *Verifier
-	refresh    *refresher
-	refreshTTL time.Duration // the refresh token's life at the provider
-	now        func() time.Time
-	log        *slog.Logger
-	// users remembers opened cb_userinfo values by the value's hash: the
-	// same value arrives on every request of a session, and opening and
-	// decoding it cost more than the rest of the cookie work together.
-	users *boundedCache[UserInfo]
-	// Per-instance memory that keeps attacker input from costing the
-	// provider more than one call (see shield.go): the login transactions
-	// exchanged, the refresh tokens refused or revoked, by hash.
-	spentLogins *hashSet
-	deadTokens  *hashSet
-	exchanges   *exchangeBudget
-	// sessions remembers whole sessions that passed every check, keyed on
-	// their cookie values: see sessionCache.
-	sessions *sessionCache
-}
-
-// NewManager returns a Manager that keeps sessions in cookies, gets tokens
-// through client and checks them with verifier. refreshTTL is the refresh
-// token's life at the provider: the session cookies live as long.
-func NewManager(cookies *CookieStore, client *Client, verifier *Verifier, refreshTTL time.Duration, now func() time.Time, log *slog.Logger) *Manager {
-	m := &Manager{
-		cookies: cookies, client: client, verifier: verifier, refreshTTL: refreshTTL, now: now, log: log,
-		refresh: newRefresher(now, RefreshGrace, client.http.Timeout), users: newBoundedCache[UserInfo](),
-		spentLogins: newHashSet(), deadTokens: newHashSet(), exchanges: newExchangeBudget(now()),
-		sessions: newSessionCache(),
-	}
-	m.refresh.dead = m.deadTokens
-	return m
-}
+// The session's life, on every request: Load (or Check, which acts on
+// nothing) runs check; the cache in sessioncache.go spares the work a
+// session's next requests would repeat.
 
 // Load returns the request's session, refreshing its tokens when the access
 // token is missing or about to expire (new cookies go on w). It returns
-// ErrNoSession (cookies expired on w) or ErrProviderUnavailable (cookies kept).
-func (m *Manager) Load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
-	s, err := m.load(ctx, w, r, nil)
-	if errors.Is(err, ErrNoSession) && m.clear(w, r) {
+// ErrNoSession (cookies expired on w, and a notice set that says why) or
+// ErrProviderUnavailable (cookies kept).
+//
+// The session of a browser whose cookies passed every check before comes
+// from a cache, after every check whose answer can have changed is made
+// again (see cachedSession); any other goes through check, which makes them
+// all, and then Load acts on what it found.
+func (s *Sessions) Load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
+	now := s.now()
+	if sess, ok := s.cachedSession(ctx, s.cookies.SessionUnchecked(r), now); ok {
+		return sess, nil
+	}
+	var l check.List
+	v := s.cookies.Session(r)
+	res := s.check(ctx, v, now, &l)
+	sess, err := res.session, res.err
+	switch {
+	case err == nil && !res.refresh:
+		s.rememberSession(v, sess, now)
+		return sess, nil
+	case err == nil:
+		err = s.refreshInto(ctx, w, sess)
+		switch {
+		case err == nil:
+			return sess, nil
+		case errors.Is(err, ErrProviderUnavailable) && res.claims != nil && now.Before(res.claims.Expiry.Time()):
+			// Refresh was early; the current token still works: serve with it.
+			s.log.Warn("refresh failed, serving with the current access token", "err", err)
+			sess.Access = res.claims
+			return sess, nil
+		case errors.Is(err, ErrNoSession):
+			err = endedUnlessSaid(NoticeEndedRefused, err)
+		}
+	case errors.Is(err, oidc.ErrInvalidToken):
+		s.log.Warn("session refused: invalid access token", "err", err)
+	case endReason(err) == NoticeEndedMismatch:
+		s.log.Warn("session refused: access token and userinfo name different users")
+	}
+	if errors.Is(err, ErrNoSession) && s.clear(w, r) {
 		// A session ended here: the next page says why, even when the
 		// provider's SSO session logs the user straight back in.
-		m.Notify(w, EndReason(err))
+		s.Notify(w, endReason(err))
 	}
-	return s, err
+	return nil, err
 }
 
-// load is Load without clearing cookies. With a recorder it records each
-// check and stops where it would refresh, returning errWouldRefresh: a
-// trace looks and never acts (w is not used then).
-func (m *Manager) load(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *recorder) (*Session, error) {
-	now := rec.now(m.now)
-	if rec == nil { // a trace always watches the whole load
-		if s, ok := m.cachedSession(ctx, m.cookies.uncheckedSessionValues(r), now); ok {
-			return s, nil
-		}
-	}
-	v := m.cookies.sessionValues(r)
-	user, why := m.user(v, now, rec)
+// checked is what check found.
+type checked struct {
+	session *Session // the session the cookies hold; nil when err is set
+	claims  *Claims  // the access token's claims when it passed, even expired
+	refresh bool     // the access token is missing, expired or about to be: the refresh cookie opened
+	err     error    // why the session ends (wrapping ErrNoSession), or ErrProviderUnavailable
+}
+
+// check makes every check of the session v holds, as of now, and records
+// each one on l, in order. It acts on nothing (no cookie, no refresh): Load
+// acts on what it finds, and Check reports it. It is the one path both take.
+func (s *Sessions) check(ctx context.Context, v cookie.Values, now time.Time, l *check.List) checked {
+	user, why := s.user(v, now, l)
 	if why != "" {
 		// Without it there is nothing to show, nor a login to bind to.
-		return nil, ended(why, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession))
+		return checked{err: ended(why, fmt.Errorf("%w: userinfo cookie missing, expired, unreadable or from before a logout", ErrNoSession))}
 	}
-	access := v.access
-	s := &Session{AccessToken: access, User: user, Expires: time.Unix(user.Expires, 0), refreshSealed: v.refresh, carried: v.carried}
+	sess := &Session{AccessToken: v.Access, User: user, Expires: time.Unix(user.Expires, 0), refreshSealed: v.Refresh, carried: v.Carried}
 
 	var claims *Claims
-	if access != "" {
+	if v.Access != "" {
 		var err error
-		claims, err = m.verifier.accessToken(ctx, access, user.AccessHash, rec)
+		claims, err = s.verifier.CheckAccess(ctx, v.Access, user.AccessHash, now, l)
 		switch {
 		case errors.Is(err, ErrProviderUnavailable):
-			return nil, err
-		case err != nil && !errors.Is(err, errExpired):
-			if rec == nil { // a trace (the attack lab) ends no session
-				m.log.Warn("session refused: invalid access token", "err", err)
-			}
-			return nil, fmt.Errorf("%w: %w", ErrNoSession, err)
+			return checked{err: err}
+		case err != nil && !errors.Is(err, oidc.ErrExpired):
+			return checked{err: fmt.Errorf("%w: %w", ErrNoSession, err)}
 		case claims.Subject != user.Subject:
-			if rec == nil {
-				m.log.Warn("session refused: access token and userinfo name different users")
-			}
-			return nil, rec.fail(CheckBinding, ended(NoticeEndedMismatch, fmt.Errorf("%w: subject mismatch", ErrNoSession)))
+			return checked{err: l.Fail(check.Binding, ended(NoticeEndedMismatch, fmt.Errorf("%w: subject mismatch", ErrNoSession)))}
 		}
-		rec.pass(CheckBinding)
+		l.Pass(check.Binding)
 		if err == nil && claims.Expiry.Time().Sub(now) > refreshMargin {
-			s.Access = claims
-			if rec == nil {
-				m.rememberSession(v, s, now)
-			}
-			return s, nil
+			sess.Access, sess.CSRF = claims, s.csrf.Token(user)
+			return checked{session: sess, claims: claims}
 		}
 	} else {
-		rec.fail(CheckShape, nil) // no access token: refresh, or end the session
+		l.Fail(check.Shape, nil) // no access token: refresh, or end the session
 	}
 	// The refresh cookie is opened only now, to refresh.
-	if why := m.openRefresh(s, now); why != "" {
-		rec.fail(CheckRefresh, nil)
-		return nil, ended(why, fmt.Errorf("%w: access token expired and no usable refresh token", ErrNoSession))
+	if why := s.openRefresh(sess, now); why != "" {
+		l.Fail(check.Refresh, nil)
+		return checked{err: ended(why, fmt.Errorf("%w: access token expired and no usable refresh token", ErrNoSession))}
 	}
-	rec.pass(CheckRefresh)
-	if rec != nil {
-		return s, errWouldRefresh
+	l.Pass(check.Refresh)
+	return checked{session: sess, claims: claims, refresh: true}
+}
+
+// A Verdict is what Check found on a request's cookies.
+type Verdict struct {
+	// Steps are the checks made, in the order made; a check never
+	// reached is not among them (check.All lists every one).
+	Steps []check.Step
+	// Kid and Alg name the key and algorithm the access token's signature
+	// was checked with, once the key check passed.
+	Kid, Alg string
+	At       time.Time // the time the checks were made against
+	// Refresh reports that the cookies are sound but the access token is
+	// missing, expired or about to be: Load would redeem the refresh token.
+	Refresh bool
+	// Err is why Load would end the session (wrapping ErrNoSession), or
+	// ErrProviderUnavailable when the provider's keys could not be had and
+	// nothing was judged; nil when Load would serve or refresh it.
+	Err error
+}
+
+// Check makes every check Load makes on r's cookies, as of at (now when
+// at is zero), and reports each one. It acts on nothing: no refresh, no
+// cookie written, no token endpoint called (the provider's JWKS may be
+// fetched, as Load would). Load and Check run the same checks on the same
+// code path.
+func (s *Sessions) Check(ctx context.Context, r *http.Request, at time.Time) Verdict {
+	if at.IsZero() {
+		at = s.now()
 	}
-	err := m.refreshInto(ctx, w, s)
-	switch {
-	case err == nil:
-		return s, nil
-	case errors.Is(err, ErrProviderUnavailable) && claims != nil && now.Before(claims.Expiry.Time()):
-		// Refresh was early; the current token still works: serve with it.
-		m.log.Warn("refresh failed, serving with the current access token", "err", err)
-		s.Access = claims
-		return s, nil
-	case errors.Is(err, ErrNoSession):
-		return nil, endedUnlessSaid(NoticeEndedRefused, err)
-	default:
-		return nil, err
-	}
+	var l check.List
+	res := s.check(ctx, s.cookies.Session(r), at, &l)
+	return Verdict{Steps: slices.Clone(l.Steps()), Kid: l.Kid, Alg: l.Alg, At: at, Refresh: res.refresh, Err: res.err}
 }
 
 // Refresh redeems the session's refresh token now, whatever the access
-// token's expiry, and writes the new cookies on w. The session inspector's
-// "Refresh now" button uses it. Errors are as Load's.
-func (m *Manager) Refresh(ctx context.Context, w http.ResponseWriter, s *Session) error {
+// token's expiry, and writes the new cookies on w. Errors are as Load's:
+// a session that ended has its cookies expired and a notice set.
+func (s *Sessions) Refresh(ctx context.Context, w http.ResponseWriter, sess *Session) error {
 	var err error
-	if why := m.openRefresh(s, m.now()); why != "" {
+	if why := s.openRefresh(sess, s.now()); why != "" {
 		err = ended(why, ErrNoSession)
-	} else if err = m.refreshInto(ctx, w, s); errors.Is(err, ErrNoSession) {
+	} else if err = s.refreshInto(ctx, w, sess); errors.Is(err, ErrNoSession) {
 		err = endedUnlessSaid(NoticeEndedRefused, err)
 	}
 	if errors.Is(err, ErrNoSession) {
-		m.expireAll(w, s.carried)
+		s.expireAll(w, sess.carried)
+		s.Notify(w, endReason(err))
 	}
 	return err
 }
 
-// refreshInto refreshes s in place (once per refresh token, see refresher)
-// and writes its cookies.
-func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Session) error {
-	old, user := s.RefreshToken, s.User
-	res, err := m.refresh.do(ctx, old, s.Expires, func(ctx context.Context) (*refreshed, error) {
-		return m.redeem(ctx, old, user)
+// refreshInto refreshes sess in place (once per refresh token, see
+// refresher) and writes its cookies.
+func (s *Sessions) refreshInto(ctx context.Context, w http.ResponseWriter, sess *Session) error {
+	old, user := sess.RefreshToken, sess.User
+	res, err := s.refresh.do(ctx, old, sess.Expires, func(ctx context.Context) (*refreshed, error) {
+		return s.redeem(ctx, old, user)
 	})
 	if err != nil {
 		return err
 	}
-	s.AccessToken, s.Access, s.RefreshToken, s.User, s.Refreshed = res.access, res.claims, res.refreshToken, res.user, true
-	s.idToken = res.idToken
-	if err := m.write(w, s, m.now()); err != nil {
-		m.log.Error("refreshed tokens cannot be stored", "err", err)
+	sess.AccessToken, sess.Access, sess.RefreshToken, sess.User, sess.Refreshed = res.access, res.claims, res.refreshToken, res.user, true
+	sess.idToken = res.idToken
+	sess.CSRF = s.csrf.Token(sess.User)
+	if err := s.write(w, sess, s.now()); err != nil {
+		s.log.Error("refreshed tokens cannot be stored", "err", err)
 		if errors.Is(err, ErrSessionTooLarge) {
 			return ended(NoticeEndedTooLarge, err)
 		}
@@ -245,23 +267,24 @@ func (m *Manager) refreshInto(ctx context.Context, w http.ResponseWriter, s *Ses
 
 // User returns the sealed userinfo cookie's content when it is present,
 // genuine, unexpired, and not from before this browser's last logout,
-// without looking at the tokens. Logout uses it to check the CSRF token
-// without refreshing anything.
-func (m *Manager) User(r *http.Request) (UserInfo, bool) {
-	user, why := m.user(m.cookies.sessionValues(r), m.now(), nil)
+// without looking at the tokens or refreshing anything: for pages that
+// only greet, and for checking a form's CSRF token.
+func (s *Sessions) User(r *http.Request) (UserInfo, bool) {
+	var l check.List
+	user, why := s.user(s.cookies.Session(r), s.now(), &l)
 	return user, why == ""
 }
 
 // user is User on the request's cookie values, with the reason a session
-// that is not there ended, recording each check on rec (which may be nil).
-func (m *Manager) user(v sessionValues, now time.Time, rec *recorder) (UserInfo, NoticeCode) {
-	user, ok := m.openUser(v.userInfo, now)
+// that is not there ended, recording each check on l.
+func (s *Sessions) user(v cookie.Values, now time.Time, l *check.List) (UserInfo, NoticeCode) {
+	user, ok := s.openUser(v.UserInfo, now)
 	if !ok {
-		rec.fail(CheckUserInfo, errUnsealable)
+		l.Fail(check.UserInfo, cookie.ErrUnsealable)
 		return UserInfo{}, NoticeEndedTampered
 	}
-	rec.pass(CheckUserInfo)
-	if why := m.userChecks(user, v.loggedOut, now, rec); why != "" {
+	l.Pass(check.UserInfo)
+	if why := s.userChecks(user, v.LoggedOut, now, l); why != "" {
 		return UserInfo{}, why
 	}
 	return user, ""
@@ -269,22 +292,22 @@ func (m *Manager) user(v sessionValues, now time.Time, rec *recorder) (UserInfo,
 
 // userChecks checks an opened cb_userinfo against the clock and the
 // browser's logout marker (loggedOut, the cookie's raw value).
-func (m *Manager) userChecks(user UserInfo, loggedOut string, now time.Time, rec *recorder) NoticeCode {
+func (s *Sessions) userChecks(user UserInfo, loggedOut string, now time.Time, l *check.List) NoticeCode {
 	if now.Unix() >= user.Expires {
-		rec.fail(CheckSessionEnd, nil)
+		l.Fail(check.SessionEnd, nil)
 		return NoticeEndedExpired
 	}
-	rec.pass(CheckSessionEnd)
+	l.Pass(check.SessionEnd)
 	// A response that was in flight at logout may have set fresh cookies.
 	// Without a marker there is nothing to parse (and a failed ParseInt
 	// allocates its error on every request of a browser never logged out).
 	if loggedOut != "" {
 		if out, err := strconv.ParseInt(loggedOut, 10, 64); err == nil && user.LoginAt <= out {
-			rec.fail(CheckLogout, nil)
+			l.Fail(check.Logout, nil)
 			return NoticeEndedStale
 		}
 	}
-	rec.pass(CheckLogout)
+	l.Pass(check.Logout)
 	return ""
 }
 
@@ -292,102 +315,102 @@ func (m *Manager) userChecks(user UserInfo, loggedOut string, now time.Time, rec
 // The cache is for this one cookie, so the value's hash is key enough; it
 // only ever holds what opened under a current secret, and the caller
 // checks the expiry and the logout marker on every request.
-func (m *Manager) openUser(sealed string, now time.Time) (UserInfo, bool) {
-	if sealed == "" || len(sealed) > maxSealedLen {
+func (s *Sessions) openUser(sealed string, now time.Time) (UserInfo, bool) {
+	if sealed == "" || len(sealed) > cookie.MaxSessionBytes {
 		return UserInfo{}, false
 	}
 	sum := sha256.Sum256([]byte(sealed))
-	if u, ok := m.users.get(sum); ok {
+	if u, ok := s.users.Get(sum); ok {
 		return u, true
 	}
 	var u UserInfo
-	if m.cookies.openValue(UserInfoCookie, sealed, &u) != nil {
+	if s.cookies.OpenValue(cookie.UserInfo, sealed, &u) != nil {
 		return UserInfo{}, false
 	}
-	m.users.put(sum, u, u.Expires, now.Unix())
+	s.users.Put(sum, u, func(old UserInfo) bool { return old.Expires < now.Unix() })
 	return u, true
 }
 
-// openRefresh fills s.RefreshToken from the request's sealed refresh
+// openRefresh fills sess.RefreshToken from the request's sealed refresh
 // cookie when it is still empty, or says why a session without a usable
 // refresh cookie ends: expired (none, or past its end) or tampered
 // (it does not open, or names another user than cb_userinfo).
-func (m *Manager) openRefresh(s *Session, now time.Time) NoticeCode {
-	if s.RefreshToken != "" {
+func (s *Sessions) openRefresh(sess *Session, now time.Time) NoticeCode {
+	if sess.RefreshToken != "" {
 		return ""
 	}
-	if s.refreshSealed == "" {
+	if sess.refreshSealed == "" {
 		return NoticeEndedExpired
 	}
 	var rc refreshCookie
-	switch err := m.cookies.openValue(RefreshCookie, s.refreshSealed, &rc); {
-	case err != nil || rc.Subject != s.User.Subject:
-		m.log.Warn("session refused: the refresh cookie does not open or names another user")
+	switch err := s.cookies.OpenValue(cookie.Refresh, sess.refreshSealed, &rc); {
+	case err != nil || rc.Subject != sess.User.Subject:
+		s.log.Warn("session refused: the refresh cookie does not open or names another user")
 		return NoticeEndedTampered
 	case now.Unix() >= rc.Expires:
 		return NoticeEndedExpired
 	}
-	s.RefreshToken = rc.Token
+	sess.RefreshToken = rc.Token
 	return ""
 }
 
 // write sets the session's cookies on w, each cut into chunks when it is
 // too large for one cookie, and expires the chunks the request carried
-// beyond the new counts, and the refresh cookie when s has no refresh token. It sets none of them, and returns an error
-// wrapping ErrSessionTooLarge, when together they would pass
-// MaxSessionBytes.
-func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error {
-	user := s.User
-	user.Expires = s.Expires.Unix()
-	sum := sha256.Sum256([]byte(s.AccessToken))
+// beyond the new counts, and the refresh cookie when sess has no refresh
+// token. It sets none of them, and returns an error wrapping
+// ErrSessionTooLarge, when together they would pass cookie.MaxSessionBytes.
+func (s *Sessions) write(w http.ResponseWriter, sess *Session, now time.Time) error {
+	user := sess.User
+	user.Expires = sess.Expires.Unix()
+	sum := sha256.Sum256([]byte(sess.AccessToken))
 	user.AccessHash = sum[:]
-	sealedUser, err := m.cookies.seal(UserInfoCookie, user)
+	sealedUser, err := s.cookies.Seal(cookie.UserInfo, user)
 	if err != nil {
 		return err
 	}
-	writes := make([]cookieWrite, 0, 3)
+	writes := make([]cookie.Prepared, 0, 3)
 	add := func(base, value string, expires time.Time) error {
-		cw, err := m.cookies.prepare(base, value, expires, now)
+		cw, err := s.cookies.Prepare(base, value, expires, now)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrSessionTooLarge, err)
 		}
 		writes = append(writes, cw)
 		return nil
 	}
-	if err := add(AccessCookie, s.AccessToken, s.Access.Expiry.Time()); err != nil {
+	if err := add(cookie.Access, sess.AccessToken, sess.Access.Expiry.Time()); err != nil {
 		return err
 	}
-	if err := add(UserInfoCookie, sealedUser, s.Expires); err != nil {
+	if err := add(cookie.UserInfo, sealedUser, sess.Expires); err != nil {
 		return err
 	}
-	if s.RefreshToken != "" {
-		rc := refreshCookie{Token: s.RefreshToken, Subject: user.Subject, Expires: s.Expires.Unix()}
-		sealed, err := m.cookies.seal(RefreshCookie, rc)
+	if sess.RefreshToken != "" {
+		rc := refreshCookie{Token: sess.RefreshToken, Subject: user.Subject, Expires: sess.Expires.Unix()}
+		sealed, err := s.cookies.Seal(cookie.Refresh, rc)
 		if err != nil {
 			return err
 		}
-		if err := add(RefreshCookie, sealed, s.Expires); err != nil {
+		if err := add(cookie.Refresh, sealed, sess.Expires); err != nil {
 			return err
 		}
 	}
 	total, sizes := 0, make([]any, 0, 2*len(writes))
 	for _, cw := range writes {
-		total += cw.size()
-		sizes = append(sizes, cw.base, cw.size())
+		total += cw.Size()
+		sizes = append(sizes, cw.Base, cw.Size())
 	}
-	if total > MaxSessionBytes {
+	if total > cookie.MaxSessionBytes {
 		return fmt.Errorf("%w: its cookies would be %d bytes (access token %d bytes; %v), more than the %d a session may take",
-			ErrSessionTooLarge, total, len(s.AccessToken), sizes, MaxSessionBytes)
+			ErrSessionTooLarge, total, len(sess.AccessToken), sizes, cookie.MaxSessionBytes)
 	}
 	for _, cw := range writes {
-		m.cookies.write(w, cw, s.carried[cw.base])
+		s.cookies.Write(w, cw, sess.carried[cw.Base])
 	}
-	if s.RefreshToken == "" {
+	if sess.RefreshToken == "" {
 		// A login without a refresh token replaces one the browser may
 		// hold from the previous login, which must not refresh this one.
-		m.cookies.expireChunked(w, RefreshCookie, s.carried[RefreshCookie])
+		s.cookies.ExpireChunked(w, cookie.Refresh, sess.carried[cookie.Refresh])
 	}
-	m.writeIDToken(w, s, now)
+	s.writeIDToken(w, sess, now)
 	return nil
 }
 
@@ -395,25 +418,25 @@ func (m *Manager) write(w http.ResponseWriter, s *Session, now time.Time) error 
 // for logout's id_token_hint. It is a hint, not part of the session: one
 // too large for a cookie is left out (logout then goes without the hint,
 // which FusionAuth, Auth0 and Okta do not need) rather than failing the login.
-func (m *Manager) writeIDToken(w http.ResponseWriter, s *Session, now time.Time) {
-	if s.idToken == "" {
+func (s *Sessions) writeIDToken(w http.ResponseWriter, sess *Session, now time.Time) {
+	if sess.idToken == "" {
 		return
 	}
-	sealed, err := m.cookies.seal(IDTokenCookie, idTokenCookie{Token: s.idToken, Subject: s.User.Subject})
-	var cw cookieWrite
+	sealed, err := s.cookies.Seal(cookie.IDToken, idTokenCookie{Token: sess.idToken, Subject: sess.User.Subject})
+	var cw cookie.Prepared
 	if err == nil {
-		cw, err = m.cookies.prepare(IDTokenCookie, sealed, s.Expires, now)
+		cw, err = s.cookies.Prepare(cookie.IDToken, sealed, sess.Expires, now)
 	}
-	if err == nil && len(cw.lines) > 1 {
+	if err == nil && cw.Chunks() > 1 {
 		// Not chunked: a hint is not worth more cookies.
-		err = fmt.Errorf("tokens: %s would be %d bytes, more than one cookie holds (%d per Set-Cookie line)", IDTokenCookie, len(sealed), maxSetCookieLine)
+		err = fmt.Errorf("tokens: %s would be %d bytes, more than one cookie holds (%d per Set-Cookie line)", cookie.IDToken, len(sealed), cookie.MaxLine)
 	}
 	if err != nil {
-		m.log.Warn("ID token not kept: logout will go without id_token_hint", "sub", s.User.Subject, "err", err)
-		m.cookies.expire(w, IDTokenCookie) // an older one would name a stale session
+		s.log.Warn("ID token not kept: logout will go without id_token_hint", "sub", sess.User.Subject, "err", err)
+		s.cookies.Expire(w, cookie.IDToken) // an older one would name a stale session
 		return
 	}
-	m.cookies.write(w, cw, 0)
+	s.cookies.Write(w, cw, 0)
 }
 
 // idTokenCookie is the sealed content of cb_id_token.
@@ -423,31 +446,31 @@ type idTokenCookie struct {
 }
 
 // sessionCookies are the cookies that hold a session.
-var sessionCookies = []string{AccessCookie, RefreshCookie, UserInfoCookie}
+var sessionCookies = []string{cookie.Access, cookie.Refresh, cookie.UserInfo}
 
 // expireAll expires every session cookie, the chunks the request carried
 // (carried as in Session), and the ID token kept for logout.
-func (m *Manager) expireAll(w http.ResponseWriter, carried map[string]int) {
+func (s *Sessions) expireAll(w http.ResponseWriter, carried map[string]int) {
 	for _, base := range sessionCookies {
-		m.cookies.expireChunked(w, base, carried[base])
+		s.cookies.ExpireChunked(w, base, carried[base])
 	}
-	m.cookies.expire(w, IDTokenCookie)
+	s.cookies.Expire(w, cookie.IDToken)
 }
 
 // clear expires the session cookies the request carries, chunks included,
 // and reports whether it carried any. cb_id_token, sent only to /logout,
 // goes with them unseen: the session it names has ended.
-func (m *Manager) clear(w http.ResponseWriter, r *http.Request) bool {
-	carried := m.cookies.sessionValues(r).carried
+func (s *Sessions) clear(w http.ResponseWriter, r *http.Request) bool {
+	carried := s.cookies.Session(r).Carried
 	any := false
 	for _, base := range sessionCookies {
-		if _, err := r.Cookie(m.cookies.Name(base)); err == nil {
-			m.cookies.expireChunked(w, base, carried[base])
+		if _, err := r.Cookie(s.cookies.Name(base)); err == nil {
+			s.cookies.ExpireChunked(w, base, carried[base])
 			any = true
 		}
 	}
 	if any {
-		m.cookies.expire(w, IDTokenCookie)
+		s.cookies.Expire(w, cookie.IDToken)
 	}
 	return any
 }
@@ -455,6 +478,6 @@ func (m *Manager) clear(w http.ResponseWriter, r *http.Request) bool {
 // ExpireAccess drops the access cookie and the chunks r carried of it, so
 // that the next request refreshes. The session inspector's "expire now"
 // button uses it.
-func (m *Manager) ExpireAccess(w http.ResponseWriter, r *http.Request) {
-	m.cookies.expireChunked(w, AccessCookie, m.cookies.Chunks(r, AccessCookie))
+func (s *Sessions) ExpireAccess(w http.ResponseWriter, r *http.Request) {
+	s.cookies.ExpireChunked(w, cookie.Access, s.cookies.Chunks(r, cookie.Access))
 }

@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // TestCachedUserInfoStillExpires: an opened userinfo value is remembered,
@@ -13,17 +15,17 @@ import (
 func TestCachedUserInfoStillExpires(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
-	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
-	p := NewProvider(Profile{Issuer: testIssuer}, http.DefaultClient, time.Now, discard)
-	m := NewManager(cookies, NewClient(p, ClientConfig{ID: testClient, AppURL: "http://app.test"}, nil),
-		NewVerifier(p, Profile{Issuer: testIssuer, ClientID: testClient}, clock), time.Hour, clock, discard)
-	sealed, err := cookies.seal(UserInfoCookie, UserInfo{Subject: "u1", LoginAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
+	cfg := testConfig(testIssuer)
+	cfg.Clock = clock
+	m := testSessions(t, cfg, nil, nil)
+	cookies := m.cookies
+	sealed, err := cookies.Seal(cookie.UserInfo, UserInfo{Subject: "u1", LoginAt: now.Unix(), Expires: now.Add(time.Hour).Unix()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := func(value string) *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.AddCookie(&http.Cookie{Name: UserInfoCookie, Value: value})
+		r.AddCookie(&http.Cookie{Name: cookie.UserInfo, Value: value})
 		return r
 	}
 	for range 2 {
@@ -31,8 +33,8 @@ func TestCachedUserInfoStillExpires(t *testing.T) {
 			t.Fatalf("User = %+v, %v", u, ok)
 		}
 	}
-	if m.users.len() != 1 {
-		t.Fatalf("%d userinfo values remembered, want 1", m.users.len())
+	if m.users.Len() != 1 {
+		t.Fatalf("%d userinfo values remembered, want 1", m.users.Len())
 	}
 	// The tag's last two characters replaced: by "AA", unless they were
 	// that already (one run in 256), which would tamper with nothing.
@@ -45,8 +47,8 @@ func TestCachedUserInfoStillExpires(t *testing.T) {
 			t.Fatal("a tampered userinfo value was accepted")
 		}
 	}
-	if m.users.len() != 1 {
-		t.Fatalf("a tampered value was remembered: %d entries", m.users.len())
+	if m.users.Len() != 1 {
+		t.Fatalf("a tampered value was remembered: %d entries", m.users.Len())
 	}
 	now = now.Add(time.Hour)
 	if _, ok := m.User(req(sealed)); ok {

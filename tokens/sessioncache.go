@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/changebank/changebank/internal/bounded"
+	"github.com/changebank/changebank/tokens/check"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // maxCachedSessions bounds the session cache. An entry holds the two
@@ -27,78 +31,51 @@ type sessionKey struct {
 }
 
 // validSession is what a full load established for a sessionKey: the
-// opened userinfo cookie and the verified access token. It is never
-// modified once stored: the Sessions built from it share its claims.
+// opened userinfo cookie, its CSRF token, and the verified access token
+// (with its binding to user.AccessHash: a function of the key alone). It is
+// never modified once stored: the Sessions built from it share its claims.
 type validSession struct {
 	user  UserInfo
-	token verifiedToken
-	bind  binding // the access token's binding to user.AccessHash: a function of the key alone
+	csrf  string
+	token oidc.Verified
+	ends  int64 // Unix time: the earlier of the session's end and the token's exp
 }
 
 // sessionCache remembers the sessions that passed every check, so that the
 // next request of the same browser skips what those checks computed
 // (opening cb_userinfo, hashing both values for the caches behind them),
-// but no check: see Manager.cachedSession. A Go map keyed on the values
+// but no check: see Sessions.cachedSession. A Go map keyed on the values
 // themselves costs one pass of the runtime's hash over them where SHA-256
 // took one per cache. Memory so holds, for each cached session, its access
 // token and its sealed userinfo cookie, as it does while serving a request;
-// never the refresh cookie.
+// never the refresh cookie. When full, the sessions that have ended go
+// first, then arbitrary ones (see bounded.Evict).
 type sessionCache struct {
-	mu      sync.RWMutex
-	entries map[sessionKey]*validSession
+	m *bounded.Map[sessionKey, *validSession]
 }
 
 func newSessionCache() *sessionCache {
-	return &sessionCache{entries: make(map[sessionKey]*validSession)}
+	return &sessionCache{m: bounded.New[sessionKey, *validSession](maxCachedSessions, bounded.Evict)}
 }
 
-func keyOf(v sessionValues) sessionKey {
-	return sessionKey{access: v.access, userInfo: v.userInfo}
+func keyOf(v cookie.Values) sessionKey {
+	return sessionKey{access: v.Access, userInfo: v.UserInfo}
 }
 
-func (c *sessionCache) get(v sessionValues) (*validSession, bool) {
-	c.mu.RLock()
-	e, ok := c.entries[keyOf(v)]
-	c.mu.RUnlock()
-	return e, ok
+func (c *sessionCache) get(v cookie.Values) (*validSession, bool) {
+	return c.m.Get(keyOf(v))
 }
 
 // put remembers e for v's values, copied: the request's strings point into
-// its whole Cookie header, which the cache must not keep alive. When the
-// cache is full it first drops the sessions that have ended and, if that
-// frees too little, a quarter of the others (Go's map order is random, so
-// which ones cannot be steered).
-func (c *sessionCache) put(v sessionValues, e *validSession, now time.Time) {
-	k := sessionKey{access: strings.Clone(v.access), userInfo: strings.Clone(v.userInfo)}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= maxCachedSessions {
-		for k, old := range c.entries {
-			if old.user.Expires <= now.Unix() || int64(old.token.claims.Expiry) <= now.Unix() {
-				delete(c.entries, k)
-			}
-		}
-		for k := range c.entries {
-			if len(c.entries) < maxCachedSessions*3/4 {
-				break
-			}
-			delete(c.entries, k)
-		}
-	}
-	c.entries[k] = e
+// its whole Cookie header, which the cache must not keep alive.
+func (c *sessionCache) put(v cookie.Values, e *validSession, now time.Time) {
+	k := sessionKey{access: strings.Clone(v.Access), userInfo: strings.Clone(v.UserInfo)}
+	c.m.Put(k, e, func(old *validSession) bool { return old.ends <= now.Unix() })
 }
 
-func (c *sessionCache) drop(v sessionValues) {
-	c.mu.Lock()
-	delete(c.entries, keyOf(v))
-	c.mu.Unlock()
-}
+func (c *sessionCache) drop(v cookie.Values) { c.m.Delete(keyOf(v)) }
 
-func (c *sessionCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.entries)
-}
+func (c *sessionCache) len() int { return c.m.Len() }
 
 // cachedSession returns the session of values a full load accepted before,
 // after making again every check whose answer can have changed since: the
@@ -113,35 +90,43 @@ func (c *sessionCache) len() int {
 // when cached. A check that depends on anything else (the clock, the key
 // set, a memory of refused tokens) must be made here too.
 //
-// v comes from an unchecked read (uncheckedSessionValues): the values of
-// the key were checked when cached; the logout marker, checked against the
-// clock here, and the refresh cookie, which the session carries along
-// unopened, are checked here, so that a hit sees what a checked read would.
-func (m *Manager) cachedSession(ctx context.Context, v sessionValues, now time.Time) (*Session, bool) {
-	e, ok := m.sessions.get(v)
-	if !ok || !validCookieBytes(v.refresh) || !validCookieBytes(v.loggedOut) {
+// v comes from an unchecked read (cookie.Store.SessionUnchecked): the
+// values of the key were checked when cached; the logout marker, checked
+// against the clock here, and the refresh cookie, which the session carries
+// along unopened, are checked here, so that a hit sees what a checked read
+// would.
+//
+// The checks run on the functions check runs them with, recording on a
+// list of their own that nobody reads: a hit either serves or falls back
+// to check, which records for itself.
+func (s *Sessions) cachedSession(ctx context.Context, v cookie.Values, now time.Time) (*Session, bool) {
+	e, ok := s.sessions.get(v)
+	if !ok || !cookie.ValidValue(v.Refresh) || !cookie.ValidValue(v.LoggedOut) {
 		return nil, false
 	}
-	if why := m.userChecks(e.user, v.loggedOut, now, nil); why != "" {
-		m.sessions.drop(v)
+	var l check.List
+	if why := s.userChecks(e.user, v.LoggedOut, now, &l); why != "" {
+		s.sessions.drop(v)
 		return nil, false
 	}
-	claims, err := m.verifier.recheck(ctx, &e.token, e.bind)
-	if errors.Is(err, errStaleKey) {
+	claims, err := s.verifier.Recheck(ctx, &e.token, now, &l)
+	if errors.Is(err, oidc.ErrStaleKey) {
 		// The full load verifies the token again, with no second lookup
 		// of the gone key through the verifier's own cache.
-		m.verifier.forget(v.access)
+		s.verifier.Forget(v.Access)
 	}
 	if err != nil || claims.Subject != e.user.Subject || claims.Expiry.Time().Sub(now) <= refreshMargin {
-		m.sessions.drop(v)
+		s.sessions.drop(v)
 		return nil, false
 	}
-	return &Session{AccessToken: v.access, Access: claims, User: e.user, Expires: time.Unix(e.user.Expires, 0), refreshSealed: v.refresh, carried: v.carried}, true
+	return &Session{AccessToken: v.Access, Access: claims, CSRF: e.csrf, User: e.user, Expires: time.Unix(e.user.Expires, 0),
+		refreshSealed: v.Refresh, carried: v.Carried}, true
 }
 
 // rememberSession caches what a full load of v accepted without refreshing.
-func (m *Manager) rememberSession(v sessionValues, s *Session, now time.Time) {
-	if t, b, ok := m.verifier.verified(v.access, s.User.AccessHash); ok {
-		m.sessions.put(v, &validSession{user: s.User, token: t, bind: b}, now)
+func (s *Sessions) rememberSession(v cookie.Values, sess *Session, now time.Time) {
+	if t, ok := s.verifier.Remembered(v.Access, sess.User.AccessHash); ok {
+		ends := min(sess.User.Expires, int64(sess.Access.Expiry))
+		s.sessions.put(v, &validSession{user: sess.User, csrf: sess.CSRF, token: t, ends: ends}, now)
 	}
 }

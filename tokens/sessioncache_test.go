@@ -13,12 +13,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // sessionFixture is a Manager whose clock, keys and verifier a test can
 // change between requests, with one genuine session's cookies.
 type sessionFixture struct {
-	m      *Manager
+	m      *Sessions
 	keys   staticKeys
 	signer *testSigner
 	logs   *bytes.Buffer
@@ -32,17 +35,17 @@ type sessionFixture struct {
 func newSessionFixture(t *testing.T) *sessionFixture {
 	f := &sessionFixture{start: time.Now(), signer: newTestSigner(t, "k1"), logs: &bytes.Buffer{}}
 	f.now = f.start
-	f.keys = staticKeys{"k1": f.signer.pub}
-	cookies := NewCookieStore("http://app.test", mustSealer(t, secretA))
-	v := NewVerifier(f.keys, Profile{Issuer: testIssuer, ClientID: testClient}, f.clock)
+	f.keys = staticKeys{"k1": f.signer.Pub}
+	cfg := testConfig(testIssuer)
+	cfg.Clock, cfg.Logger = f.clock, slog.New(slog.NewTextHandler(f.logs, nil))
 	// The provider is never reached: a refresh fails as unavailable.
-	client := NewClient(NewProvider(Profile{Issuer: testIssuer}, nil, f.clock, discard), ClientConfig{ID: testClient}, nil)
-	f.m = NewManager(cookies, client, v, time.Hour, f.clock, slog.New(slog.NewTextHandler(f.logs, nil)))
+	f.m = testSessions(t, cfg, nil, f.keys)
+	cookies := f.m.cookies
 	user := UserInfo{Subject: "user-1", LoginID: "l1", LoginAt: f.start.Add(-time.Minute).Unix(), Expires: f.start.Add(time.Hour).Unix()}
 	f.jar = map[string]string{
-		AccessCookie:   f.signer.sign(t, goodClaims(f.start), nil), // exp in 2 minutes
-		RefreshCookie:  sealedCookie(t, cookies, RefreshCookie, refreshCookie{Token: "rt", Subject: "user-1", Expires: user.Expires}).Value,
-		UserInfoCookie: sealedCookie(t, cookies, UserInfoCookie, user).Value,
+		cookie.Access:   f.signer.Sign(t, goodClaims(f.start), nil), // exp in 2 minutes
+		cookie.Refresh:  sealedCookie(t, cookies, cookie.Refresh, refreshCookie{Token: "rt", Subject: "user-1", Expires: user.Expires}).Value,
+		cookie.UserInfo: sealedCookie(t, cookies, cookie.UserInfo, user).Value,
 	}
 	return f
 }
@@ -61,7 +64,7 @@ func (f *sessionFixture) at(t time.Time) {
 
 func (f *sessionFixture) request() *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "/account", nil)
-	for _, name := range []string{AccessCookie, RefreshCookie, UserInfoCookie, LogoutCookie} {
+	for _, name := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo, cookie.LoggedOut} {
 		if v := f.jar[name]; v != "" {
 			r.AddCookie(&http.Cookie{Name: name, Value: v})
 		}
@@ -83,19 +86,19 @@ func TestCachedSessionIsCheckedOnEveryRequest(t *testing.T) {
 		want   func(t *testing.T, f *sessionFixture, s *Session, err error)
 	}{
 		{"the session ends", func(f *sessionFixture) { f.at(f.start.Add(time.Hour)) }, refused},
-		{"the browser logs out", func(f *sessionFixture) { f.jar[LogoutCookie] = strconv.FormatInt(f.start.Unix(), 10) }, refused},
+		{"the browser logs out", func(f *sessionFixture) { f.jar[cookie.LoggedOut] = strconv.FormatInt(f.start.Unix(), 10) }, refused},
 		{"the key leaves the JWKS", func(f *sessionFixture) { delete(f.keys, "k1") }, refused},
 		{"the provider turns out to type its access tokens", func(f *sessionFixture) {
-			typed := f.signer.sign(t, goodClaims(f.start), map[string]any{"typ": "at+jwt"})
-			if _, err := f.m.verifier.tokenEndpointAccess(context.Background(), typed); err != nil {
+			typed := f.signer.Sign(t, goodClaims(f.start), map[string]any{"typ": "at+jwt"})
+			if _, err := f.m.verifier.TokenEndpointAccess(context.Background(), typed); err != nil {
 				t.Fatal(err)
 			}
 		}, refused},
 		{"cb_userinfo changes by one byte", func(f *sessionFixture) {
-			v := []byte(f.jar[UserInfoCookie])
+			v := []byte(f.jar[cookie.UserInfo])
 			i := len(v) / 2 // inside the ciphertext
 			v[i] = map[bool]byte{true: 'B', false: 'A'}[v[i] == 'A']
-			f.jar[UserInfoCookie] = string(v)
+			f.jar[cookie.UserInfo] = string(v)
 		}, refused},
 		{"the access token comes within the refresh margin", func(f *sessionFixture) {
 			f.at(f.start.Add(2*time.Minute - refreshMargin + time.Second))
@@ -106,7 +109,7 @@ func TestCachedSessionIsCheckedOnEveryRequest(t *testing.T) {
 				t.Fatalf("err %v; no refresh tried:\n%s", err, f.logs)
 			}
 		}},
-		{"the access token expires", func(f *sessionFixture) { f.at(f.start.Add(2*time.Minute + leeway)) }, func(t *testing.T, f *sessionFixture, s *Session, err error) {
+		{"the access token expires", func(f *sessionFixture) { f.at(f.start.Add(2*time.Minute + oidc.Leeway)) }, func(t *testing.T, f *sessionFixture, s *Session, err error) {
 			if s != nil || !errors.Is(err, ErrProviderUnavailable) {
 				t.Fatalf("an expired token with the provider down: %v, %v; want no session, try again", s, err)
 			}
@@ -145,16 +148,16 @@ func refused(t *testing.T, _ *sessionFixture, s *Session, err error) {
 func TestLogoutMarkersDoNotMultiplyCachedSessions(t *testing.T) {
 	f := newSessionFixture(t)
 	for i := range maxCachedSessions + 10 {
-		f.jar[LogoutCookie] = []string{strconv.FormatInt(f.start.Add(-2*time.Minute).Unix()-int64(i), 10), "x" + strconv.Itoa(i)}[i%2]
+		f.jar[cookie.LoggedOut] = []string{strconv.FormatInt(f.start.Add(-2*time.Minute).Unix()-int64(i), 10), "x" + strconv.Itoa(i)}[i%2]
 		if _, err := f.load(); err != nil {
-			t.Fatalf("marker %q: %v", f.jar[LogoutCookie], err)
+			t.Fatalf("marker %q: %v", f.jar[cookie.LoggedOut], err)
 		}
 	}
 	if n := f.m.sessions.len(); n != 1 {
 		t.Fatalf("one session with %d logout markers holds %d cache entries, want 1", maxCachedSessions+10, n)
 	}
 	// A marker from after the login still ends it, cached or not.
-	f.jar[LogoutCookie] = strconv.FormatInt(f.start.Unix(), 10)
+	f.jar[cookie.LoggedOut] = strconv.FormatInt(f.start.Unix(), 10)
 	s, err := f.load()
 	refused(t, f, s, err)
 }
@@ -182,8 +185,7 @@ func TestSessionCacheStaysBounded(t *testing.T) {
 	c := newSessionCache()
 	now := time.Now()
 	access, userInfo := strings.Repeat("a", 1100), strings.Repeat("u", 600)
-	e := &validSession{user: UserInfo{Expires: now.Add(time.Hour).Unix()}}
-	e.token.claims.Expiry = UnixTime(now.Add(time.Hour).Unix())
+	e := &validSession{user: UserInfo{Expires: now.Add(time.Hour).Unix()}, ends: now.Add(time.Hour).Unix()}
 	heap := func() uint64 {
 		runtime.GC()
 		var ms runtime.MemStats
@@ -192,7 +194,7 @@ func TestSessionCacheStaysBounded(t *testing.T) {
 	}
 	var full uint64
 	for i := range 100_000 {
-		v := sessionValues{access: access + strconv.Itoa(i), userInfo: userInfo}
+		v := cookie.Values{Access: access + strconv.Itoa(i), UserInfo: userInfo}
 		c.put(v, e, now)
 		if n := c.len(); n > maxCachedSessions {
 			t.Fatalf("after %d sessions the cache holds %d, bound %d", i+1, n, maxCachedSessions)
@@ -206,7 +208,7 @@ func TestSessionCacheStaysBounded(t *testing.T) {
 	if last > full+full/4 {
 		t.Fatalf("heap %d MB after 100,000 sessions, %d MB once the cache was full: it grows", last>>20, full>>20)
 	}
-	if _, ok := c.get(sessionValues{access: access + "99999", userInfo: userInfo}); !ok {
+	if _, ok := c.get(cookie.Values{Access: access + "99999", UserInfo: userInfo}); !ok {
 		t.Fatal("the latest session is not cached")
 	}
 }
@@ -222,12 +224,12 @@ func TestTheCacheLookupReadsAsACheckedReadWould(t *testing.T) {
 	if _, err := f.load(); err != nil { // now cached
 		t.Fatal(err)
 	}
-	for _, base := range []string{AccessCookie, UserInfoCookie, RefreshCookie} {
+	for _, base := range []string{cookie.Access, cookie.UserInfo, cookie.Refresh} {
 		t.Run(base, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/account", nil)
 			// A value with a backslash first, then the genuine cookies.
 			r.Header.Add("Cookie", base+`=`+f.jar[base][:20]+`\`+f.jar[base][21:])
-			for _, name := range []string{AccessCookie, RefreshCookie, UserInfoCookie} {
+			for _, name := range []string{cookie.Access, cookie.Refresh, cookie.UserInfo} {
 				r.AddCookie(&http.Cookie{Name: name, Value: f.jar[name]})
 			}
 			want, err := r.Cookie(base)
@@ -238,7 +240,7 @@ func TestTheCacheLookupReadsAsACheckedReadWould(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the session net/http's reading gives was refused: %v", err)
 			}
-			if s.AccessToken != f.jar[AccessCookie] || s.refreshSealed != f.jar[RefreshCookie] {
+			if s.AccessToken != f.jar[cookie.Access] || s.refreshSealed != f.jar[cookie.Refresh] {
 				t.Fatal("the session holds another value than the checked read's")
 			}
 		})
@@ -254,7 +256,7 @@ func TestTheCacheLookupSeesTheMarkerACheckedReadWould(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := f.request()
-	r.Header.Set("Cookie", LogoutCookie+`=1\; `+LogoutCookie+"="+strconv.FormatInt(f.start.Unix(), 10)+"; "+r.Header.Get("Cookie"))
+	r.Header.Set("Cookie", cookie.LoggedOut+`=1\; `+cookie.LoggedOut+"="+strconv.FormatInt(f.start.Unix(), 10)+"; "+r.Header.Get("Cookie"))
 	if _, err := f.m.Load(context.Background(), httptest.NewRecorder(), r); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("a session from before the logout marker net/http reads was served: %v", err)
 	}

@@ -4,9 +4,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/changebank/changebank/internal/bounded"
 )
 
 // This file keeps attacker input from costing the provider more than one
@@ -20,49 +21,27 @@ const maxSpentEntries = 10000
 
 // hashSet remembers SHA-256 hashes of values (never the values: memory
 // holds no usable token) until an expiry, at most maxSpentEntries of them.
+// When full, the expired go first, then arbitrary ones (see bounded.Evict):
+// what is forgotten can cost the provider one more call, which the callers
+// bound otherwise (the exchange budget).
 type hashSet struct {
-	mu      sync.Mutex
-	entries map[[sha256.Size]byte]int64 // hash -> Unix expiry
+	entries *bounded.Map[[sha256.Size]byte, int64] // hash -> Unix expiry
 }
 
 func newHashSet() *hashSet {
-	return &hashSet{entries: make(map[[sha256.Size]byte]int64)}
+	return &hashSet{entries: bounded.New[[sha256.Size]byte, int64](maxSpentEntries, bounded.Evict)}
 }
 
 // add records sum until exp and reports whether it was new (false: it is
 // already there and unexpired). Check and record are one step, so of
 // requests that race with one value exactly one gets true.
 func (s *hashSet) add(sum [sha256.Size]byte, exp time.Time, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.entries[sum]; ok && now.Unix() < e {
-		return false
-	}
-	if len(s.entries) >= maxSpentEntries {
-		for k, e := range s.entries {
-			if now.Unix() >= e {
-				delete(s.entries, k)
-			}
-		}
-		// Still full of live entries: forget a quarter (random map order).
-		// What is forgotten can cost the provider one more call, which
-		// the callers bound otherwise (the exchange budget).
-		for k := range s.entries {
-			if len(s.entries) < maxSpentEntries*3/4 {
-				break
-			}
-			delete(s.entries, k)
-		}
-	}
-	s.entries[sum] = exp.Unix()
-	return true
+	return s.entries.Add(sum, exp.Unix(), func(e int64) bool { return now.Unix() >= e })
 }
 
 // has reports whether sum is recorded and unexpired.
 func (s *hashSet) has(sum [sha256.Size]byte, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.entries[sum]
+	e, ok := s.entries.Get(sum)
 	return ok && now.Unix() < e
 }
 
@@ -77,11 +56,6 @@ const (
 	exchangeBurst  = 10
 	exchangeRefill = time.Second
 )
-
-// ErrLoginsThrottled is FinishLogin's answer while the budget of refused
-// code exchanges is spent: the provider was not asked, the user may log in
-// again in a moment. It wraps ErrProviderUnavailable.
-var ErrLoginsThrottled = fmt.Errorf("%w: too many refused logins on this instance just now", ErrProviderUnavailable)
 
 // exchangeBudget is a token bucket of refused code exchanges. A successful
 // exchange costs nothing: only codes the provider refused draw on it.
@@ -124,67 +98,4 @@ func (b *exchangeBudget) spend(now time.Time) {
 func refusedByProvider(err error) bool {
 	var te *tokenEndpointError
 	return errors.As(err, &te) && !errors.Is(te.kind, ErrProviderUnavailable)
-}
-
-// compactJWS checks that raw is a JWS in the compact serialization with
-// canonical unpadded base64url parts, before any parser sees it. RFC 7519
-// requires the compact form of a JWT; the JSON serialization (RFC 7515
-// section 7.2) and base64url with padding or with non-zero unused bits in a
-// part's last character would each let one genuine token be written many
-// ways, every one a full signature check and a cache entry of its own.
-func compactJWS(raw string) error {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return errors.New("not a compact JWS (three base64url parts)")
-	}
-	for i, p := range parts {
-		if p == "" && i < 2 {
-			return fmt.Errorf("part %d of 3 is empty", i+1)
-		}
-		// An empty signature is written one way only; alg none is refused
-		// by the algorithm check, which names it.
-		if p != "" && !canonicalBase64URL(p) {
-			return fmt.Errorf("part %d of 3 is not canonical unpadded base64url", i+1)
-		}
-	}
-	return nil
-}
-
-// canonicalBase64URL reports whether s is unpadded base64url that decoding
-// and encoding again gives back byte for byte.
-func canonicalBase64URL(s string) bool {
-	if len(s)%4 == 1 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if b64Value(s[i]) < 0 {
-			return false
-		}
-	}
-	// The last character of a part whose length is not a multiple of 4
-	// carries 2 or 4 bits that belong to no byte: they must be zero.
-	last := b64Value(s[len(s)-1])
-	switch len(s) % 4 {
-	case 2:
-		return last&0x0f == 0
-	case 3:
-		return last&0x03 == 0
-	}
-	return true
-}
-
-func b64Value(c byte) int {
-	switch {
-	case c >= 'A' && c <= 'Z':
-		return int(c - 'A')
-	case c >= 'a' && c <= 'z':
-		return int(c-'a') + 26
-	case c >= '0' && c <= '9':
-		return int(c-'0') + 52
-	case c == '-':
-		return 62
-	case c == '_':
-		return 63
-	}
-	return -1
 }

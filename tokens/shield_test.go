@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/idp"
+	"github.com/changebank/changebank/tokens/cookie"
 )
 
 // countingProxy stands between the app and the provider and counts the
@@ -133,7 +134,7 @@ func TestAFloodOfForgedCallbacksIsBounded(t *testing.T) {
 	if s.calls.count(tokenCall) != calls {
 		t.Fatal("a throttled callback called the provider")
 	}
-	s.advance(2 * exchangeRefill)
+	s.Advance(2 * exchangeRefill)
 	if err := s.tryLogin(); err != nil {
 		t.Fatalf("login after the flood: %v", err)
 	}
@@ -143,9 +144,9 @@ func TestAFloodOfForgedCallbacksIsBounded(t *testing.T) {
 func (s *liveStack) refreshTokenOf(t *testing.T, jar []*http.Cookie) string {
 	t.Helper()
 	for _, c := range jar {
-		if c.Name == RefreshCookie {
+		if c.Name == cookie.Refresh {
 			var rc refreshCookie
-			if err := s.m.cookies.openValue(RefreshCookie, c.Value, &rc); err != nil {
+			if err := s.m.cookies.OpenValue(cookie.Refresh, c.Value, &rc); err != nil {
 				t.Fatal(err)
 			}
 			return rc.Token
@@ -190,19 +191,19 @@ func TestRefusedAndRevokedRefreshTokensCostOneCall(t *testing.T) {
 
 	// A transient failure is not a refusal: the token stays usable.
 	s.idp.FailTokens(idp.Failure{Mode: idp.ServerErr})
-	if _, err := s.m.Load(context.Background(), httptest.NewRecorder(), withCookies("/", old, AccessCookie)); !errors.Is(err, ErrProviderUnavailable) {
+	if _, err := s.m.Load(context.Background(), httptest.NewRecorder(), withCookies("/", old, cookie.Access)); !errors.Is(err, ErrProviderUnavailable) {
 		t.Fatalf("refresh during an outage: %v", err)
 	}
 	s.idp.FailTokens(idp.Failure{})
 
 	// Spend it (one-time use), then replay the old cookies without an access token.
-	if _, err := s.m.Load(context.Background(), httptest.NewRecorder(), withCookies("/", old, AccessCookie)); err != nil {
+	if _, err := s.m.Load(context.Background(), httptest.NewRecorder(), withCookies("/", old, cookie.Access)); err != nil {
 		t.Fatalf("refresh: %v", err)
 	}
-	s.advance(RefreshGrace + time.Second)
+	s.Advance(refreshGrace + time.Second)
 	before := s.calls.count(tokenCall)
 	for range 100 {
-		if _, err := s.m.Load(context.Background(), httptest.NewRecorder(), withCookies("/", old, AccessCookie)); !errors.Is(err, ErrNoSession) {
+		if _, err := s.m.Load(context.Background(), httptest.NewRecorder(), withCookies("/", old, cookie.Access)); !errors.Is(err, ErrNoSession) {
 			t.Fatalf("spent token: %v, want ErrNoSession", err)
 		}
 	}
@@ -211,7 +212,7 @@ func TestRefusedAndRevokedRefreshTokensCostOneCall(t *testing.T) {
 	}
 	// The refused token needs no revocation either.
 	for range 10 {
-		s.m.Logout(context.Background(), httptest.NewRecorder(), withCookies("/logout", old))
+		s.m.EndSession(context.Background(), httptest.NewRecorder(), withCookies("/logout", old))
 	}
 	if n := s.calls.count(revokeCall); n != 0 {
 		t.Fatalf("logout with a refused refresh token made %d revocations, want 0", n)
@@ -223,11 +224,11 @@ func TestRefusedAndRevokedRefreshTokensCostOneCall(t *testing.T) {
 	live := append([]*http.Cookie(nil), s.cookies...)
 	var wg sync.WaitGroup
 	for range 50 {
-		wg.Go(func() { s.m.Logout(context.Background(), httptest.NewRecorder(), withCookies("/logout", live)) })
+		wg.Go(func() { s.m.EndSession(context.Background(), httptest.NewRecorder(), withCookies("/logout", live)) })
 	}
 	wg.Wait()
 	for range 50 {
-		s.m.Logout(context.Background(), httptest.NewRecorder(), withCookies("/logout", live))
+		s.m.EndSession(context.Background(), httptest.NewRecorder(), withCookies("/logout", live))
 	}
 	if n := s.calls.count(revokeCall); n != 1 {
 		t.Fatalf("100 logouts with one refresh cookie made %d revocations, want 1", n)
@@ -247,7 +248,7 @@ func TestReloginRevokesThePreviousRefreshToken(t *testing.T) {
 	if first == second {
 		t.Fatal("both logins got the same refresh token")
 	}
-	s.m.Logout(context.Background(), httptest.NewRecorder(), withCookies("/logout", s.cookies))
+	s.m.EndSession(context.Background(), httptest.NewRecorder(), withCookies("/logout", s.cookies))
 	for name, token := range map[string]string{"first": first, "second": second} {
 		if code := s.redeemAtProvider(t, token); code != "invalid_grant" {
 			t.Errorf("the %s login's refresh token after logout: %q, want invalid_grant", name, code)
@@ -264,8 +265,8 @@ func TestShieldMemoryIsBounded(t *testing.T) {
 	s.add(first, now.Add(time.Hour), now)
 	for i := range 3 * maxSpentEntries {
 		s.add(sha256.Sum256([]byte(strconv.Itoa(i))), now.Add(time.Hour), now)
-		if len(s.entries) > maxSpentEntries {
-			t.Fatalf("%d entries, more than %d", len(s.entries), maxSpentEntries)
+		if s.entries.Len() > maxSpentEntries {
+			t.Fatalf("%d entries, more than %d", s.entries.Len(), maxSpentEntries)
 		}
 	}
 	// Expired entries go first when it is full.
@@ -276,8 +277,8 @@ func TestShieldMemoryIsBounded(t *testing.T) {
 	s.add(first, now.Add(time.Hour), now)
 	later := now.Add(time.Minute)
 	s.add(sha256.Sum256([]byte("new")), later.Add(time.Hour), later)
-	if !s.has(first, later) || len(s.entries) != 2 {
-		t.Fatalf("after the sweep: first kept %v, %d entries, want 2", s.has(first, later), len(s.entries))
+	if !s.has(first, later) || s.entries.Len() != 2 {
+		t.Fatalf("after the sweep: first kept %v, %d entries, want 2", s.has(first, later), s.entries.Len())
 	}
 	if s.add(first, later.Add(time.Hour), later) {
 		t.Fatal("a live entry was added twice")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/idp"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // liveStack is a Manager against the FusionAuth stand-in with the
@@ -18,8 +19,8 @@ import (
 type liveStack struct {
 	idp      *idp.Server
 	issuer   string
-	m        *Manager
-	verifier *Verifier
+	m        *Sessions
+	verifier *oidc.Verifier
 	calls    *countingProxy
 	manualClock
 	mu      sync.Mutex // guards cookies
@@ -31,7 +32,7 @@ type liveStack struct {
 // most wait for a token call, and logs Richard in.
 func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 	t.Helper()
-	s := &liveStack{manualClock: manualClock{at: time.Now()}}
+	s := &liveStack{manualClock: manualClock{At: time.Now()}}
 	ks, err := idp.LoadKickstart("../kickstart/kickstart.json", func(string) string { return "" }, discard)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 	s.issuer = "http://" + srv.Listener.Addr().String()
 	const appURL = "http://app.test"
 	s.idp, err = idp.New(ks, idp.Options{Issuer: s.issuer, ExtraRedirectURLs: []string{appURL + "/callback"},
-		RefreshGracePeriod: grace, Now: s.clock})
+		RefreshGracePeriod: grace, Now: s.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,16 +52,12 @@ func newLiveStack(t *testing.T, grace, wait time.Duration) *liveStack {
 	client := &http.Client{Timeout: wait}
 	// The app reaches the stand-in through a proxy that counts its calls.
 	s.calls = newCountingProxy(t, s.issuer)
-	p := NewProvider(Profile{Issuer: s.issuer, InternalURL: s.calls.URL}, &http.Client{Timeout: 2 * time.Second}, s.clock, discard)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go p.Start(ctx)
-	if err := p.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s.verifier = NewVerifier(p, Profile{Issuer: p.Issuer(), ClientID: testClient}, s.clock)
-	oidc := NewClient(p, ClientConfig{ID: testClient, Secret: ks.Applications[testClient].ClientSecret, AppURL: appURL, APIKey: ks.APIKeys[0]}, client)
-	s.m = NewManager(NewCookieStore(appURL, mustSealer(t, secretA)), oidc, s.verifier, time.Hour, s.clock, discard)
+	cfg := testConfig(s.issuer)
+	cfg.IssuerInternalURL, cfg.ClientSecret, cfg.AppURL = s.calls.URL, ks.Applications[testClient].ClientSecret, appURL
+	cfg.FusionAuthAPIKey, cfg.HTTPClient, cfg.Clock = ks.APIKeys[0], client, s.Now
+	p := startProvider(t, cfg.profile(), &http.Client{Timeout: 2 * time.Second}, s.Now)
+	s.m = testSessions(t, cfg, p, nil)
+	s.verifier = s.m.verifier
 	s.login(t)
 	return s
 }
@@ -146,7 +143,7 @@ func keepCookie(jar []*http.Cookie, c *http.Cookie) []*http.Cookie {
 }
 
 // expireAccess moves the clock past the access token's life.
-func (s *liveStack) expireAccess() { s.advance(121 * time.Second) }
+func (s *liveStack) expireAccess() { s.Advance(121 * time.Second) }
 
 func TestSlowProviderKeepsTheSession(t *testing.T) {
 	// The stand-in redeems and rotates at once but answers after the
@@ -215,7 +212,7 @@ func TestDroppedRefreshAnswerNeedsTheProviderGracePeriod(t *testing.T) {
 				t.Fatalf("first request: %v, %d cookies set; want try again with every cookie kept", err, len(set))
 			}
 			s.idp.FailTokens(idp.Failure{})
-			s.advance(time.Second)
+			s.Advance(time.Second)
 			_, _, err = s.load(context.Background())
 			if got := err == nil; got != tc.loggedIn {
 				t.Fatalf("retry: err = %v, want logged in = %v", err, tc.loggedIn)
@@ -270,7 +267,7 @@ func TestRotatedSigningKeyAfterAMadeUpKidKeepsTheSession(t *testing.T) {
 	s := newLiveStack(t, idp.NoGracePeriod, 2*time.Second)
 	s.expireAccess()
 	// An attacker's made-up kid spends this interval's refetch.
-	forged := newTestSigner(t, "made-up").sign(t, goodClaims(s.clock()), nil)
+	forged := newTestSigner(t, "made-up").Sign(t, goodClaims(s.Now()), nil)
 	if _, err := s.verifier.AccessToken(context.Background(), forged); err == nil {
 		t.Fatal("a forged token was accepted")
 	}
@@ -283,7 +280,7 @@ func TestRotatedSigningKeyAfterAMadeUpKidKeepsTheSession(t *testing.T) {
 		t.Fatalf("within the refetch interval: %v, %d cookies set; want try again with every cookie kept", err, len(set))
 	}
 	// Once the interval has passed, the refresh that went on is served.
-	s.advance(RefetchInterval)
+	s.Advance(oidc.RefetchInterval)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, _, err = s.load(context.Background())

@@ -13,19 +13,27 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/changebank/changebank/idp"
 	"github.com/changebank/changebank/routes"
 	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/oidc"
 )
+
+// ErrInterrupted is the cause main cancels Run's context with on SIGINT
+// (Ctrl-C at a terminal): Run then shuts down at once, skipping
+// DRAIN_PERIOD. Any other end of the context (main's on SIGTERM, as
+// Kubernetes and docker stop send it) drains first.
+var ErrInterrupted = errors.New("changebank: interrupted")
 
 // Run is the whole program: main calls it with the command line, the
 // environment and a context that ends at SIGINT or SIGTERM; tests call it
-// with their own. Every exit path closes what it started: a failing server
-// stops the others before Run returns.
+// with their own. When ctx ends, the app drains (see serve), then shuts
+// down gracefully. Every exit path closes what it started: a failing
+// server stops the others before Run returns.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := LoadConfig(args, getenv, stderr)
 	if errors.Is(err, errHelp) {
@@ -36,7 +44,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	ctx, cancel := context.WithCancel(ctx)
+	// The app's own work (discovery, key refreshes) lives until serve
+	// returns, not until ctx ends: a draining instance still serves.
+	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 
 	var services []server
@@ -49,82 +59,81 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		services = append(services, idpService)
 	}
 
-	client := &http.Client{Timeout: tokens.TokenCallTimeout}
-	profile := tokens.Profile{
-		Issuer: cfg.Issuer, InternalURL: cfg.IssuerInternalURL, ClientID: cfg.ClientID,
-		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams,
-		RequireHTTPS: strings.HasPrefix(cfg.AppURL, "https://"),
-	}
-	provider := tokens.NewProvider(profile, client, time.Now, log)
-	sealer, err := tokens.NewSealer(cfg.Secrets...)
-	if err != nil {
-		return fmt.Errorf("changebank: %w", err)
-	}
-	csrf, err := tokens.NewCSRF(cfg.Secrets...)
-	if err != nil {
-		return fmt.Errorf("changebank: %w", err)
-	}
-	cookies := tokens.NewCookieStore(cfg.AppURL, sealer)
-	oidc := tokens.NewClient(provider, tokens.ClientConfig{
-		ID: cfg.ClientID, Secret: cfg.ClientSecret, AppURL: cfg.AppURL, APIKey: cfg.APIKey,
-	}, client)
-	verifier := tokens.NewVerifier(provider, profile, time.Now)
-	sessions := tokens.NewManager(cookies, oidc, verifier, cfg.RefreshTTL, time.Now, log)
-	var appOpts []routes.Option
 	attackerOrigin := ""
+	var aln net.Listener
 	if cfg.AttackerAddr != "" {
 		attackerOrigin = "http://" + cfg.AttackerAddr
-		appOpts = append(appOpts, routes.WithAttackerPage(attackerOrigin))
+		if aln, err = net.Listen("tcp", cfg.AttackerAddr); err != nil {
+			return fmt.Errorf("changebank: the attacker page cannot listen on %s (set ATTACKER_ADDR, or leave it empty to turn it off): %w", cfg.AttackerAddr, err)
+		}
+		defer aln.Close() // until serve owns it
 	}
-	handler, err := routes.New(log, sessions, cookies, verifier, csrf, provider, time.Now, assets, cfg.AppURL, appOpts...)
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("changebank: the app cannot listen on %s (is another ChangeBank running? set APP_URL to another port, such as http://localhost:8081: the app listens on its port unless LISTEN_ADDR says otherwise): %w", cfg.ListenAddr, err)
+	}
+	defer ln.Close() // until serve owns it
+
+	// Discovery starts in New, once every port is held: a port already
+	// taken stops the app above before it says anything about the provider.
+	sessions, err := tokens.New(life, tokens.Config{
+		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, AppURL: cfg.AppURL, Secrets: cfg.Secrets,
+		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams, IssuerInternalURL: cfg.IssuerInternalURL,
+		RefreshTokenTTL: cfg.RefreshTTL, FusionAuthAPIKey: cfg.APIKey, Logger: log,
+	})
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)
 	}
-	if cfg.AttackerAddr != "" {
+	var appOpts []routes.Option
+	if attackerOrigin != "" {
+		appOpts = append(appOpts, routes.WithAttackerPage(attackerOrigin))
+	}
+	handler, err := routes.New(log, sessions, time.Now, assets, cfg.AppURL, appOpts...)
+	if err != nil {
+		return fmt.Errorf("changebank: %w", err)
+	}
+	if attackerOrigin != "" {
 		witness := routes.NewWitness()
 		handler = witness.Wrap(handler)
 		attacker, err := routes.Attacker(cfg.AppURL, cfg.Issuer, assets, witness)
 		if err != nil {
 			return fmt.Errorf("changebank: %w", err)
 		}
-		aln, err := net.Listen("tcp", cfg.AttackerAddr)
-		if err != nil {
-			return fmt.Errorf("changebank: the attacker page cannot listen on %s (set ATTACKER_ADDR, or leave it empty to turn it off): %w", cfg.AttackerAddr, err)
-		}
-		defer aln.Close() // until serve owns it
 		services = append(services, server{name: "attacker page", srv: newServer(attacker), ln: aln})
 		log.Info("attacker page listening: another site, for the cross-site lesson", "url", attackerOrigin)
 	}
-
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("changebank: the app cannot listen on %s (is another ChangeBank running? set APP_URL to another port, such as http://localhost:8081: the app listens on its port unless LISTEN_ADDR says otherwise): %w", cfg.ListenAddr, err)
-	}
-	services = append(services, server{name: "app", srv: newServer(handler), ln: ln})
-	// Discovery starts once every port is held: a port already taken stops
-	// the app above before it says anything about the provider.
-	go provider.Start(ctx)
+	draining := new(atomic.Bool)
+	services = append(services, server{name: "app", srv: newServer(drained(handler, draining)), ln: ln, draining: draining})
 	if !cfg.EmbeddedIdP {
-		go hintWhileUnreachable(ctx, provider, cfg, log)
+		go hintWhileUnreachable(life, sessions.Provider(), cfg, log)
 	}
 	log.Info("ChangeBank listening", "url", cfg.AppURL, "addr", ln.Addr().String(), "issuer", cfg.Issuer)
 	fmt.Fprintf(stdout, "ChangeBank is at %s\n", cfg.AppURL)
 	if attackerOrigin != "" {
 		fmt.Fprintf(stdout, "The attacker page (another site) is at %s/\n", attackerOrigin)
 	}
-	return serve(ctx, log, services...)
+	return serve(ctx, log, cfg.DrainPeriod, services...)
 }
 
 // server is an http.Server and the listener it serves on.
 type server struct {
-	name string
-	srv  *http.Server
-	ln   net.Listener
+	name     string
+	srv      *http.Server
+	ln       net.Listener
+	draining *atomic.Bool // set when the drain begins; nil: the server has no /readyz
 }
 
+// shutdownBound is how long the graceful shutdown waits for requests in
+// flight (a refresh at the provider included) before it closes what is left.
+const shutdownBound = 10 * time.Second
+
 // serve runs every service until ctx ends or one of them fails, then shuts
-// all of them down (gracefully, for at most 10 s) and waits for them.
-func serve(ctx context.Context, log *slog.Logger, services ...server) error {
+// all of them down (gracefully, for at most shutdownBound) and waits for
+// them. When ctx ends (unless its cause is ErrInterrupted) it first drains
+// for drain: every server keeps serving, new connections included, while
+// /readyz answers 503, so that a balancer polling it (a Kubernetes
+// Service's endpoints) stops sending requests before the listener closes.
+func serve(ctx context.Context, log *slog.Logger, drain time.Duration, services ...server) error {
 	errc := make(chan error, len(services))
 	var wg sync.WaitGroup
 	for _, s := range services {
@@ -141,9 +150,24 @@ func serve(ctx context.Context, log *slog.Logger, services ...server) error {
 	case failed = <-errc:
 		log.Error("a server failed: stopping", "err", failed)
 	case <-ctx.Done():
+		if drain > 0 && !errors.Is(context.Cause(ctx), ErrInterrupted) {
+			for _, s := range services {
+				if s.draining != nil {
+					s.draining.Store(true)
+				}
+			}
+			log.Info("draining: /readyz answers 503 while requests are still served", "drain_period", drain)
+			timer := time.NewTimer(drain)
+			select {
+			case <-timer.C:
+			case failed = <-errc:
+				log.Error("a server failed while draining: stopping", "err", failed)
+			}
+			timer.Stop()
+		}
 		log.Info("shutting down")
 	}
-	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), shutdownBound)
 	defer done()
 	var errs []error
 	for _, s := range services {
@@ -156,6 +180,25 @@ func serve(ctx context.Context, log *slog.Logger, services ...server) error {
 	return errors.Join(append([]error{failed}, errs...)...)
 }
 
+// drained answers /readyz with 503 once draining is set, and from then on
+// asks every client to close its connection after the answer: a balancer's
+// next request then opens a new connection, which it sends to an instance
+// still ready. Every other request is served as before.
+func drained(next http.Handler, draining *atomic.Bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+			if r.URL.Path == "/readyz" {
+				w.Header().Set("Content-Type", "application/json; charset=utf-8")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"status":"shutting down"}`)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // newServer wraps a handler with the timeouts a server facing browsers needs.
 func newServer(h http.Handler) *http.Server {
 	return &http.Server{
@@ -164,7 +207,7 @@ func newServer(h http.Handler) *http.Server {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      20 * time.Second, // above the token call's bound, so a slow refresh still answers
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10, // a session of up to tokens.MaxSessionBytes, with room for the other headers
+		MaxHeaderBytes:    64 << 10, // a session of up to cookie.MaxSessionBytes, with room for the other headers
 	}
 }
 
@@ -178,7 +221,7 @@ const (
 // hintWhileUnreachable logs, until the provider is ready, the URL the app
 // is waiting for and the two ways to run a provider: a first-time user who
 // typed `go run .` otherwise waits without knowing why.
-func hintWhileUnreachable(ctx context.Context, provider *tokens.Provider, cfg Config, log *slog.Logger) {
+func hintWhileUnreachable(ctx context.Context, provider *oidc.Provider, cfg Config, log *slog.Logger) {
 	wait := hintFirst
 	for {
 		waitCtx, done := context.WithTimeout(ctx, wait)

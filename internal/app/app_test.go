@@ -37,7 +37,7 @@ func TestServeStopsEveryServerWhenOneFails(t *testing.T) {
 	appAddr := appLn.Addr().String()
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(context.Background(), slog.New(slog.DiscardHandler),
+		done <- serve(context.Background(), slog.New(slog.DiscardHandler), 0,
 			server{name: "embedded identity provider", srv: newServer(ok), ln: idpLn},
 			server{name: "app", srv: newServer(ok), ln: appLn})
 	}()
@@ -59,11 +59,12 @@ func TestRunNamesTheProviderItCannotReach(t *testing.T) {
 		env[k] = v
 	}
 	logs := &apptest.Logs{}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Stopped as Ctrl-C stops it, without the drain period.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, nil, apptest.Getenv(env), io.Discard, logs) }()
 	defer func() {
-		cancel()
+		cancel(ErrInterrupted)
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}

@@ -13,7 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/changebank/changebank/tokens"
+	"github.com/changebank/changebank/tokens/cookie"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // Config is every setting, read once and validated together by LoadConfig.
@@ -27,8 +28,9 @@ type Config struct {
 	Audience          string     // what every access token's aud must hold
 	AuthorizeParams   url.Values // extra authorization request parameters
 	Scopes            []string
-	Secrets           [][]byte
+	Secrets           []string
 	RefreshTTL        time.Duration
+	DrainPeriod       time.Duration // after SIGTERM: /readyz 503, requests still served
 	APIKey            string
 	KickstartFile     string
 	EmbeddedIdP       bool
@@ -67,6 +69,7 @@ var settings = []setting{
 	{"SCOPES", "openid email profile offline_access", "space-separated scopes to ask for"},
 	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes: the first seals, all open (required)"},
 	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at the provider; session cookies live this long"},
+	{"DRAIN_PERIOD", "15s", "after SIGTERM: how long /readyz answers 503 while every request is still served, before the graceful shutdown; 0s: shut down at once. Ctrl-C (SIGINT) never waits"},
 	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token at FusionAuth, which has no RFC 7009 endpoint (optional)"},
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -151,7 +154,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	var appURL, issuer *url.URL
 	cfg.AppURL, appURL = baseURL("APP_URL", get("APP_URL"), bad)
 	cfg.Issuer, issuer = issuerURL(get("ISSUER"), cfg.EmbeddedIdP, bad)
-	if issuer != nil && appURL != nil && appURL.Scheme == "https" && issuer.Scheme != "https" && !tokens.Loopback(issuer.Hostname()) {
+	if issuer != nil && appURL != nil && appURL.Scheme == "https" && issuer.Scheme != "https" && !oidc.Loopback(issuer.Hostname()) {
 		bad("ISSUER", "%q is plain http, but APP_URL is https: the client secret and the tokens would cross the network unencrypted; use the provider's https URL (only loopback hosts may be http)", cfg.Issuer)
 	}
 	if v := get("ISSUER_INTERNAL_URL"); v != "" {
@@ -190,16 +193,16 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	cfg.AuthorizeParams = authorizeParams(get("AUTHORIZE_PARAMS"), bad)
 	published("CLIENT_SECRET", cfg.ClientSecret)
 	if raw := get("APP_SECRET_KEY"); raw == "" {
-		bad("APP_SECRET_KEY", "not set: comma-separated secrets of at least %d bytes, the first seals, all open (openssl rand -base64 32)", tokens.MinSecretLen)
+		bad("APP_SECRET_KEY", "not set: comma-separated secrets of at least %d bytes, the first seals, all open (openssl rand -base64 32)", cookie.MinSecretLen)
 	} else {
 		for i, s := range strings.Split(raw, ",") {
 			s = strings.TrimSpace(s)
-			if len(s) < tokens.MinSecretLen {
-				bad("APP_SECRET_KEY", "secret #%d is %d bytes, want at least %d", i+1, len(s), tokens.MinSecretLen)
+			if len(s) < cookie.MinSecretLen {
+				bad("APP_SECRET_KEY", "secret #%d is %d bytes, want at least %d", i+1, len(s), cookie.MinSecretLen)
 				continue
 			}
 			published(fmt.Sprintf("APP_SECRET_KEY: secret #%d", i+1), s)
-			cfg.Secrets = append(cfg.Secrets, []byte(s))
+			cfg.Secrets = append(cfg.Secrets, s)
 		}
 	}
 	ttl, err := time.ParseDuration(get("REFRESH_TOKEN_TTL"))
@@ -207,6 +210,11 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		bad("REFRESH_TOKEN_TTL", "want a positive duration such as 720h (30 days, the kickstart's refresh token life)")
 	}
 	cfg.RefreshTTL = ttl
+	drain, err := time.ParseDuration(get("DRAIN_PERIOD"))
+	if err != nil || drain < 0 {
+		bad("DRAIN_PERIOD", "want a duration such as 15s (longer than a balancer takes to notice /readyz failing), or 0s to shut down at once")
+	}
+	cfg.DrainPeriod = drain
 	cfg.APIKey = get("FUSIONAUTH_API_KEY")
 	if cfg.APIKey != "" {
 		published("FUSIONAUTH_API_KEY", cfg.APIKey)
@@ -267,7 +275,7 @@ func issuerURL(raw string, embedded bool, bad func(name, format string, a ...any
 }
 
 // authorizeParams parses AUTHORIZE_PARAMS (URL query form) and refuses,
-// in one message, every parameter tokens.CheckAuthorizeParams refuses: the
+// in one message, every parameter oidc.CheckAuthorizeParams refuses: the
 // flow's own, request objects, response_mode, control characters.
 func authorizeParams(raw string, bad func(name, format string, a ...any)) url.Values {
 	if raw == "" {
@@ -278,8 +286,8 @@ func authorizeParams(raw string, bad func(name, format string, a ...any)) url.Va
 		bad("AUTHORIZE_PARAMS", "not in URL query form (name=value&name=value, values percent-encoded)")
 		return nil
 	}
-	if err := tokens.CheckAuthorizeParams(v); err != nil {
-		bad("AUTHORIZE_PARAMS", "%s (SCOPES sets the scope; the login flow sets state, nonce, PKCE and redirect_uri itself)", strings.TrimPrefix(err.Error(), "tokens: "))
+	if err := oidc.CheckAuthorizeParams(v); err != nil {
+		bad("AUTHORIZE_PARAMS", "%s (SCOPES sets the scope; the login flow sets state, nonce, PKCE and redirect_uri itself)", strings.TrimPrefix(err.Error(), "oidc: "))
 	}
 	return v
 }

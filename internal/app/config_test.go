@@ -23,13 +23,14 @@ func TestConfigNamesEveryBadSetting(t *testing.T) {
 		"AUTHORIZE_PARAMS":  "audience=api&redirect_uri=https%3A%2F%2Fevil.test",
 		"SCOPES":            "email profile",
 		"REFRESH_TOKEN_TTL": "forever",
+		"DRAIN_PERIOD":      "-15s",
 		"LOG_LEVEL":         "loud",
 	}
 	_, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
 	if err == nil {
 		t.Fatal("bad settings were accepted")
 	}
-	for _, name := range []string{"APP_URL", "ISSUER", "CLIENT_ID", "CLIENT_SECRET", "APP_SECRET_KEY: secret #1", "APP_SECRET_KEY: secret #2", "REFRESH_TOKEN_TTL", "LOG_LEVEL", "AUTHORIZE_PARAMS: redirect_uri", "SCOPES"} {
+	for _, name := range []string{"APP_URL", "ISSUER", "CLIENT_ID", "CLIENT_SECRET", "APP_SECRET_KEY: secret #1", "APP_SECRET_KEY: secret #2", "REFRESH_TOKEN_TTL", "DRAIN_PERIOD", "LOG_LEVEL", "AUTHORIZE_PARAMS: redirect_uri", "SCOPES"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("the error does not name %s:\n%v", name, err)
 		}
@@ -45,7 +46,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.AppURL != "http://localhost:8080" || cfg.ListenAddr != ":8080" || cfg.Issuer != "http://localhost:9011" ||
-		cfg.issuerAddr != "localhost:9011" || cfg.RefreshTTL != 720*time.Hour || !cfg.EmbeddedIdP || len(cfg.Secrets) != 1 {
+		cfg.issuerAddr != "localhost:9011" || cfg.RefreshTTL != 720*time.Hour || cfg.DrainPeriod != 15*time.Second || !cfg.EmbeddedIdP || len(cfg.Secrets) != 1 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 }

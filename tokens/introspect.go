@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/changebank/changebank/internal/bounded"
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // Bearer tokens that are not JWTs can be checked only by the provider:
@@ -28,8 +31,8 @@ import (
 
 // ErrOpaqueBearer is why a Bearer token that is not a JWT is refused when
 // introspection is off or the provider offers none: this app cannot check
-// it. It wraps errInvalidToken.
-var ErrOpaqueBearer = fmt.Errorf("%w: not a JWT: an opaque access token can be checked only by the provider (RFC 7662 introspection), which is off here", errInvalidToken)
+// it. It wraps oidc.ErrInvalidToken.
+var ErrOpaqueBearer = fmt.Errorf("%w: not a JWT: an opaque access token can be checked only by the provider (RFC 7662 introspection), which is off here", oidc.ErrInvalidToken)
 
 // ErrIntrospectionThrottled is the answer for an unknown opaque Bearer
 // token while the budget of inactive introspection answers is spent: the
@@ -44,55 +47,58 @@ const maxIntrospectionBytes = 64 << 10
 
 // introspection is an RFC 7662 answer, the members this app reads.
 type introspection struct {
-	Active    bool     `json:"active"`
-	Subject   string   `json:"sub"`
-	ClientID  string   `json:"client_id"`
-	Audience  Audience `json:"aud"`
-	Issuer    string   `json:"iss"`
-	Expiry    UnixTime `json:"exp"`
-	IssuedAt  UnixTime `json:"iat"`
-	NotBefore UnixTime `json:"nbf"`
-	Scope     string   `json:"scope"`
-	TokenType string   `json:"token_type"`
+	Active    bool          `json:"active"`
+	Subject   string        `json:"sub"`
+	ClientID  string        `json:"client_id"`
+	Audience  oidc.Audience `json:"aud"`
+	Issuer    string        `json:"iss"`
+	Expiry    oidc.UnixTime `json:"exp"`
+	IssuedAt  oidc.UnixTime `json:"iat"`
+	NotBefore oidc.UnixTime `json:"nbf"`
+	Scope     string        `json:"scope"`
+	TokenType string        `json:"token_type"`
 }
 
 // introspector checks opaque Bearer tokens at the provider.
 type introspector struct {
-	client   *Client
+	client   *client
 	issuer   string
 	audience string // what the token's aud must hold, when it has one
 	clientID string // the client the token must be issued to, when it has no aud
 	now      func() time.Time
 
-	known  *boundedCache[Claims] // active answers, until the token's exp
-	dead   *hashSet              // inactive or unacceptable answers
-	budget *exchangeBudget       // inactive answers: a burst, then one per second
+	known  *bounded.Map[[sha256.Size]byte, Claims] // active answers, until the token's exp
+	dead   *hashSet                                // inactive or unacceptable answers
+	budget *exchangeBudget                         // inactive answers: a burst, then one per second
 	group  singleflight.Group
 }
 
-func newIntrospector(client *Client, p Profile, now func() time.Time) *introspector {
-	return &introspector{client: client, issuer: p.Issuer, audience: p.audience(), clientID: p.ClientID, now: now,
-		known: newBoundedCache[Claims](), dead: newHashSet(), budget: newExchangeBudget(now())}
+// maxIntrospected bounds the active answers remembered.
+const maxIntrospected = 10000
+
+func newIntrospector(c *client, cfg Config) *introspector {
+	return &introspector{client: c, issuer: cfg.Issuer, audience: cfg.Audience, clientID: cfg.ClientID, now: cfg.Clock,
+		known: bounded.New[[sha256.Size]byte, Claims](maxIntrospected, bounded.Evict), dead: newHashSet(), budget: newExchangeBudget(cfg.Clock())}
 }
 
 // check returns the claims of an opaque Bearer token the provider calls
-// active, for this app. Errors: errInvalidToken (inactive, another
+// active, for this app. Errors: oidc.ErrInvalidToken (inactive, another
 // audience, expired), ErrProviderUnavailable (the provider could not say,
 // or the budget is spent).
 func (in *introspector) check(ctx context.Context, raw string) (*Claims, error) {
-	if raw == "" || len(raw) > maxTokenLen {
-		return nil, fmt.Errorf("%w: empty or larger than %d bytes", errInvalidToken, maxTokenLen)
+	if raw == "" || len(raw) > oidc.MaxTokenLen {
+		return nil, fmt.Errorf("%w: empty or larger than %d bytes", oidc.ErrInvalidToken, oidc.MaxTokenLen)
 	}
 	now := in.now()
 	sum := sha256.Sum256([]byte(raw))
-	if c, ok := in.known.get(sum); ok {
-		if !now.Add(-leeway).Before(c.Expiry.Time()) {
-			return nil, fmt.Errorf("%w at %s", errExpired, c.Expiry.Time().UTC())
+	if c, ok := in.known.Get(sum); ok {
+		if !now.Add(-oidc.Leeway).Before(c.Expiry.Time()) {
+			return nil, fmt.Errorf("%w at %s", oidc.ErrExpired, c.Expiry.Time().UTC())
 		}
 		return &c, nil
 	}
 	if in.dead.has(sum, now) {
-		return nil, fmt.Errorf("%w: the provider called this token inactive before", errInvalidToken)
+		return nil, fmt.Errorf("%w: the provider called this token inactive before", oidc.ErrInvalidToken)
 	}
 	if !in.budget.allow(now) {
 		return nil, ErrIntrospectionThrottled
@@ -116,7 +122,7 @@ func (in *introspector) check(ctx context.Context, raw string) (*Claims, error) 
 			in.budget.spend(now)
 			return nil, err
 		}
-		in.known.put(sum, *c, int64(c.Expiry), now.Unix())
+		in.known.Put(sum, *c, func(old Claims) bool { return old.Expiry.Time().Before(now) })
 		return c, nil
 	})
 	select {
@@ -139,21 +145,21 @@ func (in *introspector) check(ctx context.Context, raw string) (*Claims, error) 
 func (in *introspector) judge(a *introspection, now time.Time) (*Claims, error) {
 	switch {
 	case !a.Active:
-		return nil, fmt.Errorf("%w: the provider says the token is not active", errInvalidToken)
+		return nil, fmt.Errorf("%w: the provider says the token is not active", oidc.ErrInvalidToken)
 	case a.Subject == "":
-		return nil, fmt.Errorf("%w: the introspection answer names no sub", errInvalidToken)
+		return nil, fmt.Errorf("%w: the introspection answer names no sub", oidc.ErrInvalidToken)
 	case a.Issuer != "" && a.Issuer != in.issuer:
-		return nil, fmt.Errorf("%w: issuer %q, want %q", errInvalidToken, a.Issuer, in.issuer)
+		return nil, fmt.Errorf("%w: issuer %q, want %q", oidc.ErrInvalidToken, a.Issuer, in.issuer)
 	case len(a.Audience) > 0 && !slices.Contains(a.Audience, in.audience):
-		return nil, fmt.Errorf("%w: audience %q does not hold %q", errInvalidToken, a.Audience, in.audience)
+		return nil, fmt.Errorf("%w: audience %q does not hold %q", oidc.ErrInvalidToken, a.Audience, in.audience)
 	case len(a.Audience) == 0 && a.ClientID != in.clientID:
-		return nil, fmt.Errorf("%w: no aud, and issued to client %q, not this one", errInvalidToken, a.ClientID)
+		return nil, fmt.Errorf("%w: no aud, and issued to client %q, not this one", oidc.ErrInvalidToken, a.ClientID)
 	case a.TokenType != "" && !strings.EqualFold(a.TokenType, "Bearer") && !strings.EqualFold(a.TokenType, "access_token"):
-		return nil, fmt.Errorf("%w: token_type %q is no access token", errInvalidToken, a.TokenType)
-	case a.NotBefore != 0 && now.Add(leeway).Before(a.NotBefore.Time()):
-		return nil, fmt.Errorf("%w: not valid before %s", errInvalidToken, a.NotBefore.Time().UTC())
-	case a.Expiry != 0 && !now.Add(-leeway).Before(a.Expiry.Time()):
-		return nil, fmt.Errorf("%w: expired at %s", errInvalidToken, a.Expiry.Time().UTC())
+		return nil, fmt.Errorf("%w: token_type %q is no access token", oidc.ErrInvalidToken, a.TokenType)
+	case a.NotBefore != 0 && now.Add(oidc.Leeway).Before(a.NotBefore.Time()):
+		return nil, fmt.Errorf("%w: not valid before %s", oidc.ErrInvalidToken, a.NotBefore.Time().UTC())
+	case a.Expiry != 0 && !now.Add(-oidc.Leeway).Before(a.Expiry.Time()):
+		return nil, fmt.Errorf("%w: expired at %s", oidc.ErrInvalidToken, a.Expiry.Time().UTC())
 	}
 	exp := now.Add(DefaultOpaqueAccessLife)
 	if a.Expiry != 0 {
@@ -162,7 +168,7 @@ func (in *introspector) judge(a *introspection, now time.Time) (*Claims, error) 
 	if most := now.Add(MaxOpaqueAccessLife); exp.After(most) {
 		exp = most
 	}
-	return &Claims{Issuer: in.issuer, Subject: a.Subject, Audience: a.Audience, Expiry: UnixTime(exp.Unix()),
+	return &Claims{Issuer: in.issuer, Subject: a.Subject, Audience: a.Audience, Expiry: oidc.UnixTime(exp.Unix()),
 		IssuedAt: a.IssuedAt, Scope: a.Scope, AuthParty: a.ClientID}, nil
 }
 
@@ -173,8 +179,8 @@ var errNoIntrospection = errors.New("tokens: the provider lists no introspection
 // an access token, authenticating as this client (HTTP Basic, as at the
 // token endpoint). A provider that cannot answer, or refuses this client
 // the endpoint, is ErrProviderUnavailable: the token was not judged.
-func (c *Client) introspect(ctx context.Context, token string) (*introspection, error) {
-	meta, err := c.provider.metadata()
+func (c *client) introspect(ctx context.Context, token string) (*introspection, error) {
+	meta, err := c.provider.Metadata()
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +192,7 @@ func (c *Client) introspect(ctx context.Context, token string) (*introspection, 
 	if err != nil {
 		return nil, fmt.Errorf("tokens: introspection request: %w", err)
 	}
-	req.SetBasicAuth(url.QueryEscape(c.cfg.ID), url.QueryEscape(c.cfg.Secret))
+	req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape(c.secret))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)

@@ -10,15 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// readyProvider is a Provider that discovery found with meta.
-func readyProvider(meta metadata) *Provider {
-	p := NewProvider(Profile{Issuer: meta.Issuer}, &http.Client{Timeout: time.Second}, time.Now, discard)
-	p.meta = &meta
-	close(p.ready)
-	return p
-}
+	"github.com/changebank/changebank/tokens/oidc"
+)
 
 // introspectionEndpoint answers RFC 7662 from a table of tokens, counting calls.
 type introspectionEndpoint struct {
@@ -54,24 +48,42 @@ func (e *introspectionEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request
 }
 
 type introspectFixture struct {
-	ep *introspectionEndpoint
-	in *introspector
+	ep     *introspectionEndpoint
+	in     *introspector
+	issuer string
 	manualClock
 }
 
+// newIntrospectFixture is an introspector for the test client at a
+// provider whose discovery lists the fixture's introspection endpoint.
 func newIntrospectFixture(t *testing.T) *introspectFixture {
-	f := &introspectFixture{ep: &introspectionEndpoint{answers: map[string]map[string]any{}}, manualClock: manualClock{at: time.Now()}}
-	srv := httptest.NewServer(f.ep)
+	f := &introspectFixture{ep: &introspectionEndpoint{answers: map[string]map[string]any{}}, manualClock: manualClock{At: time.Now()}}
+	signer := newTestSigner(t, "k1")
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	p := readyProvider(metadata{Issuer: testIssuer, IntrospectionEndpoint: srv.URL})
-	client := NewClient(p, ClientConfig{ID: testClient, Secret: "s3cret"}, nil)
-	f.in = newIntrospector(client, Profile{Issuer: testIssuer, ClientID: testClient}, f.clock)
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL, "authorization_endpoint": srv.URL + "/authorize",
+			"token_endpoint": srv.URL + "/token", "jwks_uri": srv.URL + "/jwks", "introspection_endpoint": srv.URL + "/introspect"})
+	})
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{signer.Pub}})
+	})
+	mux.Handle("POST /introspect", f.ep)
+	cfg, err := testConfig(srv.URL).withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Clock = f.Now
+	p := startProvider(t, cfg.profile(), cfg.HTTPClient, f.Now)
+	f.in = newIntrospector(newClient(p, cfg, nil), cfg)
+	f.issuer = srv.URL
 	return f
 }
 
 func (f *introspectFixture) active(token string, extra ...any) {
 	a := map[string]any{"active": true, "sub": "user-1", "client_id": testClient, "aud": []string{testClient},
-		"iss": testIssuer, "exp": f.clock().Add(time.Minute).Unix(), "scope": "openid email", "token_type": "Bearer"}
+		"iss": f.issuer, "exp": f.Now().Add(time.Minute).Unix(), "scope": "openid email", "token_type": "Bearer"}
 	for i := 0; i < len(extra); i += 2 {
 		if extra[i+1] == nil {
 			delete(a, extra[i].(string))
@@ -101,8 +113,8 @@ func TestIntrospectionAsksOncePerTokenUntilItExpires(t *testing.T) {
 		t.Fatalf("20 requests with one token cost %d introspection calls, want 1", n)
 	}
 	// Past its exp the remembered answer says expired, without a call.
-	f.advance(time.Minute + leeway + time.Second)
-	if _, err := f.in.check(ctx, "opaque-1"); !errors.Is(err, errExpired) {
+	f.Advance(time.Minute + oidc.Leeway + time.Second)
+	if _, err := f.in.check(ctx, "opaque-1"); !errors.Is(err, oidc.ErrExpired) {
 		t.Fatalf("past its exp: %v, want expired", err)
 	}
 	if n := f.ep.calls.Load(); n != 1 {
@@ -124,7 +136,7 @@ func TestIntrospectionRefusesWhatIsNotThisAppsLiveToken(t *testing.T) {
 			f := newIntrospectFixture(t)
 			f.active("tok", extra...)
 			for range 3 {
-				if c, err := f.in.check(context.Background(), "tok"); !errors.Is(err, errInvalidToken) || c != nil {
+				if c, err := f.in.check(context.Background(), "tok"); !errors.Is(err, oidc.ErrInvalidToken) || c != nil {
 					t.Fatalf("%+v, %v; want refused", c, err)
 				}
 			}
@@ -150,7 +162,7 @@ func TestIntrospectionFloodOfMadeUpTokensIsBounded(t *testing.T) {
 		switch {
 		case errors.Is(err, ErrIntrospectionThrottled):
 			throttled++
-		case !errors.Is(err, errInvalidToken):
+		case !errors.Is(err, oidc.ErrInvalidToken):
 			t.Fatalf("a made-up token: %v", err)
 		}
 	}
@@ -162,7 +174,7 @@ func TestIntrospectionFloodOfMadeUpTokensIsBounded(t *testing.T) {
 	if _, err := f.in.check(ctx, "genuine"); !errors.Is(err, ErrProviderUnavailable) {
 		t.Fatalf("while the budget is spent: %v, want try again", err)
 	}
-	f.advance(2 * exchangeRefill)
+	f.Advance(2 * exchangeRefill)
 	if _, err := f.in.check(ctx, "genuine"); err != nil {
 		t.Fatalf("after the refill: %v", err)
 	}
@@ -173,7 +185,7 @@ func TestIntrospectionProviderDownIsTryAgain(t *testing.T) {
 		f := newIntrospectFixture(t)
 		f.active("tok")
 		f.ep.status = status
-		if _, err := f.in.check(context.Background(), "tok"); !errors.Is(err, ErrProviderUnavailable) || errors.Is(err, errInvalidToken) {
+		if _, err := f.in.check(context.Background(), "tok"); !errors.Is(err, ErrProviderUnavailable) || errors.Is(err, oidc.ErrInvalidToken) {
 			t.Fatalf("status %d: %v, want try again, not invalid", status, err)
 		}
 		f.ep.status = 0

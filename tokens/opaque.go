@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 // Opaque access tokens.
@@ -52,26 +54,6 @@ const DefaultOpaqueAccessLife = 5 * time.Minute
 // often, which is when a revocation or a logout elsewhere is noticed.
 const MaxOpaqueAccessLife = time.Hour
 
-// isJWT reports whether an access token from the token endpoint is a JWT
-// this app can check: the compact serialization, whose header is a JSON
-// object naming an alg. Anything else the token endpoint issues is an
-// opaque token: Hydra's ory_at_... and Google's ya29... have dots but not
-// three JSON-headed parts, and a JWE has five.
-func isJWT(raw string) bool {
-	if compactJWS(raw) != nil {
-		return false
-	}
-	head, _, _ := strings.Cut(raw, ".")
-	b, err := base64.RawURLEncoding.DecodeString(head)
-	if err != nil {
-		return false
-	}
-	var h struct {
-		Alg string `json:"alg"`
-	}
-	return json.Unmarshal(b, &h) == nil && h.Alg != ""
-}
-
 // opaqueCookie is the sealed content of cb_access_token when the access
 // token is opaque.
 type opaqueCookie struct {
@@ -100,7 +82,7 @@ func opaqueExpiry(tok *oauth2.Token, now time.Time) time.Time {
 // the scope the token endpoint granted. They come from the token response
 // and the validated ID token, never from the token itself.
 func opaqueClaims(issuer string, c opaqueCookie) *Claims {
-	return &Claims{Issuer: issuer, Subject: c.Subject, Expiry: UnixTime(c.Expires), Scope: c.Scope, AuthTime: UnixTime(c.AuthTime)}
+	return &Claims{Issuer: issuer, Subject: c.Subject, Expiry: oidc.UnixTime(c.Expires), Scope: c.Scope, AuthTime: oidc.UnixTime(c.AuthTime)}
 }
 
 // checkAtHash checks an ID token's at_hash against the access token that
@@ -117,7 +99,7 @@ func checkAtHash(idToken string, c *Claims, access string) error {
 		Alg string `json:"alg"`
 	}
 	if err != nil || json.Unmarshal(b, &h) != nil {
-		return fmt.Errorf("%w: the ID token's header does not decode", errInvalidToken)
+		return fmt.Errorf("%w: the ID token's header does not decode", oidc.ErrInvalidToken)
 	}
 	var sum hash.Hash
 	switch h.Alg {
@@ -128,13 +110,13 @@ func checkAtHash(idToken string, c *Claims, access string) error {
 	case "RS512", "PS512", "ES512", "EdDSA", "Ed25519":
 		sum = sha512.New()
 	default:
-		return fmt.Errorf("%w: no at_hash rule for alg %q", errInvalidToken, h.Alg)
+		return fmt.Errorf("%w: no at_hash rule for alg %q", oidc.ErrInvalidToken, h.Alg)
 	}
 	sum.Write([]byte(access))
 	d := sum.Sum(nil)
 	want := base64.RawURLEncoding.EncodeToString(d[:len(d)/2])
 	if subtle.ConstantTimeCompare([]byte(want), []byte(c.AtHash)) != 1 {
-		return fmt.Errorf("%w: the ID token's at_hash is not the access token's", errInvalidToken)
+		return fmt.Errorf("%w: the ID token's at_hash is not the access token's", oidc.ErrInvalidToken)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -576,6 +577,26 @@ func (v *Verifier) validate(c *Claims, aud string, now time.Time, l *check.List)
 	}
 	l.Pass(check.Expiry)
 	return nil
+}
+
+// IsJWT reports whether an access token from the token endpoint is a JWT
+// this app can check: the compact serialization, whose header is a JSON
+// object naming an alg. Anything else the token endpoint issues is an
+// opaque token: Hydra's ory_at_... and Google's ya29... have dots but not
+// three JSON-headed parts, and a JWE has five.
+func IsJWT(raw string) bool {
+	if compactJWS(raw) != nil {
+		return false
+	}
+	head, _, _ := strings.Cut(raw, ".")
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return false
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	return json.Unmarshal(b, &h) == nil && h.Alg != ""
 }
 
 // compactJWS checks that raw is a JWS in the compact serialization with

@@ -25,7 +25,7 @@ import (
 // remembered (by the token's hash, never the token) so that each token
 // costs the provider one call until it expires, and the provider shield's
 // rules hold: a token the provider called inactive is never sent again
-// (until MaxOpaqueAccessLife has passed), and inactive answers draw on a
+// (until maxOpaqueAccessLife has passed), and inactive answers draw on a
 // small budget (as do errors), spent while a flood of made-up tokens lasts,
 // during which unknown tokens get "try again" without a call.
 
@@ -34,10 +34,10 @@ import (
 // it. It wraps oidc.ErrInvalidToken.
 var ErrOpaqueBearer = fmt.Errorf("%w: not a JWT: an opaque access token can be checked only by the provider (RFC 7662 introspection), which is off here", oidc.ErrInvalidToken)
 
-// ErrIntrospectionThrottled is the answer for an unknown opaque Bearer
+// errIntrospectionThrottled is the answer for an unknown opaque Bearer
 // token while the budget of inactive introspection answers is spent: the
 // provider was not asked. It wraps ErrProviderUnavailable.
-var ErrIntrospectionThrottled = fmt.Errorf("%w: too many unknown opaque tokens on this instance just now", ErrProviderUnavailable)
+var errIntrospectionThrottled = fmt.Errorf("%w: too many unknown opaque tokens on this instance just now", ErrProviderUnavailable)
 
 // introspectTimeout bounds one introspection call.
 const introspectTimeout = 5 * time.Second
@@ -101,7 +101,7 @@ func (in *introspector) check(ctx context.Context, raw string) (*Claims, error) 
 		return nil, fmt.Errorf("%w: the provider called this token inactive before", oidc.ErrInvalidToken)
 	}
 	if !in.budget.allow(now) {
-		return nil, ErrIntrospectionThrottled
+		return nil, errIntrospectionThrottled
 	}
 	ch := in.group.DoChan(string(sum[:]), func() (any, error) {
 		// Detached: one caller giving up must not fail the others.
@@ -118,7 +118,7 @@ func (in *introspector) check(ctx context.Context, raw string) (*Claims, error) 
 		}
 		c, err := in.judge(ans, now)
 		if err != nil {
-			in.dead.add(sum, now.Add(MaxOpaqueAccessLife), now)
+			in.dead.add(sum, now.Add(maxOpaqueAccessLife), now)
 			in.budget.spend(now)
 			return nil, err
 		}
@@ -140,8 +140,8 @@ func (in *introspector) check(ctx context.Context, raw string) (*Claims, error) 
 // judge turns an introspection answer into claims, or refuses it: inactive,
 // no subject, another issuer, for another audience (or, without aud,
 // issued to another client), expired or not yet valid. Without exp the
-// answer holds for DefaultOpaqueAccessLife; no answer holds longer than
-// MaxOpaqueAccessLife.
+// answer holds for defaultOpaqueAccessLife; no answer holds longer than
+// maxOpaqueAccessLife.
 func (in *introspector) judge(a *introspection, now time.Time) (*Claims, error) {
 	switch {
 	case !a.Active:
@@ -161,11 +161,11 @@ func (in *introspector) judge(a *introspection, now time.Time) (*Claims, error) 
 	case a.Expiry != 0 && !now.Add(-oidc.Leeway).Before(a.Expiry.Time()):
 		return nil, fmt.Errorf("%w: expired at %s", oidc.ErrInvalidToken, a.Expiry.Time().UTC())
 	}
-	exp := now.Add(DefaultOpaqueAccessLife)
+	exp := now.Add(defaultOpaqueAccessLife)
 	if a.Expiry != 0 {
 		exp = a.Expiry.Time()
 	}
-	if most := now.Add(MaxOpaqueAccessLife); exp.After(most) {
+	if most := now.Add(maxOpaqueAccessLife); exp.After(most) {
 		exp = most
 	}
 	return &Claims{Issuer: in.issuer, Subject: a.Subject, Audience: a.Audience, Expiry: oidc.UnixTime(exp.Unix()),

@@ -160,7 +160,7 @@ func TestIntrospectionFloodOfMadeUpTokensIsBounded(t *testing.T) {
 	for i := range 100 {
 		_, err := f.in.check(ctx, "made-up-"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 		switch {
-		case errors.Is(err, ErrIntrospectionThrottled):
+		case errors.Is(err, errIntrospectionThrottled):
 			throttled++
 		case !errors.Is(err, oidc.ErrInvalidToken):
 			t.Fatalf("a made-up token: %v", err)

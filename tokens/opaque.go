@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -13,6 +14,8 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/changebank/changebank/tokens/check"
+	"github.com/changebank/changebank/tokens/cookie"
 	"github.com/changebank/changebank/tokens/oidc"
 )
 
@@ -30,7 +33,7 @@ import (
 //   - The access token is sealed in its cookie (AES-GCM under a key derived
 //     from the app secret and the cookie's name), with the subject and the
 //     expiry the token endpoint gave (expires_in, at most
-//     MaxOpaqueAccessLife; DefaultOpaqueAccessLife without one), and bound
+//     maxOpaqueAccessLife; defaultOpaqueAccessLife without one), and bound
 //     to cb_userinfo by its SHA-256 like a JWT.
 //   - Every request checks the seal, the expiry, the binding and the logout
 //     marker, and a refresh at expiry asks the provider again: the provider
@@ -44,15 +47,15 @@ import (
 // still honours it is known only at the next refresh, or, for Bearer
 // tokens, by asking the provider's introspection endpoint (RFC 7662).
 
-// DefaultOpaqueAccessLife is how long an opaque access token is kept when
+// defaultOpaqueAccessLife is how long an opaque access token is kept when
 // the token endpoint gave no expires_in: short, so that the provider is
 // asked again (a refresh) soon.
-const DefaultOpaqueAccessLife = 5 * time.Minute
+const defaultOpaqueAccessLife = 5 * time.Minute
 
-// MaxOpaqueAccessLife bounds an opaque access token's life in the session,
+// maxOpaqueAccessLife bounds an opaque access token's life in the session,
 // whatever expires_in says: the provider sees the session at least this
 // often, which is when a revocation or a logout elsewhere is noticed.
-const MaxOpaqueAccessLife = time.Hour
+const maxOpaqueAccessLife = time.Hour
 
 // opaqueCookie is the sealed content of cb_access_token when the access
 // token is opaque.
@@ -65,13 +68,13 @@ type opaqueCookie struct {
 }
 
 // opaqueExpiry is when an opaque access token from tok is to be treated as
-// expired: the token endpoint's expires_in, at most MaxOpaqueAccessLife,
-// DefaultOpaqueAccessLife when it gave none.
+// expired: the token endpoint's expires_in, at most maxOpaqueAccessLife,
+// defaultOpaqueAccessLife when it gave none.
 func opaqueExpiry(tok *oauth2.Token, now time.Time) time.Time {
 	if tok.Expiry.IsZero() {
-		return now.Add(DefaultOpaqueAccessLife)
+		return now.Add(defaultOpaqueAccessLife)
 	}
-	if most := now.Add(MaxOpaqueAccessLife); tok.Expiry.After(most) {
+	if most := now.Add(maxOpaqueAccessLife); tok.Expiry.After(most) {
 		return most
 	}
 	return tok.Expiry
@@ -119,4 +122,109 @@ func checkAtHash(idToken string, c *Claims, access string) error {
 		return fmt.Errorf("%w: the ID token's at_hash is not the access token's", oidc.ErrInvalidToken)
 	}
 	return nil
+}
+
+// validateOpaque checks a token response whose access token is opaque: the
+// ID token in full (with nonce at a login), its at_hash against the access
+// token, and at a refresh that it names the session's user (prev). A
+// refresh without an ID token keeps the session's user and profile: the
+// refresh token the provider just honoured is bound to that user.
+func (s *Sessions) validateOpaque(ctx context.Context, tok *oauth2.Token, nonce string, prev UserInfo) (*refreshed, error) {
+	c := opaqueCookie{Token: tok.AccessToken, Expires: opaqueExpiry(tok, s.now()).Unix()}
+	c.Scope, _ = tok.Extra("scope").(string)
+	res := &refreshed{access: tok.AccessToken, refreshToken: tok.RefreshToken, opaque: true}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		if nonce != "" || prev.Subject == "" {
+			return nil, fmt.Errorf("%w: the token response has no ID token, and its access token is opaque", ErrNoSession)
+		}
+		c.Subject = prev.Subject
+		res.claims = opaqueClaims(s.provider.Issuer(), c)
+		s.noteKind(true)
+		return res, nil
+	}
+	id, err := s.verifier.IDToken(ctx, raw, nonce)
+	if err != nil {
+		return nil, s.tokenResponseError("ID token", err)
+	}
+	if prev.Subject != "" && id.Subject != prev.Subject {
+		return nil, fmt.Errorf("%w: the new ID token names another user", ErrNoSession)
+	}
+	if err := checkAtHash(raw, id, tok.AccessToken); err != nil {
+		return nil, s.tokenResponseError("access token", err)
+	}
+	c.Subject, c.AuthTime = id.Subject, int64(id.AuthTime)
+	res.claims, res.idToken = opaqueClaims(s.provider.Issuer(), c), raw
+	if res.user, err = s.profile(ctx, tok.AccessToken, id, prev); err != nil {
+		return nil, err
+	}
+	s.noteKind(true)
+	return res, nil
+}
+
+// sealOpaque is the value of cb_access_token for a session whose access
+// token is opaque: the token, its subject, expiry, scope and auth_time,
+// sealed under the cookie's own key.
+func (s *Sessions) sealOpaque(sess *Session) (string, error) {
+	return s.cookies.Seal(cookie.Access, opaqueCookie{
+		Token: sess.AccessToken, Subject: sess.User.Subject, Expires: int64(sess.Access.Expiry),
+		Scope: sess.Access.Scope, AuthTime: int64(sess.Access.AuthTime),
+	})
+}
+
+// openOpaque checks cb_access_token for a session whose access token is
+// opaque: it opens (sealed by this app for this cookie), it holds the very
+// token the token endpoint issued to the session (its SHA-256 is the one
+// cb_userinfo holds), and its expiry. It returns the claims the session
+// stands on and the token; past its expiry, with an error wrapping
+// oidc.ErrExpired, so that the caller refreshes. Each check goes on l.
+func (s *Sessions) openOpaque(sealed string, user UserInfo, now time.Time, l *check.List) (*Claims, string, error) {
+	var c opaqueCookie
+	if err := s.cookies.OpenValue(cookie.Access, sealed, &c); err != nil {
+		return nil, "", l.Fail(check.Sealed, fmt.Errorf("%w: the access cookie does not open (changed, moved from another cookie, or sealed under another secret)", oidc.ErrInvalidToken))
+	}
+	l.Pass(check.Sealed)
+	sum := sha256.Sum256([]byte(c.Token))
+	if len(user.AccessHash) == 0 || subtle.ConstantTimeCompare(sum[:], user.AccessHash) != 1 {
+		return nil, "", l.Fail(check.Kind, fmt.Errorf("%w: not the access token issued to this session (its SHA-256 is not the one cb_userinfo holds)", oidc.ErrInvalidToken))
+	}
+	l.Pass(check.Kind)
+	claims := opaqueClaims(s.provider.Issuer(), c)
+	if !now.Before(claims.Expiry.Time()) {
+		return claims, c.Token, l.Fail(check.Expiry, fmt.Errorf("%w at %s", oidc.ErrExpired, claims.Expiry.Time().UTC()))
+	}
+	l.Pass(check.Expiry)
+	return claims, c.Token, nil
+}
+
+// The kinds of access token noteKind logs.
+const (
+	kindUnknown int32 = iota
+	kindJWT
+	kindOpaque
+)
+
+// noteKind logs which kind of access token the provider issues, from the
+// token endpoint's answers: once, after the first, and again if it
+// changes (a provider reconfigured while the app runs).
+func (s *Sessions) noteKind(opaque bool) {
+	kind := kindJWT
+	if opaque {
+		kind = kindOpaque
+	}
+	if s.kind.Swap(kind) == kind {
+		return
+	}
+	switch {
+	case !opaque:
+		s.log.Info("access tokens: JWT, checked against the provider's keys on every request")
+	case s.introspect == nil:
+		s.log.Info("access tokens: opaque, sealed in the access cookie, checked by the provider at each refresh; as Bearer they are refused (BEARER_INTROSPECTION is off)")
+	default:
+		endpoint := "the provider lists no introspection endpoint, so as Bearer they are refused"
+		if m, err := s.provider.Metadata(); err == nil && m.IntrospectionEndpoint != "" {
+			endpoint = "as Bearer, checked at the provider's introspection endpoint once per token"
+		}
+		s.log.Info("access tokens: opaque, sealed in the access cookie, checked by the provider at each refresh; " + endpoint)
+	}
 }

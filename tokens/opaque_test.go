@@ -44,8 +44,8 @@ func TestOpaqueAccessTokenLife(t *testing.T) {
 		want   time.Time
 	}{
 		"expires_in as given": {now.Add(3599 * time.Second), now.Add(3599 * time.Second)},
-		"no expires_in":       {time.Time{}, now.Add(DefaultOpaqueAccessLife)},
-		"a day: bounded":      {now.Add(24 * time.Hour), now.Add(MaxOpaqueAccessLife)},
+		"no expires_in":       {time.Time{}, now.Add(defaultOpaqueAccessLife)},
+		"a day: bounded":      {now.Add(24 * time.Hour), now.Add(maxOpaqueAccessLife)},
 	} {
 		if got := opaqueExpiry(&oauth2.Token{Expiry: tc.expiry}, now); !got.Equal(tc.want) {
 			t.Errorf("%s: %s, want %s", name, got, tc.want)

@@ -79,7 +79,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sessions, err := tokens.New(life, tokens.Config{
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, AppURL: cfg.AppURL, Secrets: cfg.Secrets,
 		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams, IssuerInternalURL: cfg.IssuerInternalURL,
-		RefreshTokenTTL: cfg.RefreshTTL, FusionAuthAPIKey: cfg.APIKey, Logger: log,
+		BearerIntrospection: cfg.BearerIntrospection,
+		RefreshTokenTTL:     cfg.RefreshTTL, FusionAuthAPIKey: cfg.APIKey, Logger: log,
 	})
 	if err != nil {
 		return fmt.Errorf("changebank: %w", err)

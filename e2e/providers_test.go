@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -628,6 +629,17 @@ func expiryOf(t *testing.T, jwt string) time.Time {
 
 var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 
+// refreshTag finds a meta refresh of 0 seconds, as the app's Log out page writes it.
+var refreshTag = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url='([^']*)'">`)
+
+// refreshTarget is where a page that refreshes at once sends the browser; "" for any other page.
+func refreshTarget(body string) string {
+	if m := refreshTag.FindStringSubmatch(body); m != nil {
+		return html.UnescapeString(m[1])
+	}
+	return ""
+}
+
 // logsOut presses Log out on /account and follows the provider back to the app.
 func (b *person) logsOut(op testProvider, j providerJourney) {
 	t := b.t
@@ -647,6 +659,19 @@ func (b *person) logsOut(op testProvider, j providerJourney) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	// The app's answer is a page that moves the browser on at once (a
+	// meta refresh): follow it as a browser does.
+	for range 3 {
+		next := refreshTarget(string(body))
+		if next == "" {
+			break
+		}
+		if resp, err = b.follow.Get(next); err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
 	b.remember()
 	landed := resp.Request.URL.Scheme + "://" + resp.Request.URL.Host + resp.Request.URL.Path // the query may hold id_token_hint
 	if !strings.HasPrefix(landed, b.d.appURL+"/") || resp.StatusCode != http.StatusOK {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,16 +69,24 @@ type opaqueCookie struct {
 }
 
 // opaqueExpiry is when an opaque access token from tok is to be treated as
-// expired: the token endpoint's expires_in, at most maxOpaqueAccessLife,
-// defaultOpaqueAccessLife when it gave none.
+// expired: the token endpoint's expires_in from now (the app's clock, not
+// x/oauth2's), at most maxOpaqueAccessLife, defaultOpaqueAccessLife when
+// it gave none.
 func opaqueExpiry(tok *oauth2.Token, now time.Time) time.Time {
-	if tok.Expiry.IsZero() {
-		return now.Add(defaultOpaqueAccessLife)
+	life := defaultOpaqueAccessLife
+	var secs float64
+	switch v := tok.Extra("expires_in").(type) {
+	case float64:
+		secs = v
+	case string: // some providers send it quoted
+		secs, _ = strconv.ParseFloat(v, 64)
 	}
-	if most := now.Add(maxOpaqueAccessLife); tok.Expiry.After(most) {
-		return most
+	if secs > 0 {
+		life = time.Duration(secs * float64(time.Second))
+	} else if !tok.Expiry.IsZero() {
+		life = tok.Expiry.Sub(time.Now())
 	}
-	return tok.Expiry
+	return now.Add(min(life, maxOpaqueAccessLife))
 }
 
 // opaqueClaims are the claims a session with an opaque access token

@@ -290,6 +290,10 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 		if err != nil || port != strconv.Itoa(int(containerPort(t, c, intstr.FromString("http")))) {
 			t.Errorf("the app listens on %s, the container port named http is %+v", cfg.ListenAddr, c.Ports)
 		}
+		_, port, err = net.SplitHostPort(cfg.MetricsAddr)
+		if err != nil || port != strconv.Itoa(int(containerPort(t, c, intstr.FromString("metrics")))) {
+			t.Errorf("the metrics listen on %q, the container port named metrics is %+v", cfg.MetricsAddr, c.Ports)
+		}
 		if cfg.EmbeddedIdP || cfg.AttackerAddr != "" {
 			t.Error("the embedded provider and the attacker page are for the local demo")
 		}
@@ -364,8 +368,19 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 	})
 
 	t.Run("ports and probes", func(t *testing.T) {
-		if len(c.Ports) != 1 || c.Ports[0].Name != "http" {
-			t.Errorf("container ports %+v: want the app's one, named http", c.Ports)
+		if len(c.Ports) != 2 || c.Ports[0].Name != "http" || c.Ports[1].Name != "metrics" {
+			t.Errorf("container ports %+v: want the app's, named http, and the metrics', named metrics", c.Ports)
+		}
+		for _, p := range m.service.Spec.Ports {
+			if containerPort(t, c, p.TargetPort) != containerPort(t, c, intstr.FromString("http")) {
+				t.Errorf("the Service exposes port %s: only the app's own, never the metrics", p.TargetPort.String())
+			}
+		}
+		// Prometheus is told where to scrape, and it is the metrics listener.
+		ann := pod.Annotations
+		metricsPort := strconv.Itoa(int(containerPort(t, c, intstr.FromString("metrics"))))
+		if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != metricsPort || ann["prometheus.io/path"] != "/metrics" {
+			t.Errorf("scrape annotations %v: want scrape true, port %s, path /metrics", ann, metricsPort)
 		}
 		for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
 			if p == nil || p.HTTPGet == nil {
@@ -542,16 +557,39 @@ func TestKubernetesManifestsFitTheApp(t *testing.T) {
 		}
 	})
 
-	t.Run("shutdown fits the grace period, probes fit the shutdown", func(t *testing.T) {
+	t.Run("drain and shutdown fit the grace period, probes fit the drain", func(t *testing.T) {
+		full := map[string]string{}
+		for k, v := range env {
+			full[k] = v
+		}
+		for _, ref := range secretRefs {
+			full[ref.Key] = randomSecret()
+		}
+		cfg, err := app.LoadConfig(nil, apptest.Getenv(full), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drain := cfg.DrainPeriod
+		if drain < 10*time.Second {
+			t.Errorf("DRAIN_PERIOD %s: Kubernetes removes a terminating pod's endpoint asynchronously, often seconds later; the pods must keep serving that long", drain)
+		}
+		// SIGTERM, then the drain, then the graceful shutdown, before SIGKILL.
 		grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
-		if grace < appShutdownBound+5*time.Second {
-			t.Errorf("terminationGracePeriodSeconds %s: the app shuts down for up to %s, and SIGKILL must not cut it short", grace, appShutdownBound)
+		if grace < drain+app.ShutdownBound+5*time.Second {
+			t.Errorf("terminationGracePeriodSeconds %s: the app drains for %s, then shuts down for up to %s, and SIGKILL must not cut either short", grace, drain, app.ShutdownBound)
 		}
+		// A balancer that polls /readyz as the kubelet does sees the 503
+		// while the drain still serves its requests.
+		ready := c.ReadinessProbe
+		if window := time.Duration(ready.PeriodSeconds*ready.FailureThreshold+ready.TimeoutSeconds) * time.Second; window >= drain {
+			t.Errorf("readiness notices the drain after up to %s, not within the %s drain", window, drain)
+		}
+		// Liveness never kills a pod that drains or shuts down gracefully.
 		live := c.LivenessProbe
-		if window := time.Duration(live.PeriodSeconds*live.FailureThreshold) * time.Second; window <= appShutdownBound {
-			t.Errorf("liveness fails after %s, within the %s a shutdown may take", window, appShutdownBound)
+		if window := time.Duration(live.PeriodSeconds*live.FailureThreshold) * time.Second; window <= app.ShutdownBound {
+			t.Errorf("liveness fails after %s, within the %s a shutdown may take", window, app.ShutdownBound)
 		}
-		for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": live} {
+		for name, p := range map[string]*corev1.Probe{"readiness": ready, "liveness": live} {
 			if p.TimeoutSeconds < 1 || p.PeriodSeconds <= p.TimeoutSeconds {
 				t.Errorf("%s probe: timeout %ds, period %ds", name, p.TimeoutSeconds, p.PeriodSeconds)
 			}
@@ -576,7 +614,8 @@ func dockerfileUser(t *testing.T) string {
 
 // TestKubernetesProbesAnswer runs the app with the manifests' settings
 // (its addresses moved to free loopback ports, the provider to the
-// stand-in) and asks the probes' paths what the kubelet would.
+// stand-in) and asks the probes' paths what the kubelet would, and the
+// metrics listener what the scrape annotations tell Prometheus to ask.
 func TestKubernetesProbesAnswer(t *testing.T) {
 	m := renderKubernetes(t, kubernetesDir)
 	c := appContainer(t, m)
@@ -584,7 +623,21 @@ func TestKubernetesProbesAnswer(t *testing.T) {
 	for _, where := range []string{"APP_URL", "ISSUER", "LISTEN_ADDR"} {
 		delete(env, where)
 	}
+	if env["METRICS_ADDR"] == "" {
+		t.Fatal("the manifests do not turn the metrics on")
+	}
+	metricsAddr := apptest.FreePort(t)
+	env["METRICS_ADDR"] = metricsAddr
 	d := startDemo(t, env)
+	resp, err := http.Get("http://" + metricsAddr + m.deployment.Spec.Template.Annotations["prometheus.io/path"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "changebank_build_info") {
+		t.Errorf("the scrape answers %d:\n%.300s", resp.StatusCode, body)
+	}
 	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
 		resp, err := http.Get(d.base + p.HTTPGet.Path)
 		if err != nil {

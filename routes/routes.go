@@ -22,7 +22,20 @@ import (
 type Option func(*options)
 
 type options struct {
-	attacker string // the attacker page's origin, linked from the inspector
+	attacker string          // the attacker page's origin, linked from the inspector
+	observer RequestObserver // told of every request; nil when metrics are off
+}
+
+// A RequestObserver is told of every request the app answers: its method,
+// its route as New lists it ("/session/lab", "/static/*filepath"; "" for a
+// path no route serves), its status code and how long the answer took.
+type RequestObserver interface {
+	ObserveRequest(method, route string, code int, elapsed time.Duration)
+}
+
+// WithRequestObserver tells o of every request the app answers.
+func WithRequestObserver(o RequestObserver) Option {
+	return func(opts *options) { opts.observer = o }
 }
 
 // WithAttackerPage links the inspector to the cross-site attacker page
@@ -72,7 +85,7 @@ func New(log *slog.Logger, sessions *tokens.Sessions, now func() time.Time, asse
 	// security headers) and honours a client's X-Forwarded-Prefix in its
 	// Location: notFound redirects instead, inside the middleware.
 	r.RedirectTrailingSlash = false
-	r.Use(requestLog(log), recovery(log, views), securityHeaders(issuer.Scheme+"://"+issuer.Host, origin.Scheme == "https"))
+	r.Use(requestLog(log, o.observer), recovery(log, views), securityHeaders(issuer.Scheme+"://"+issuer.Host, origin.Scheme == "https"))
 	r.NoMethod(methodNotAllowed(views))
 
 	quiet := newQuietLog(log) // for the lines anyone can cause
@@ -151,10 +164,14 @@ func (f filesOnly) Open(name string) (fs.File, error) {
 // anyone can send a long one), status and duration: at info,
 // except static files and health probes, which succeed by the thousand and
 // tell nothing, at debug. A failed one of those is still logged at info.
-func requestLog(log *slog.Logger) gin.HandlerFunc {
+// observer, when not nil, is told of every request, logged or not.
+func requestLog(log *slog.Logger, observer RequestObserver) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
+		if observer != nil {
+			observer.ObserveRequest(c.Request.Method, c.FullPath(), c.Writer.Status(), time.Since(start))
+		}
 		level := slog.LevelInfo
 		path := c.Request.URL.Path
 		if c.Writer.Status() < http.StatusBadRequest && (strings.HasPrefix(path, "/static/") || path == "/healthz" || path == "/readyz") {

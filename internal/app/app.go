@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/idp"
+	"github.com/changebank/changebank/internal/metrics"
 	"github.com/changebank/changebank/routes"
 	"github.com/changebank/changebank/tokens"
 	"github.com/changebank/changebank/tokens/oidc"
@@ -73,6 +74,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("changebank: the app cannot listen on %s (is another ChangeBank running? set APP_URL to another port, such as http://localhost:8081: the app listens on its port unless LISTEN_ADDR says otherwise): %w", cfg.ListenAddr, err)
 	}
 	defer ln.Close() // until serve owns it
+	var mln net.Listener
+	if cfg.MetricsAddr != "" {
+		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("changebank: the metrics cannot listen on %s (set METRICS_ADDR to another port, or leave it empty to turn them off): %w", cfg.MetricsAddr, err)
+		}
+		defer mln.Close() // until serve owns it
+	}
 
 	// Discovery starts in New, once every port is held: a port already
 	// taken stops the app above before it says anything about the provider.
@@ -86,6 +94,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("changebank: %w", err)
 	}
 	var appOpts []routes.Option
+	var meters *metrics.Metrics
+	if mln != nil {
+		meters = metrics.New()
+		appOpts = append(appOpts, routes.WithRequestObserver(meters))
+	}
 	if attackerOrigin != "" {
 		appOpts = append(appOpts, routes.WithAttackerPage(attackerOrigin))
 	}
@@ -105,6 +118,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	draining := new(atomic.Bool)
 	services = append(services, server{name: "app", srv: newServer(drained(handler, draining)), ln: ln, draining: draining})
+	if mln != nil {
+		services = append(services, server{name: "metrics", srv: newServer(metricsMux(meters)), ln: mln})
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	if !cfg.EmbeddedIdP {
 		go hintWhileUnreachable(life, sessions.Provider(), cfg, log)
 	}
@@ -124,12 +141,12 @@ type server struct {
 	draining *atomic.Bool // set when the drain begins; nil: the server has no /readyz
 }
 
-// shutdownBound is how long the graceful shutdown waits for requests in
+// ShutdownBound is how long the graceful shutdown waits for requests in
 // flight (a refresh at the provider included) before it closes what is left.
-const shutdownBound = 10 * time.Second
+const ShutdownBound = 10 * time.Second
 
 // serve runs every service until ctx ends or one of them fails, then shuts
-// all of them down (gracefully, for at most shutdownBound) and waits for
+// all of them down (gracefully, for at most ShutdownBound) and waits for
 // them. When ctx ends (unless its cause is ErrInterrupted) it first drains
 // for drain: every server keeps serving, new connections included, while
 // /readyz answers 503, so that a balancer polling it (a Kubernetes
@@ -168,7 +185,7 @@ func serve(ctx context.Context, log *slog.Logger, drain time.Duration, services 
 		}
 		log.Info("shutting down")
 	}
-	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), shutdownBound)
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), ShutdownBound)
 	defer done()
 	var errs []error
 	for _, s := range services {
@@ -179,6 +196,13 @@ func serve(ctx context.Context, log *slog.Logger, drain time.Duration, services 
 	}
 	wg.Wait()
 	return errors.Join(append([]error{failed}, errs...)...)
+}
+
+// metricsMux serves the metrics at /metrics and nothing else.
+func metricsMux(m *metrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	return mux
 }
 
 // drained answers /readyz with 503 once draining is set, and from then on

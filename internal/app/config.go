@@ -39,6 +39,7 @@ type Config struct {
 	EmbeddedIdP         bool
 	LogLevel            slog.Level
 	AttackerAddr        string // host:port of the attacker page; "" when off
+	MetricsAddr         string // host:port of the Prometheus metrics listener; "" when off
 
 	issuerAddr string // host:port the embedded provider listens on
 }
@@ -78,6 +79,7 @@ var settings = []setting{
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"ATTACKER_ADDR", "", "host:port of the cross-site attacker page, another site than APP_URL's host (.env: 127.0.0.1:8090); empty: off"},
+	{"METRICS_ADDR", "", "host:port of the Prometheus metrics listener (/metrics), apart from the app's port, such as :9090; empty: off"},
 }
 
 // publishedSecrets are the secret values this repository publishes in
@@ -249,6 +251,19 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			// own host, or a host of its site, the attacker page would be the
 			// same site and its lesson wrong.
 			bad("ATTACKER_ADDR", "%q is the same site as APP_URL's host to a browser: use another loopback name (127.0.0.1 when the app is localhost)", cfg.AttackerAddr)
+		}
+	}
+
+	if cfg.MetricsAddr = get("METRICS_ADDR"); cfg.MetricsAddr != "" {
+		_, port, err := net.SplitHostPort(cfg.MetricsAddr)
+		_, appPort, _ := net.SplitHostPort(cfg.ListenAddr)
+		switch {
+		case err != nil || port == "":
+			bad("METRICS_ADDR", "%q: want host:port or :port, such as :9090", cfg.MetricsAddr)
+		case port == appPort:
+			// Apart from the public port, so that the route in never
+			// exposes them and a scrape never competes with a browser.
+			bad("METRICS_ADDR", "%q is the app's own port: give the metrics another one, such as :9090", cfg.MetricsAddr)
 		}
 	}
 

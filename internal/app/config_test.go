@@ -394,3 +394,31 @@ func TestAttackerAddrMustBeAnotherSite(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigMetricsAddr(t *testing.T) {
+	load := func(addr string) (Config, error) {
+		env := map[string]string{"METRICS_ADDR": addr, "APP_URL": "http://localhost:8080"}
+		for k, v := range apptest.DemoEnv {
+			env[k] = v
+		}
+		return LoadConfig(nil, apptest.Getenv(env), io.Discard)
+	}
+	for _, ok := range []string{"", ":9090", "127.0.0.1:9090", "[::1]:9090"} {
+		if cfg, err := load(ok); err != nil || cfg.MetricsAddr != ok {
+			t.Errorf("METRICS_ADDR=%q: %v (%q)", ok, err, cfg.MetricsAddr)
+		}
+	}
+	for bad, says := range map[string]string{
+		"9090":           "want host:port",
+		"localhost:":     "want host:port",
+		":8080":          "the app's own port",
+		"0.0.0.0:8080":   "the app's own port",
+		"metrics.local":  "want host:port",
+		"127.0.0.1:8080": "the app's own port",
+	} {
+		_, err := load(bad)
+		if err == nil || !strings.Contains(err.Error(), "METRICS_ADDR: ") || !strings.Contains(err.Error(), says) {
+			t.Errorf("METRICS_ADDR=%q: %v, want it refused with %q", bad, err, says)
+		}
+	}
+}

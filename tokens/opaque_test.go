@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,4 +181,85 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// BenchmarkLoadSession measures a request of a session that needs no
+// refresh: with a JWT access token (remembered after its first check, see
+// sessioncache.go) and with an opaque one (its cookie opened on every
+// request: it is not cached).
+func BenchmarkLoadSession(b *testing.B) {
+	now := time.Now()
+	signer := newTestSigner(b, "k1")
+	cfg := testConfig(testIssuer)
+	cfg.Clock = func() time.Time { return now }
+	s := testSessions(b, cfg, nil, staticKeys{"k1": signer.Pub})
+	jwt := signer.Sign(b, goodClaims(now), nil)
+	for _, kind := range []string{"JWT", "opaque"} {
+		b.Run(kind, func(b *testing.B) {
+			token := jwt
+			if kind == "opaque" {
+				token = "ya29.an-opaque-access-token-of-typical-length-0123456789abcdef"
+			}
+			sum := sha256.Sum256([]byte(token))
+			user := UserInfo{Subject: "user-1", Name: "Richard Hendricks", LoginID: "l1", LoginAt: now.Add(-time.Minute).Unix(),
+				Expires: now.Add(time.Hour).Unix(), AccessHash: sum[:], OpaqueAccess: kind == "opaque"}
+			access := token
+			if kind == "opaque" {
+				access = sealedCookie(b, s.cookies, cookie.Access, opaqueCookie{Token: token, Subject: "user-1", Expires: now.Add(time.Hour).Unix()}).Value
+			}
+			r := httptest.NewRequest(http.MethodGet, "/account", nil)
+			r.AddCookie(&http.Cookie{Name: s.cookies.Name(cookie.Access), Value: access})
+			r.AddCookie(sealedCookie(b, s.cookies, cookie.UserInfo, user))
+			w := httptest.NewRecorder()
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := s.Load(ctx, w, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestCachedOpaqueSessionIsCheckedOnEveryRequest: an opaque session served
+// from the session cache still meets the logout marker and its own expiry.
+func TestCachedOpaqueSessionIsCheckedOnEveryRequest(t *testing.T) {
+	clock := &manualClock{At: time.Now()}
+	cfg := testConfig(testIssuer)
+	cfg.Clock = clock.Now
+	s := testSessions(t, cfg, nil, staticKeys{})
+	now := clock.Now()
+	const token = "ya29.opaque"
+	sum := sha256.Sum256([]byte(token))
+	user := UserInfo{Subject: "user-1", LoginID: "l1", LoginAt: now.Add(-time.Minute).Unix(), Expires: now.Add(time.Hour).Unix(),
+		AccessHash: sum[:], OpaqueAccess: true}
+	access := sealedCookie(t, s.cookies, cookie.Access, opaqueCookie{Token: token, Subject: "user-1", Expires: now.Add(time.Minute).Unix()})
+	info := sealedCookie(t, s.cookies, cookie.UserInfo, user)
+	request := func(extra ...*http.Cookie) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "/account", nil)
+		r.AddCookie(access)
+		r.AddCookie(info)
+		for _, c := range extra {
+			r.AddCookie(c)
+		}
+		return r
+	}
+	for range 2 {
+		if sess, err := s.Load(context.Background(), httptest.NewRecorder(), request()); err != nil || sess.AccessToken != token {
+			t.Fatalf("%+v, %v", sess, err)
+		}
+	}
+	if s.sessions.len() != 1 {
+		t.Fatalf("%d sessions cached, want the opaque one", s.sessions.len())
+	}
+	out := &http.Cookie{Name: s.cookies.Name(cookie.LoggedOut), Value: strconv.FormatInt(now.Unix(), 10)}
+	if _, err := s.Load(context.Background(), httptest.NewRecorder(), request(out)); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("after a logout in this browser: %v, want the session refused", err)
+	}
+	// Past the token's expiry the cache does not answer: the full check
+	// wants a refresh, and with no refresh cookie the session ends.
+	clock.Advance(time.Minute)
+	if sess, err := s.Load(context.Background(), httptest.NewRecorder(), request()); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("an expired opaque token: %+v, %v; want the session ended (no refresh cookie)", sess, err)
+	}
 }

@@ -56,18 +56,19 @@ type UserInfo struct {
 	FamilyName    string `json:"family_name,omitempty"`
 	Email         string `json:"email,omitempty"`
 	EmailVerified bool   `json:"email_verified,omitempty"`
-	Birthdate     string `json:"birthdate,omitempty"`
-	LoginID       string `json:"lid"`      // random per login: CSRF tokens are bound to it
-	LoginAt       int64  `json:"login_at"` // when the user logged in: a logout after it ends the session
-	Expires       int64  `json:"exp"`      // enforced here, not just by the browser
+	// OpaqueAccess reports that the provider's access token is not a JWT:
+	// cb_access_token holds it sealed with its expiry, and the provider
+	// checks it only at each refresh (see opaque.go). (Beside the other
+	// bool: the struct stays the size it was.)
+	OpaqueAccess bool   `json:"opq,omitempty"`
+	Birthdate    string `json:"birthdate,omitempty"`
+	LoginID      string `json:"lid"`      // random per login: CSRF tokens are bound to it
+	LoginAt      int64  `json:"login_at"` // when the user logged in: a logout after it ends the session
+	Expires      int64  `json:"exp"`      // enforced here, not just by the browser
 	// AccessHash is the SHA-256 of the access token the token endpoint
 	// issued to this session: only that token passes in cb_access_token,
 	// whatever its shape (see Verifier). Empty in sessions written before it.
 	AccessHash []byte `json:"ath,omitempty"`
-	// OpaqueAccess reports that the provider's access token is not a JWT:
-	// cb_access_token holds it sealed with its expiry, and the provider
-	// checks it only at each refresh (see opaque.go).
-	OpaqueAccess bool `json:"opq,omitempty"`
 }
 
 // refreshCookie is the sealed content of cb_refresh_token.

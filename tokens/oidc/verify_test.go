@@ -237,3 +237,12 @@ func TestWhichAccessTokensAreJWTs(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkIsJWT(b *testing.B) {
+	token := newTestSigner(b, "k1").Sign(b, goodClaims(time.Now()), nil)
+	for b.Loop() {
+		if !IsJWT(token) {
+			b.Fatal("not a JWT")
+		}
+	}
+}

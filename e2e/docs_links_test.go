@@ -251,3 +251,54 @@ func TestBrokenLinksAreFound(t *testing.T) {
 		}
 	}
 }
+
+// testFlags are the flags this repository's tests define: the go command
+// does not know them, so it takes every argument after one for the test
+// binary, and a package named after it is never tested.
+var testFlags = []string{"-screenshots", "-update"}
+
+var goTestCommand = regexp.MustCompile("go test [^`#\n]*")
+
+// misplacedPackages returns each `go test` command of md that names a
+// package after one of testFlags.
+func misplacedPackages(md string) []string {
+	var bad []string
+	for _, cmd := range goTestCommand.FindAllString(md, -1) {
+		flagAt := -1
+		for i, f := range strings.Fields(cmd) {
+			switch {
+			case slices.Contains(testFlags, f) && flagAt < 0:
+				flagAt = i
+			case flagAt >= 0 && (f == "." || strings.HasPrefix(f, "./")):
+				bad = append(bad, strings.TrimSpace(cmd))
+			}
+		}
+	}
+	return bad
+}
+
+// TestDocsGoTestCommandsRunTheirPackage: a command such as
+// `go test -run X -screenshots docs/screenshots ./e2e` tests nothing (the go
+// command hands "docs/screenshots ./e2e" to no binary at all); the package
+// goes before the test's own flags.
+func TestDocsGoTestCommandsRunTheirPackage(t *testing.T) {
+	for _, p := range docPages(t, repo(".")) {
+		data, err := os.ReadFile(repo(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cmd := range misplacedPackages(string(data)) {
+			t.Errorf("%s: `%s` names its package after a flag of the tests: put the package first", p, cmd)
+		}
+	}
+	for md, want := range map[string]int{
+		"`go test -run 'TestBrowser' -screenshots docs/screenshots ./e2e`": 1,
+		"`go test ./e2e -run 'TestBrowser' -screenshots docs/screenshots`": 0,
+		"go test ./routes -run Golden -update\n":                           0,
+		"go test -update ./routes # rewrites them\n":                       1,
+	} {
+		if got := len(misplacedPackages(md)); got != want {
+			t.Errorf("%q: %d misplaced, want %d", md, got, want)
+		}
+	}
+}

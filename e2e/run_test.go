@@ -139,6 +139,13 @@ func TestAnUpperCaseClientIDStillLogsIn(t *testing.T) {
 func logInOverHTTP(t *testing.T, d demo) (string, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
+	return logInWithJar(t, d, jar)
+}
+
+// logInWithJar is logInOverHTTP with the browser's cookie jar, which then
+// holds the session.
+func logInWithJar(t *testing.T, d demo, jar http.CookieJar) (string, string) {
+	t.Helper()
 	noFollow := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(d.appURL + "/login")
 	if err != nil {

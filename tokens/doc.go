@@ -40,6 +40,7 @@
 //   - notice.go: the one-shot notice that tells the next page why a session ended.
 //   - shield.go: what keeps attacker input from costing the provider more than one call.
 //   - errors.go: the errors callers branch on.
+//   - observe.go: the Observer an app's metrics implement, and the sizes of the bounded memories.
 //
 // Each file's tests are in its _test.go namesake where one exists (and
 // profile_test.go, stateless_test.go, chunks_test.go for provider shapes,

@@ -157,12 +157,14 @@ func (s *Sessions) FinishLogin(ctx context.Context, w http.ResponseWriter, r *ht
 	// The transaction cookie's "one use" is only a Set-Cookie an attacker
 	// can ignore: this instance exchanges each transaction's code once.
 	if !s.spentLogins.add(sha256.Sum256([]byte(txn.State)), time.Unix(txn.Created, 0).Add(loginTTL), now) {
+		s.observe.Refused("spent_login")
 		return "", fmt.Errorf("%w: this login's code was exchanged already", ErrBadCallback)
 	}
 	// Anyone can start a transaction and forge its callback: refused
 	// exchanges draw on a small budget, and while it is spent the provider
 	// is not asked.
 	if !s.exchanges.allow(now) {
+		s.observe.Refused("exchange_budget")
 		s.log.Warn("callback not exchanged: too many refused codes on this instance just now")
 		return "", ErrLoginsThrottled
 	}

@@ -60,6 +60,8 @@ type refresher struct {
 	// forget a result a browser may still need.
 	recent *bounded.Map[[sha256.Size]byte, graceEntry]
 
+	observe Observer // told how each refresh ended
+
 	// dead holds the hashes of refresh tokens the provider refused (or
 	// this instance revoked): they are never sent again, so a spent token
 	// replayed on every request costs the provider one call, not one per
@@ -73,7 +75,7 @@ type graceEntry struct {
 }
 
 func newRefresher(now func() time.Time, grace, wait time.Duration) *refresher {
-	return &refresher{now: now, grace: grace, wait: wait, recent: bounded.New[[sha256.Size]byte, graceEntry](maxGraceEntries, bounded.Refuse)}
+	return &refresher{now: now, grace: grace, wait: wait, recent: bounded.New[[sha256.Size]byte, graceEntry](maxGraceEntries, bounded.Refuse), observe: nopObserver{}}
 }
 
 // do returns the result of redeeming refreshToken, calling redeem at most
@@ -87,15 +89,20 @@ func newRefresher(now func() time.Time, grace, wait time.Duration) *refresher {
 func (f *refresher) do(ctx context.Context, refreshToken string, until time.Time, redeem func(context.Context) (*refreshed, error)) (*refreshed, error) {
 	key := sha256.Sum256([]byte(refreshToken))
 	if res := f.remembered(key); res != nil {
+		f.observe.Refreshed("grace")
 		return res, nil
 	}
 	if f.dead != nil && f.dead.has(key, f.now()) {
+		f.observe.Refused("dead_refresh_token")
+		f.observe.Refreshed("dead")
 		return nil, errDeadToken
 	}
+	ran := false // this caller's call went to the provider, rather than joining another's
 	ch := f.group.DoChan(string(key[:]), func() (any, error) {
 		if res := f.remembered(key); res != nil {
 			return res, nil
 		}
+		ran = true
 		// Detached from the request that started it: neither its end nor
 		// its tab closing may cut a call the provider may already have acted on.
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshCallTimeout)
@@ -114,13 +121,25 @@ func (f *refresher) do(ctx context.Context, refreshToken string, until time.Time
 	defer timer.Stop()
 	select {
 	case r := <-ch:
+		switch {
+		case r.Err != nil && refusedByProvider(r.Err):
+			f.observe.Refreshed("refused")
+		case r.Err != nil:
+			f.observe.Refreshed("unavailable")
+		case !ran:
+			f.observe.Refreshed("shared")
+		default:
+			f.observe.Refreshed("redeemed")
+		}
 		if r.Err != nil {
 			return nil, r.Err
 		}
 		return r.Val.(*refreshed), nil
 	case <-timer.C:
+		f.observe.Refreshed("unavailable")
 		return nil, fmt.Errorf("%w: the token call is still running after %s; its result will be kept for the next request", ErrProviderUnavailable, f.wait)
 	case <-ctx.Done():
+		f.observe.Refreshed("unavailable")
 		return nil, fmt.Errorf("%w: %w", ErrProviderUnavailable, ctx.Err())
 	}
 }

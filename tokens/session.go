@@ -112,9 +112,20 @@ func userInfoFrom(c *Claims) UserInfo {
 // again (see cachedSession); any other goes through check, which makes them
 // all, and then Load acts on what it found.
 func (s *Sessions) Load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, error) {
+	sess, outcome, err := s.load(ctx, w, r)
+	var why NoticeCode
+	if outcome == "ended" {
+		why = endReason(err)
+	}
+	s.observe.SessionLoaded(outcome, why)
+	return sess, err
+}
+
+// load is Load, and says which of LoadOutcomes it came to.
+func (s *Sessions) load(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Session, string, error) {
 	now := s.now()
 	if sess, ok := s.cachedSession(ctx, s.cookies.SessionUnchecked(r), now); ok {
-		return sess, nil
+		return sess, "cached", nil
 	}
 	var l check.List
 	v := s.cookies.Session(r)
@@ -123,17 +134,17 @@ func (s *Sessions) Load(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	switch {
 	case err == nil && !res.refresh:
 		s.rememberSession(v, sess, now)
-		return sess, nil
+		return sess, "verified", nil
 	case err == nil:
 		err = s.refreshInto(ctx, w, sess)
 		switch {
 		case err == nil:
-			return sess, nil
+			return sess, "refreshed", nil
 		case errors.Is(err, ErrProviderUnavailable) && res.claims != nil && now.Before(res.claims.Expiry.Time()):
 			// Refresh was early; the current token still works: serve with it.
 			s.log.Warn("refresh failed, serving with the current access token", "err", err)
 			sess.Access = res.claims
-			return sess, nil
+			return sess, "verified", nil
 		case errors.Is(err, ErrNoSession):
 			err = endedUnlessSaid(NoticeEndedRefused, err)
 		}
@@ -142,12 +153,17 @@ func (s *Sessions) Load(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	case endReason(err) == NoticeEndedMismatch:
 		s.log.Warn("session refused: access token and userinfo name different users")
 	}
-	if errors.Is(err, ErrNoSession) && s.clear(w, r) {
-		// A session ended here: the next page says why, even when the
-		// provider's SSO session logs the user straight back in.
-		s.Notify(w, endReason(err))
+	outcome := "unavailable"
+	if errors.Is(err, ErrNoSession) {
+		outcome = "none"
+		if s.clear(w, r) {
+			// A session ended here: the next page says why, even when the
+			// provider's SSO session logs the user straight back in.
+			s.Notify(w, endReason(err))
+			outcome = "ended"
+		}
 	}
-	return nil, err
+	return nil, outcome, err
 }
 
 // checked is what check found.

@@ -75,6 +75,8 @@ type Config struct {
 	// endpoint, where discovery lists one, once per token until it
 	// expires. Off, such a token is refused with ErrOpaqueBearer.
 	BearerIntrospection bool
+	// Observer is told what the sessions do, for metrics; nil means no one.
+	Observer Observer
 }
 
 // defaultRefreshTTL is FusionAuth's default refresh token life.
@@ -142,6 +144,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	return c, nil
 }
 
@@ -196,6 +201,7 @@ type Sessions struct {
 	origin     string        // the app's origin, as a browser's Origin header writes it
 	now        func() time.Time
 	log        *slog.Logger
+	observe    Observer
 	// users remembers opened cb_userinfo values by the value's hash: the
 	// same value arrives on every request of a session, and opening and
 	// decoding it cost more than the rest of the cookie work together.
@@ -265,12 +271,12 @@ func newSessions(cfg Config, p *oidc.Provider, ks oidc.KeySet) (*Sessions, error
 		provider: p, cookies: cookie.NewStore(cfg.AppURL, sealer), client: client,
 		verifier: oidc.NewVerifier(ks, cfg.profile(), cfg.Clock), csrf: csrf,
 		refresh: newRefresher(cfg.Clock, refreshGrace, client.http.Timeout), refreshTTL: cfg.RefreshTokenTTL,
-		origin: origin, now: cfg.Clock, log: cfg.Logger,
+		origin: origin, now: cfg.Clock, log: cfg.Logger, observe: cfg.Observer,
 		users:       bounded.New[[sha256.Size]byte, UserInfo](maxOpenedUsers, bounded.Evict),
 		spentLogins: newHashSet(), deadTokens: newHashSet(), exchanges: newExchangeBudget(cfg.Clock()),
 		sessions: newSessionCache(),
 	}
-	s.refresh.dead = s.deadTokens
+	s.refresh.dead, s.refresh.observe = s.deadTokens, cfg.Observer
 	if cfg.BearerIntrospection {
 		s.introspect = newIntrospector(client, cfg)
 	}

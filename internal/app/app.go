@@ -84,20 +84,26 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// Discovery starts in New, once every port is held: a port already
 	// taken stops the app above before it says anything about the provider.
-	sessions, err := tokens.New(life, tokens.Config{
+	tcfg := tokens.Config{
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, AppURL: cfg.AppURL, Secrets: cfg.Secrets,
 		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams, IssuerInternalURL: cfg.IssuerInternalURL,
 		BearerIntrospection: cfg.BearerIntrospection,
 		RefreshTokenTTL:     cfg.RefreshTTL, FusionAuthAPIKey: cfg.APIKey, Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("changebank: %w", err)
 	}
 	var appOpts []routes.Option
 	var meters *metrics.Metrics
 	if mln != nil {
 		meters = metrics.New()
 		appOpts = append(appOpts, routes.WithRequestObserver(meters))
+		tcfg.Observer = meters
+		tcfg.HTTPClient = &http.Client{Transport: meters.ProviderTransport(nil)}
+	}
+	sessions, err := tokens.New(life, tcfg)
+	if err != nil {
+		return fmt.Errorf("changebank: %w", err)
+	}
+	if meters != nil {
+		meters.Watch(sessions)
 	}
 	if attackerOrigin != "" {
 		appOpts = append(appOpts, routes.WithAttackerPage(attackerOrigin))

@@ -112,3 +112,6 @@ func (m *Map[K, V]) Len() int {
 	defer m.mu.RUnlock()
 	return len(m.entries)
 }
+
+// Cap returns the bound: the most entries the map holds.
+func (m *Map[K, V]) Cap() int { return m.max }

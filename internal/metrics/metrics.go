@@ -20,8 +20,12 @@ import (
 // Metrics holds the app's collectors in a registry of its own, so that
 // two instances in one process (the tests run several) never share one.
 type Metrics struct {
-	reg      *prometheus.Registry
-	requests *prometheus.HistogramVec
+	reg       *prometheus.Registry
+	requests  *prometheus.HistogramVec
+	loads     *prometheus.CounterVec
+	refreshes *prometheus.CounterVec
+	refusals  *prometheus.CounterVec
+	provider  *prometheus.HistogramVec
 }
 
 // latencyBuckets span what the app's answers take: a page from a cached
@@ -43,6 +47,23 @@ func New() *Metrics {
 			Buckets:   latencyBuckets,
 		}, []string{"route", "method", "code"}),
 	}
+	m.loads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "changebank", Subsystem: "session", Name: "loads_total",
+		Help: "Session loads by outcome (cached, verified, refreshed, none, ended, unavailable) and, for ended ones, the reason.",
+	}, []string{"outcome", "reason"})
+	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "changebank", Subsystem: "session", Name: "refreshes_total",
+		Help: "Refreshes requests asked for, by result (redeemed, shared, grace, refused, dead, unavailable).",
+	}, []string{"result"})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "changebank", Subsystem: "shield", Name: "refusals_total",
+		Help: "Attacker input refused without a call to the provider, by kind.",
+	}, []string{"kind"})
+	m.provider = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "changebank", Subsystem: "provider", Name: "request_duration_seconds",
+		Help:    "Calls to the identity provider by endpoint (discovery, jwks, token, userinfo, revocation, other) and result (ok, refused, error, unreachable), and how long each took to answer.",
+		Buckets: latencyBuckets,
+	}, []string{"endpoint", "result"})
 	version, revision := build()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace:   "changebank",
@@ -51,7 +72,7 @@ func New() *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion()},
 	})
 	buildInfo.Set(1)
-	reg.MustRegister(m.requests, buildInfo,
+	reg.MustRegister(m.requests, m.loads, m.refreshes, m.refusals, m.provider, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -60,3 +60,6 @@ func (c *boundedCache[V]) put(sum [sha256.Size]byte, v V, exp, nowUnix int64) {
 func (c *boundedCache[V]) drop(sum [sha256.Size]byte) { c.m.Delete(sum) }
 
 func (c *boundedCache[V]) len() int { return c.m.Len() }
+
+// CacheLen returns how many verified tokens the cache holds, and its bound.
+func (v *Verifier) CacheLen() (entries, bound int) { return v.cache.m.Len(), v.cache.m.Cap() }

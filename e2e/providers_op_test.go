@@ -55,12 +55,31 @@ type shape struct {
 	logoutNeedsIDTokenHint bool
 	refreshError           string // the OAuth error for a spent, revoked or superseded refresh token
 	supersede              bool   // Dex: a new login of the same user and client ends the older refresh tokens
+	// Google: opaque access tokens always; a refresh answer without a
+	// refresh token (the one redeemed stays valid); no end-session
+	// endpoint; token, userinfo, keys and revocation on another host than
+	// the issuer; a refresh token only when the authorization request
+	// carries refreshWith; and scopes it refuses with invalid_scope.
+	opaqueAccess  func() string // makes an opaque access token (Google's ya29..., Hydra's ory_at_...); nil for JWTs
+	noRotation    bool
+	noEndSession  bool
+	apiHost       bool
+	refreshWith   string // "access_type=offline"
+	refusedScopes []string
+	// logoutUI: Hydra's layout. The end-session endpoint sends the browser
+	// to a logout page on another origin (the login and consent app),
+	// which asks, then sends it back to the end-session endpoint with a
+	// verifier; only then does the provider end its session and return to
+	// the app.
+	logoutUI bool
 }
 
 // handOP is a running provider of one shape, with what it counted.
 type handOP struct {
 	shape
 	issuer, clientID, secret string
+	api                      string // the base URL of the endpoints the app calls, when on another host (apiHost)
+	ui                       string // the base URL of the logout page, when on another origin (logoutUI)
 	signer                   crypto.Signer
 	kid                      string
 	ttl                      time.Duration // access and ID token life
@@ -69,13 +88,14 @@ type handOP struct {
 	mu        sync.Mutex
 	pending   map[string]url.Values // login request id: its authorize query
 	codes     map[string]*grant
-	refresh   map[string]*grant // refresh token: its grant
-	spent     map[string]bool   // refresh tokens redeemed, revoked or superseded
-	access    map[string]*grant // access token: its grant (userinfo)
-	idTokens  map[string]string // ID token: its OP session
-	sessions  map[string]bool   // OP session id: alive
-	revoked   int               // refresh tokens revoked at the revocation endpoint
-	confirmed int               // logouts that stopped at a confirmation page
+	refresh   map[string]*grant     // refresh token: its grant
+	spent     map[string]bool       // refresh tokens redeemed, revoked or superseded
+	access    map[string]*grant     // access token: its grant (userinfo)
+	idTokens  map[string]string     // ID token: its OP session
+	sessions  map[string]bool       // OP session id: alive
+	revoked   int                   // refresh tokens revoked at the revocation endpoint
+	confirmed int                   // logouts that stopped at a confirmation page
+	logouts   map[string]url.Values // logout challenge or verifier: the end-session request it stands for
 }
 
 // grant is one login's lasting state.
@@ -99,7 +119,7 @@ func startHandOP(t *testing.T, s shape, clientID, secret string, ttl time.Durati
 	o := &handOP{shape: s, clientID: clientID, secret: secret, ttl: ttl,
 		issuer:  "http://" + ln.Addr().String() + s.issuerPath,
 		pending: map[string]url.Values{}, codes: map[string]*grant{}, refresh: map[string]*grant{}, spent: map[string]bool{},
-		access: map[string]*grant{}, idTokens: map[string]string{}, sessions: map[string]bool{}}
+		access: map[string]*grant{}, idTokens: map[string]string{}, sessions: map[string]bool{}, logouts: map[string]url.Values{}}
 	if s.alg == "ES256" {
 		o.signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	} else {
@@ -128,17 +148,47 @@ func startHandOP(t *testing.T, s shape, clientID, secret string, ttl time.Durati
 	srv := &http.Server{Handler: o.rec, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	if s.logoutUI {
+		uiLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.ui = "http://" + uiLn.Addr().String()
+		uiSrv := &http.Server{Handler: http.HandlerFunc(o.logoutPage), ReadHeaderTimeout: 5 * time.Second}
+		go uiSrv.Serve(uiLn)
+		t.Cleanup(func() { uiSrv.Close() })
+	}
+	if s.apiHost {
+		// The same provider answers on a second host (Google's
+		// oauth2.googleapis.com beside accounts.google.com).
+		apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.api = "http://" + apiLn.Addr().String()
+		apiSrv := &http.Server{Handler: o.rec, ReadHeaderTimeout: 5 * time.Second}
+		go apiSrv.Serve(apiLn)
+		t.Cleanup(func() { apiSrv.Close() })
+	}
 	return o
+}
+
+// apiURL is where the app reaches an endpoint it calls itself.
+func (o *handOP) apiURL(name string) string {
+	if o.api == "" {
+		return o.url(o.endpoints[name])
+	}
+	u, _ := url.Parse(o.url(o.endpoints[name]))
+	return o.api + u.Path
 }
 
 func (o *handOP) discovery(w http.ResponseWriter, _ *http.Request) {
 	doc := map[string]any{
 		"issuer":                                o.issuer,
 		"authorization_endpoint":                o.url(o.endpoints["authorize"]),
-		"token_endpoint":                        o.url(o.endpoints["token"]),
-		"userinfo_endpoint":                     o.url(o.endpoints["userinfo"]),
-		"jwks_uri":                              o.url(o.endpoints["jwks"]),
-		"end_session_endpoint":                  o.url(o.endpoints["logout"]),
+		"token_endpoint":                        o.apiURL("token"),
+		"userinfo_endpoint":                     o.apiURL("userinfo"),
+		"jwks_uri":                              o.apiURL("jwks"),
 		"response_types_supported":              []string{"code"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": append([]string{o.alg}, o.idTokenAlgs...),
@@ -148,7 +198,13 @@ func (o *handOP) discovery(w http.ResponseWriter, _ *http.Request) {
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 	}
 	if o.revocation {
-		doc["revocation_endpoint"] = o.url(o.endpoints["revoke"])
+		doc["revocation_endpoint"] = o.apiURL("revoke")
+	}
+	if !o.noEndSession {
+		doc["end_session_endpoint"] = o.url(o.endpoints["logout"])
+	}
+	if len(o.refusedScopes) > 0 {
+		doc["scopes_supported"] = []string{"openid", "email", "profile"}
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
@@ -184,6 +240,13 @@ func (o *handOP) authorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "want a code flow with PKCE S256, state, nonce and the openid scope", http.StatusBadRequest)
 		return
 	}
+	for _, scope := range strings.Fields(q.Get("scope")) {
+		if slices.Contains(o.refusedScopes, scope) {
+			// Google: "Some requested scopes were invalid", on its own page.
+			http.Error(w, "Error 400: invalid_scope: Some requested scopes were invalid. invalid=["+scope+"]", http.StatusBadRequest)
+			return
+		}
+	}
 	id := randomString(16)
 	o.mu.Lock()
 	o.pending[id] = q
@@ -202,6 +265,7 @@ func (o *handOP) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodPost {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<form method="post"><input name="username"><input name="password" type="password"><button>Sign in</button></form>`)
 		return
 	}
@@ -267,7 +331,9 @@ func (o *handOP) token(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": o.refreshError, "error_description": "refresh token is invalid or has already been claimed"})
 			return
 		}
-		o.spent[rt] = true
+		if !o.noRotation {
+			o.spent[rt] = true
+		}
 		withNonce = o.accessLikeID // Dex keeps the login's claims
 	default:
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type"})
@@ -275,18 +341,30 @@ func (o *handOP) token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	access := randomString(32) // opaque unless the shape makes a JWT
-	if o.accessJWTWith == "" || g.authorize.Get(o.accessJWTWith) != "" {
+	if o.opaqueAccess != nil {
+		access = o.opaqueAccess()
+	} else if o.accessJWTWith == "" || g.authorize.Get(o.accessJWTWith) != "" {
 		access = o.accessToken(g, now, withNonce)
 	}
 	idToken := o.idToken(g, now, access, withNonce)
-	rt := randomString(32)
-	o.refresh[rt] = g
+	answer := map[string]any{
+		"access_token": access, "id_token": idToken, "token_type": "Bearer",
+		"expires_in": int(o.ttl.Seconds()), "scope": g.authorize.Get("scope"),
+	}
+	name, value, _ := strings.Cut(o.refreshWith, "=")
+	switch {
+	case o.refreshWith != "" && g.authorize.Get(name) != value:
+		// Google: no refresh token without access_type=offline.
+	case o.noRotation && r.PostFormValue("grant_type") == "refresh_token":
+		// Google: the refresh token redeemed stays; none comes back.
+	default:
+		rt := randomString(32)
+		o.refresh[rt] = g
+		answer["refresh_token"] = rt
+	}
 	o.access[access] = g
 	o.idTokens[idToken] = g.sid
-	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": access, "id_token": idToken, "refresh_token": rt, "token_type": "Bearer",
-		"expires_in": int(o.ttl.Seconds()), "scope": g.authorize.Get("scope"),
-	})
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (o *handOP) baseClaims(g *grant, now time.Time) map[string]any {
@@ -382,9 +460,30 @@ func (o *handOP) revoke(w http.ResponseWriter, r *http.Request) {
 
 // logout is RP-initiated logout. Where the shape needs id_token_hint and
 // none came, the provider asks the user to confirm and never returns, as
-// Keycloak and Dex do.
+// Keycloak and Dex do. With a logout UI (Hydra), the request goes there
+// first and comes back with a verifier.
 func (o *handOP) logout(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if o.logoutUI {
+		if v := q.Get("logout_verifier"); v != "" {
+			o.mu.Lock()
+			orig, ok := o.logouts[v]
+			delete(o.logouts, v)
+			o.mu.Unlock()
+			if !ok {
+				http.Error(w, "unknown logout verifier", http.StatusBadRequest)
+				return
+			}
+			q = orig
+		} else {
+			challenge := randomString(16)
+			o.mu.Lock()
+			o.logouts[challenge] = q
+			o.mu.Unlock()
+			http.Redirect(w, r, o.ui+"/logout?logout_challenge="+challenge, http.StatusFound)
+			return
+		}
+	}
 	back := q.Get("post_logout_redirect_uri")
 	if back != "" && !strings.HasPrefix(back, "http://127.0.0.1:") {
 		http.Error(w, "post_logout_redirect_uri not registered", http.StatusBadRequest)
@@ -414,6 +513,35 @@ func (o *handOP) logout(w http.ResponseWriter, r *http.Request) {
 		back += "?state=" + url.QueryEscape(st)
 	}
 	http.Redirect(w, r, back, http.StatusFound)
+}
+
+// logoutPage is Hydra's logout UI, served on its own origin: it asks, and
+// on "Yes" sends the browser back to the end-session endpoint with a
+// verifier for the challenge.
+func (o *handOP) logoutPage(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/logout" {
+		http.NotFound(w, r)
+		return
+	}
+	challenge := r.FormValue("logout_challenge")
+	o.mu.Lock()
+	q, ok := o.logouts[challenge]
+	o.mu.Unlock()
+	if !ok {
+		http.Error(w, "unknown logout challenge", http.StatusBadRequest)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<p>Do you wish to log out?</p><form method="post" action="/logout"><input type="hidden" name="logout_challenge" value="%s"><button id="accept">Yes</button></form>`, challenge)
+		return
+	}
+	verifier := randomString(16)
+	o.mu.Lock()
+	delete(o.logouts, challenge)
+	o.logouts[verifier] = q
+	o.mu.Unlock()
+	http.Redirect(w, r, o.url(o.endpoints["logout"])+"?logout_verifier="+verifier, http.StatusFound)
 }
 
 // liveSessions counts the provider's login sessions not ended by a logout.

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -66,6 +67,14 @@ type providerJourney struct {
 	refusedWith string // the OAuth error of a refused refresh (Dex)
 	// profileInUserinfo: name and email are only at the userinfo endpoint (Authgear).
 	profileInUserinfo bool
+	// opaque: the access tokens are not JWTs (Google, ZITADEL's default).
+	// The session keeps them sealed; as Bearer they pass only through the
+	// provider's introspection endpoint, when the settings turn it on
+	// (introspect), and get a 401 saying why otherwise.
+	opaque, introspect bool
+	// noEndSession: discovery lists no end-session endpoint (Google):
+	// logout revokes the refresh token and ends the session here only.
+	noEndSession bool
 	// shape checks the first tokens the provider issued against its
 	// documentation, so the journey keeps testing the shape it names.
 	shape func(t *testing.T, issuer, clientID string, access, id jwtView)
@@ -181,6 +190,42 @@ var providerJourneys = []providerJourney{
 			want(t, "the access token's aud is the client id", access.claims["aud"] == clientID)
 		},
 	},
+	{
+		// Google: opaque access tokens (ya29...), an ID token on every
+		// refresh, a refresh token only with access_type=offline (and again
+		// at each consent with prompt=consent), never rotated; the
+		// offline_access scope refused as invalid_scope; token, userinfo,
+		// keys and revocation on another host than the issuer; no
+		// end-session endpoint.
+		name: "Google",
+		start: func(t *testing.T, clientID, secret string) testProvider {
+			return startHandOP(t, shape{
+				issuerPath: "",
+				endpoints: map[string]string{"discovery": "/.well-known/openid-configuration", "authorize": "/o/oauth2/v2/auth", "login": "/v3/signin",
+					"token": "/token", "userinfo": "/v1/userinfo", "jwks": "/oauth2/v3/certs", "logout": "/logout", "revoke": "/revoke"},
+				alg: "RS256", keyAlgInJWKS: true, idTyp: "JWT", revocation: true, refreshError: "invalid_grant",
+				opaqueAccess: func() string { return "ya29." + randomString(48) }, noRotation: true, noEndSession: true, apiHost: true,
+				refreshWith: "access_type=offline", refusedScopes: []string{"offline_access"},
+			}, clientID, secret, tokenLife)
+		},
+		settings: func(issuer string) map[string]string {
+			return map[string]string{"ISSUER": issuer, "SCOPES": "openid email profile", "AUTHORIZE_PARAMS": "access_type=offline&prompt=consent"}
+		},
+		authorize:  map[string]string{"access_type": "offline", "prompt": "consent", "scope": "openid email profile"},
+		kindsApart: true, revocation: true, opaque: true, noEndSession: true,
+	},
+	{
+		// zitadel/oidc's provider with its default access tokens: opaque,
+		// the profile at the userinfo endpoint, an ID token on every
+		// refresh, rotated refresh tokens, an introspection endpoint, which
+		// the settings turn on for Bearer tokens.
+		name:  "ZITADEL",
+		start: startZitadelOpaque,
+		settings: func(issuer string) map[string]string {
+			return map[string]string{"ISSUER": issuer, "BEARER_INTROSPECTION": "on"}
+		},
+		kindsApart: true, revocation: true, profileInUserinfo: true, opaque: true, introspect: true,
+	},
 }
 
 func TestProviderJourneys(t *testing.T) {
@@ -233,16 +278,14 @@ func TestProviderJourneys(t *testing.T) {
 				t.Errorf("the app called the userinfo endpoint %d times for one login and three pages, want %d", got, wantUserinfo)
 			}
 			login := rec.lastToken(t)
-			if me := a.bearer(login.AccessToken, http.StatusOK); me["sub"] != opUser.sub {
-				t.Errorf("/api/me with the access token as Bearer: %v", me)
-			}
+			bearerAccess(t, a, j, op, login.AccessToken)
 			if j.kindsApart {
 				a.bearer(login.IDToken, http.StatusUnauthorized)
 			}
 
 			// Two silent refreshes, each when the app's margin before exp is reached.
 			for i := 1; i <= 2; i++ {
-				time.Sleep(time.Until(expiryOf(t, rec.lastToken(t).AccessToken).Add(-refreshDue)))
+				time.Sleep(time.Until(accessExpiry(t, rec.lastToken(t)).Add(-refreshDue)))
 				if i == 1 {
 					a.seesAccount()
 				} else if me := a.api(); me["name"] != opUser.name {
@@ -255,9 +298,7 @@ func TestProviderJourneys(t *testing.T) {
 			if got := rec.callsTo(userinfo); got > wantUserinfo*(1+rec.refreshes(http.StatusOK)) {
 				t.Errorf("the app called the userinfo endpoint %d times for one login and %d refreshes", got, rec.refreshes(http.StatusOK))
 			}
-			if me := a.bearer(rec.lastToken(t).AccessToken, http.StatusOK); me["sub"] != opUser.sub {
-				t.Errorf("/api/me with the refreshed access token as Bearer: %v", me)
-			}
+			bearerAccess(t, a, j, op, rec.lastToken(t).AccessToken)
 
 			// The session's own ID token in its access cookie: refused whatever
 			// the provider's token shapes, because the cookie is bound to the
@@ -267,12 +308,82 @@ func TestProviderJourneys(t *testing.T) {
 			if !j.kindsApart {
 				leaving = swappedAndRefused(t, d, op, a, j.refusedWith)
 			}
+			if j.opaque {
+				tamperedAndSwappedRefused(t, d, op, a)
+			}
 			leaving.logsOut(op, j)
 			if n := rec.callsEndingIn("/api/jwt/refresh"); n != 0 {
 				t.Errorf("the app called FusionAuth's /api/jwt/refresh %d times on a provider that is not FusionAuth", n)
 			}
 		})
 	}
+}
+
+// bearerAccess calls /api/me with an access token the provider issued, as
+// Bearer. A JWT passes on the app's own checks; an opaque token passes only
+// through the provider's introspection endpoint, asked once per token, and
+// without it gets a 401 that says why.
+func bearerAccess(t *testing.T, a *person, j providerJourney, op testProvider, token string) {
+	t.Helper()
+	switch {
+	case !j.opaque:
+		if me := a.bearer(token, http.StatusOK); me["sub"] != opUser.sub {
+			t.Errorf("/api/me with the access token as Bearer: %v", me)
+		}
+	case j.introspect:
+		rec := op.recorder()
+		before := rec.callsEndingIn("/introspect")
+		for range 3 {
+			if me := a.bearer(token, http.StatusOK); me["sub"] != opUser.sub || me["authenticated_by"] != "bearer" {
+				t.Errorf("/api/me with the opaque access token as Bearer, introspection on: %v", me)
+			}
+		}
+		if n := rec.callsEndingIn("/introspect") - before; n != 1 {
+			t.Errorf("three Bearer requests with one opaque token cost %d introspection calls, want 1", n)
+		}
+	default:
+		me := a.bearer(token, http.StatusUnauthorized)
+		if why, _ := me["error_description"].(string); !strings.Contains(why, "opaque") || !strings.Contains(why, "introspection") {
+			t.Errorf("an opaque Bearer token without introspection: the 401 does not say why: %v", me)
+		}
+	}
+}
+
+// accessExpiry is when an access token the provider issued expires: a
+// JWT's exp, else the token answer's expires_in from when it came.
+func accessExpiry(t *testing.T, a tokenAnswer) time.Time {
+	t.Helper()
+	if strings.Count(a.AccessToken, ".") == 2 {
+		return expiryOf(t, a.AccessToken)
+	}
+	if a.ExpiresIn <= 0 {
+		t.Fatal("the provider's opaque access token came without expires_in")
+	}
+	return a.at.Add(time.Duration(a.ExpiresIn) * time.Second)
+}
+
+// tamperedAndSwappedRefused: with opaque access tokens the access cookie
+// holds the token sealed. A copy of p's cookies whose access cookie has
+// one character changed is refused, and so is one holding another login's
+// access cookie (sealed by this very app, so it opens): the session is
+// bound to the token it was issued. Neither reaches the token endpoint.
+func tamperedAndSwappedRefused(t *testing.T, d demo, op testProvider, p *person) {
+	t.Helper()
+	rec := op.recorder()
+	sealed := p.accessCookie(t)
+	if strings.Contains(sealed, rec.lastToken(t).AccessToken) {
+		t.Error("the access cookie holds the opaque access token in clear")
+	}
+	flipped := []byte(sealed)
+	i := len(flipped) / 2
+	flipped[i] = map[bool]byte{true: 'B', false: 'A'}[flipped[i] == 'A']
+	refusedInAccessCookie(t, p, rec, string(flipped), "a tampered access cookie")
+
+	other := newPerson(t, d)
+	other.logIn(op)
+	other.seesAccount()
+	refusedInAccessCookie(t, p, rec, other.accessCookie(t), "another login's access cookie")
+	p.seesAccount() // p's own session is untouched
 }
 
 // swappedAndRefused is the Dex part: its access token is shaped like its ID
@@ -518,6 +629,17 @@ func expiryOf(t *testing.T, jwt string) time.Time {
 
 var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 
+// refreshTag finds a meta refresh of 0 seconds, as the app's Log out page writes it.
+var refreshTag = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url='([^']*)'">`)
+
+// refreshTarget is where a page that refreshes at once sends the browser; "" for any other page.
+func refreshTarget(body string) string {
+	if m := refreshTag.FindStringSubmatch(body); m != nil {
+		return html.UnescapeString(m[1])
+	}
+	return ""
+}
+
 // logsOut presses Log out on /account and follows the provider back to the app.
 func (b *person) logsOut(op testProvider, j providerJourney) {
 	t := b.t
@@ -537,6 +659,19 @@ func (b *person) logsOut(op testProvider, j providerJourney) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	// The app's answer is a page that moves the browser on at once (a
+	// meta refresh): follow it as a browser does.
+	for range 3 {
+		next := refreshTarget(string(body))
+		if next == "" {
+			break
+		}
+		if resp, err = b.follow.Get(next); err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
 	b.remember()
 	landed := resp.Request.URL.Scheme + "://" + resp.Request.URL.Host + resp.Request.URL.Path // the query may hold id_token_hint
 	if !strings.HasPrefix(landed, b.d.appURL+"/") || resp.StatusCode != http.StatusOK {
@@ -546,12 +681,21 @@ func (b *person) logsOut(op testProvider, j providerJourney) {
 		t.Errorf("after Log out the page offers no Log in:\n%.400s", body)
 	}
 	logout := rec.lastLogout()
-	if logout == nil {
+	switch {
+	case j.noEndSession && logout != nil:
+		t.Error("the app sent the browser to an end-session endpoint discovery does not list")
+	case j.noEndSession:
+		// Google's own session outlives the app's: only the refresh token,
+		// revoked below, and this browser's cookies end.
+		if landed != b.d.appURL+"/" {
+			t.Errorf("without an end-session endpoint Log out should land home, landed on %s", landed)
+		}
+	case logout == nil:
 		t.Error("the provider's end-session endpoint was never called")
-	} else if j.logoutHint && logout.Get("id_token_hint") == "" {
+	case j.logoutHint && logout.Get("id_token_hint") == "":
 		t.Error("the end-session request carried no id_token_hint")
 	}
-	if got := op.liveSessions(); got >= live {
+	if got := op.liveSessions(); !j.noEndSession && got >= live {
 		t.Errorf("the provider still has %d live login sessions after Log out (%d before)", got, live)
 	}
 	if j.revocation && op.revocations() != 1 {

@@ -31,6 +31,20 @@ import (
 // startAuthgear serves the provider on a free port until the test ends.
 func startAuthgear(t *testing.T, clientID, secret string) testProvider {
 	t.Helper()
+	return startZitadelOP(t, clientID, secret, op.AccessTokenTypeJWT)
+}
+
+// startZitadelOpaque is the library with its default kind of access token:
+// opaque (op.AccessTokenTypeBearer, the token id and subject encrypted with
+// the provider's key), readable only by the provider, at its userinfo and
+// introspection endpoints. The tokens' audience is the client.
+func startZitadelOpaque(t *testing.T, clientID, secret string) testProvider {
+	t.Helper()
+	return startZitadelOP(t, clientID, secret, op.AccessTokenTypeBearer)
+}
+
+func startZitadelOP(t *testing.T, clientID, secret string, kind op.AccessTokenType) testProvider {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -41,9 +55,9 @@ func startAuthgear(t *testing.T, clientID, secret string) testProvider {
 	}
 	s := &authgearStorage{
 		issuer: "http://" + ln.Addr().String(),
-		client: &authgearClient{id: clientID, secret: secret},
+		client: &authgearClient{id: clientID, secret: secret, kind: kind},
 		key:    key, kid: randomString(8),
-		requests: map[string]*authgearRequest{}, codes: map[string]string{}, access: map[string]string{},
+		requests: map[string]*authgearRequest{}, codes: map[string]string{}, access: map[string]authgearAccess{},
 		refresh: map[string]*authgearRequest{}, sessions: map[string]bool{},
 	}
 	cfg := &op.Config{CodeMethodS256: true, AuthMethodPost: true, GrantTypeRefreshToken: true}
@@ -84,10 +98,19 @@ type authgearStorage struct {
 	mu       sync.Mutex
 	requests map[string]*authgearRequest // by id
 	codes    map[string]string           // code: request id
-	access   map[string]string           // access token id: subject
+	access   map[string]authgearAccess   // by access token id
 	refresh  map[string]*authgearRequest // live refresh tokens
 	sessions map[string]bool             // login session id: alive
 	revoked  int
+
+	introspections int // introspection requests answered for known clients
+}
+
+// authgearAccess is what an access token stands for.
+type authgearAccess struct {
+	subject string
+	exp     time.Time
+	scopes  []string
 }
 
 // authgearRequest is an authorization request, and later the grant a
@@ -151,8 +174,12 @@ func (s *authgearStorage) loginPage(callback string) http.Handler {
 }
 
 func (s *authgearStorage) CreateAuthRequest(_ context.Context, ar *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+	audience := []string{s.issuer} // Authgear's
+	if s.client.kind == op.AccessTokenTypeBearer {
+		audience = []string{ar.ClientID}
+	}
 	req := &authgearRequest{id: randomString(16), clientID: ar.ClientID, redirectURI: ar.RedirectURI, state: ar.State, nonce: ar.Nonce,
-		scopes: ar.Scopes, responseType: ar.ResponseType, responseMode: ar.ResponseMode, audience: []string{s.issuer}}
+		scopes: ar.Scopes, responseType: ar.ResponseType, responseMode: ar.ResponseMode, audience: audience}
 	if ar.CodeChallenge != "" {
 		req.challenge = &oidc.CodeChallenge{Challenge: ar.CodeChallenge, Method: ar.CodeChallengeMethod}
 	}
@@ -199,10 +226,11 @@ func (s *authgearStorage) DeleteAuthRequest(_ context.Context, id string) error 
 
 func (s *authgearStorage) CreateAccessToken(_ context.Context, req op.TokenRequest) (string, time.Time, error) {
 	id := randomString(16)
+	exp := time.Now().Add(tokenLife)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.access[id] = req.GetSubject()
-	return id, time.Now().Add(tokenLife), nil
+	s.access[id] = authgearAccess{subject: req.GetSubject(), exp: exp, scopes: req.GetScopes()}
+	return id, exp, nil
 }
 
 // CreateAccessAndRefreshTokens rotates the refresh token: the one redeemed is spent.
@@ -317,17 +345,29 @@ func (s *authgearStorage) SetUserinfoFromScopes(_ context.Context, info *oidc.Us
 // SetUserinfoFromToken answers the userinfo endpoint, where the profile is.
 func (s *authgearStorage) SetUserinfoFromToken(_ context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
 	s.mu.Lock()
-	sub, ok := s.access[tokenID]
+	a, ok := s.access[tokenID]
 	s.mu.Unlock()
-	if !ok || sub != opUser.sub {
-		return errors.New("authgear: unknown access token")
+	if !ok || a.subject != opUser.sub || time.Now().After(a.exp) {
+		return errors.New("authgear: unknown or expired access token")
 	}
 	info.Subject, info.Name, info.Email, info.EmailVerified = opUser.sub, opUser.name, opUser.email, true
 	return nil
 }
 
-func (s *authgearStorage) SetIntrospectionFromToken(_ context.Context, resp *oidc.IntrospectionResponse, _, subject, clientID string) error {
-	resp.Active, resp.Subject, resp.ClientID = true, subject, clientID
+// SetIntrospectionFromToken answers RFC 7662 introspection for a live
+// access token: active, with its subject, client, audience, scope and expiry.
+func (s *authgearStorage) SetIntrospectionFromToken(_ context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
+	s.mu.Lock()
+	a, ok := s.access[tokenID]
+	s.introspections++
+	s.mu.Unlock()
+	if !ok || a.subject != subject || time.Now().After(a.exp) {
+		return errors.New("authgear: unknown or expired access token")
+	}
+	resp.Active, resp.Subject, resp.ClientID = true, subject, s.client.id
+	resp.Issuer, resp.Audience, resp.Scope = s.issuer, []string{s.client.id}, a.scopes
+	resp.Expiration, resp.IssuedAt = oidc.FromTime(a.exp), oidc.FromTime(a.exp.Add(-tokenLife))
+	resp.TokenType = oidc.BearerToken
 	return nil
 }
 
@@ -367,7 +407,10 @@ func (s *authgearStorage) revocations() int {
 }
 
 // authgearClient is the app's registration: a confidential web client.
-type authgearClient struct{ id, secret string }
+type authgearClient struct {
+	id, secret string
+	kind       op.AccessTokenType
+}
 
 func (c *authgearClient) GetID() string { return c.id }
 
@@ -386,7 +429,7 @@ func (c *authgearClient) ResponseTypes() []oidc.ResponseType {
 func (c *authgearClient) LoginURL(id string) string {
 	return "/login?authRequestID=" + url.QueryEscape(id)
 }
-func (c *authgearClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeJWT }
+func (c *authgearClient) AccessTokenType() op.AccessTokenType  { return c.kind }
 func (c *authgearClient) IDTokenLifetime() time.Duration       { return tokenLife }
 func (c *authgearClient) DevMode() bool                        { return true } // http on loopback
 func (c *authgearClient) IsScopeAllowed(string) bool           { return false }

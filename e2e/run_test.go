@@ -210,9 +210,10 @@ func TestRunOverHTTPSWithAnUnusualAppURL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			page, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusSeeOther {
-				t.Fatalf("a form from https://bank.example: %d, want 303", resp.StatusCode)
+			if resp.StatusCode != http.StatusOK || refreshTarget(string(page)) == "" {
+				t.Fatalf("a form from https://bank.example: %d, want the page that moves on to the provider's logout", resp.StatusCode)
 			}
 		})
 	}

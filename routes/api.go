@@ -22,6 +22,11 @@ type apiUser struct {
 	user   *tokens.UserInfo // cookie sessions only: the ID token's profile
 }
 
+// opaqueBearer is the 401's reason for a Bearer token that is not a JWT.
+const opaqueBearer = "the access token is not a JWT: this provider's access tokens are opaque, and only the provider " +
+	"can check one; this app asks the provider's introspection endpoint (RFC 7662) only when BEARER_INTROSPECTION " +
+	"is on and the provider's discovery lists one. A browser session with this provider works with its cookies."
+
 // apiSession authenticates an API call by `Authorization: Bearer <access
 // token>` or, without that header, by the cookie session, and hands the
 // caller to handle. It never redirects: 401 with WWW-Authenticate, or 503
@@ -44,8 +49,12 @@ func apiSession(quiet *quietLog, sessions *tokens.Sessions, handle func(*gin.Con
 			u.claims, err = sessions.AccessToken(c.Request.Context(), strings.TrimSpace(raw))
 			if err != nil && !errors.Is(err, tokens.ErrProviderUnavailable) {
 				quiet.Warn(c.Request.Context(), "bearer token refused", "err", err)
+				why := "the access token is invalid or expired"
+				if errors.Is(err, tokens.ErrOpaqueBearer) {
+					why = opaqueBearer
+				}
 				c.Header("WWW-Authenticate", realm+`, error="invalid_token"`)
-				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_token", "error_description": "the access token is invalid or expired"})
+				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "invalid_token", "error_description": why})
 				return
 			}
 		} else {

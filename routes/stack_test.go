@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -324,6 +326,21 @@ type response struct {
 }
 
 func (p response) location() string { return p.header.Get("Location") }
+
+// refreshTag finds the meta refresh of 0 seconds the Log out page writes.
+var refreshTag = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url='([^']*)'">`)
+
+// next is where the browser goes on from p by itself: a redirect's
+// Location, or the URL of a page that refreshes at once (Log out's).
+func (p response) next() string {
+	if l := p.location(); l != "" {
+		return l
+	}
+	if m := refreshTag.FindStringSubmatch(p.body); m != nil && p.status == http.StatusOK {
+		return html.UnescapeString(m[1])
+	}
+	return ""
+}
 
 func (b *browser) do(req *http.Request) response {
 	b.t.Helper()

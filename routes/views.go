@@ -163,6 +163,7 @@ func pageKey(b []byte, name string, p page) ([]byte, bool) {
 		b = binary.AppendVarint(b, u.Expires)
 		b = binary.AppendUvarint(b, uint64(len(u.AccessHash)))
 		b = append(b, u.AccessHash...)
+		b = strconv.AppendBool(b, u.OpaqueAccess)
 	}
 	return b, true
 }

@@ -180,6 +180,7 @@ func (s *Sessions) FinishLogin(ctx context.Context, w http.ResponseWriter, r *ht
 		return "", err
 	}
 	res.user.LoginID, res.user.LoginAt = rand.Text(), now.Unix()
+	res.user.OpaqueAccess = res.opaque
 	sess := &Session{
 		AccessToken: res.access, Access: res.claims, RefreshToken: res.refreshToken, User: res.user,
 		Expires: now.Add(s.refreshTTL), idToken: res.idToken,

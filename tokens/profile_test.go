@@ -3,6 +3,8 @@ package tokens
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +42,10 @@ type op struct {
 	revocation,
 	endSession bool
 	noRefresh bool // the token endpoint issues no refresh token (no offline_access)
+	// opaque, when set, makes the access tokens: opaque ones, which the ID
+	// token's at_hash names unless badAtHash.
+	opaque    func() string
+	badAtHash bool
 
 	mu            sync.Mutex
 	nonce         string // the last authorization request's
@@ -142,9 +148,20 @@ func (o *op) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	access, id := "", o.id(nonce)
+	if o.opaque != nil {
+		access = o.opaque()
+		sum := sha256.Sum256([]byte(access))
+		if o.badAtHash {
+			sum = sha256.Sum256([]byte("another token"))
+		}
+		id = with(id, "at_hash", base64.RawURLEncoding.EncodeToString(sum[:16]))
+	} else {
+		access = o.signer.Sign(o.t, o.access(nonce), nil)
+	}
 	answer := map[string]any{
-		"access_token": o.signer.Sign(o.t, o.access(nonce), nil), "id_token": o.signer.Sign(o.t, o.id(nonce), nil),
-		"refresh_token": "rt-" + rand.Text(), "token_type": "Bearer", "expires_in": 120,
+		"access_token": access, "id_token": o.signer.Sign(o.t, id, nil),
+		"refresh_token": "rt-" + rand.Text(), "token_type": "Bearer", "expires_in": 120, "scope": "openid email profile",
 	}
 	o.mu.Lock()
 	if o.noRefresh {

@@ -34,6 +34,7 @@ type refreshed struct {
 	refreshToken string
 	idToken      string // as issued, for logout's id_token_hint; "" when none came
 	user         UserInfo
+	opaque       bool // the access token is not a JWT: it is kept sealed (see opaque.go)
 }
 
 // refresher makes sure one refresh token is redeemed once per instance:
@@ -143,11 +144,18 @@ func (f *refresher) do(ctx context.Context, refreshToken string, until time.Time
 	}
 }
 
+// remembered returns the result of redeeming the refresh token whose hash
+// is key, during the grace window, while its access token is not itself
+// due for a refresh: a provider that keeps the refresh token (Google,
+// FusionAuth's Reusable policy) with access tokens shorter than the grace
+// window is asked again, rather than handed the tokens it is replacing.
 func (f *refresher) remembered(key [sha256.Size]byte) *refreshed {
-	if e, ok := f.recent.Get(key); ok && f.now().Before(e.until) {
-		return e.res
+	now := f.now()
+	e, ok := f.recent.Get(key)
+	if !ok || !now.Before(e.until) || (e.res.claims != nil && e.res.claims.Expiry.Time().Sub(now) <= refreshMargin) {
+		return nil
 	}
-	return nil
+	return e.res
 }
 
 func (f *refresher) remember(key [sha256.Size]byte, res *refreshed) {
@@ -204,6 +212,7 @@ func (s *Sessions) redeem(ctx context.Context, refreshToken string, user UserInf
 	if res.user.Subject == "" {
 		res.user = user
 	}
+	res.user.OpaqueAccess = res.opaque
 	res.user.AccessHash = nil // write binds the new access token
 	res.user.LoginID, res.user.LoginAt = user.LoginID, user.LoginAt
 	s.log.Info("tokens refreshed", "sub", user.Subject, "rotated", res.refreshToken != refreshToken)
@@ -225,6 +234,9 @@ func (s *Sessions) validateTokens(ctx context.Context, tok *oauth2.Token, nonce 
 		// that it failed a check.
 		return nil, ended(NoticeEndedTooLarge, fmt.Errorf("%w: the access token alone is %d bytes, more than the %d a session may take", ErrSessionTooLarge, n, cookie.MaxSessionBytes))
 	}
+	if !oidc.IsJWT(tok.AccessToken) {
+		return s.validateOpaque(ctx, tok, nonce, prev)
+	}
 	access, err := s.verifier.TokenEndpointAccess(ctx, tok.AccessToken)
 	if err != nil {
 		return nil, s.tokenResponseError("access token", err)
@@ -238,6 +250,7 @@ func (s *Sessions) validateTokens(ctx context.Context, tok *oauth2.Token, nonce 
 		if nonce != "" {
 			return nil, fmt.Errorf("%w: the token response has no ID token", ErrNoSession)
 		}
+		s.noteKind(false)
 		return res, nil // a refresh without an ID token: the session's profile still holds
 	}
 	id, err := s.verifier.IDToken(ctx, raw, nonce)
@@ -248,29 +261,41 @@ func (s *Sessions) validateTokens(ctx context.Context, tok *oauth2.Token, nonce 
 		return nil, fmt.Errorf("%w: ID token and access token name different users", ErrNoSession)
 	}
 	res.idToken = raw
-	if id.Email != "" && (id.Name != "" || id.GivenName != "" || id.FamilyName != "") {
-		res.user = userInfoFrom(id)
-		return res, nil
+	if res.user, err = s.profile(ctx, tok.AccessToken, id, prev); err != nil {
+		return nil, err
 	}
-	info, err := s.client.userinfo(ctx, tok.AccessToken)
+	s.noteKind(false)
+	return res, nil
+}
+
+// profile is what the pages show of the user, from the validated ID token
+// id, else from the userinfo endpoint, asked with the access token (once,
+// at the login or refresh, never per page) when the ID token names
+// neither. At a refresh (prev is the session's user) the refresh token is
+// spent already, so a userinfo endpoint that fails keeps the profile the
+// session had.
+func (s *Sessions) profile(ctx context.Context, access string, id *Claims, prev UserInfo) (UserInfo, error) {
+	if id.Email != "" && (id.Name != "" || id.GivenName != "" || id.FamilyName != "") {
+		return userInfoFrom(id), nil
+	}
+	info, err := s.client.userinfo(ctx, access)
 	switch {
 	case err == nil && info.Subject != id.Subject:
 		// OpenID Connect Core 1.0, section 5.3.2: the sub must match.
-		return nil, fmt.Errorf("%w: the userinfo endpoint names another user than the ID token", ErrNoSession)
+		return UserInfo{}, fmt.Errorf("%w: the userinfo endpoint names another user than the ID token", ErrNoSession)
 	case err == nil:
-		res.user = userInfoFrom(fillProfile(id, info))
+		return userInfoFrom(fillProfile(id, info)), nil
 	case prev.Subject != "":
 		s.log.Warn("userinfo not fetched at refresh: keeping the session's profile", "sub", prev.Subject, "err", err)
-		res.user = userInfoFrom(id)
-		if res.user.Email == "" && res.user.Name == "" {
-			res.user = prev
+		if u := userInfoFrom(id); u.Email != "" || u.Name != "" {
+			return u, nil
 		}
+		return prev, nil
 	case errors.Is(err, errNoUserinfo):
-		res.user = userInfoFrom(id) // nothing more to be had
+		return userInfoFrom(id), nil // nothing more to be had
 	default:
-		return nil, err
+		return UserInfo{}, err
 	}
-	return res, nil
 }
 
 // fillProfile returns the ID token's claims with the profile claims it

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/changebank/changebank/tokens/oidc"
 )
 
 func TestRefresherRedeemsOncePerToken(t *testing.T) {
@@ -55,6 +57,31 @@ func TestRefresherRedeemsOncePerToken(t *testing.T) {
 	now = now.Add(refreshGrace + time.Second)
 	if _, err := f.do(context.Background(), "rt-1", time.Time{}, redeem); err != nil || calls.Load() != 2 {
 		t.Fatalf("after the grace window: %v, calls %d", err, calls.Load())
+	}
+}
+
+// TestRefresherAsksAgainWhenTheRememberedTokenIsDue: a provider that keeps
+// the refresh token (Google, FusionAuth's Reusable policy) with access
+// tokens shorter than the grace window: the next refresh, once the
+// remembered access token is itself due, reaches the provider instead of
+// handing back the tokens it replaces (which would never refresh again
+// until the window closed, and serve an expired token meanwhile).
+func TestRefresherAsksAgainWhenTheRememberedTokenIsDue(t *testing.T) {
+	now := time.Now()
+	f := newRefresher(func() time.Time { return now }, refreshGrace, time.Minute)
+	calls := 0
+	redeem := func(context.Context) (*refreshed, error) {
+		calls++
+		return &refreshed{access: "access", refreshToken: "rt", claims: &Claims{Expiry: oidc.UnixTime(now.Add(8 * time.Second).Unix())}}, nil
+	}
+	for i, at := range []time.Duration{0, time.Second, 4 * time.Second} {
+		now = now.Add(at)
+		if _, err := f.do(context.Background(), "rt", time.Time{}, redeem); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[int]int{0: 1, 1: 1, 2: 2}[i]; calls != want {
+			t.Fatalf("refresh %d (%s after the previous): %d token calls, want %d", i+1, at, calls, want)
+		}
 	}
 }
 

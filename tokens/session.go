@@ -26,7 +26,7 @@ const refreshMargin = 5 * time.Second
 
 // A Session is what the cookies of one browser hold, validated.
 type Session struct {
-	AccessToken string  // the JWT as issued, from cb_access_token
+	AccessToken string  // the access token as issued: the JWT from cb_access_token, or the opaque token sealed there
 	Access      *Claims // its validated claims
 	// CSRF is the anti-CSRF token of the session's forms: a form that
 	// changes anything sends it as the field csrf_token (Logout checks it,
@@ -56,10 +56,15 @@ type UserInfo struct {
 	FamilyName    string `json:"family_name,omitempty"`
 	Email         string `json:"email,omitempty"`
 	EmailVerified bool   `json:"email_verified,omitempty"`
-	Birthdate     string `json:"birthdate,omitempty"`
-	LoginID       string `json:"lid"`      // random per login: CSRF tokens are bound to it
-	LoginAt       int64  `json:"login_at"` // when the user logged in: a logout after it ends the session
-	Expires       int64  `json:"exp"`      // enforced here, not just by the browser
+	// OpaqueAccess reports that the provider's access token is not a JWT:
+	// cb_access_token holds it sealed with its expiry, and the provider
+	// checks it only at each refresh (see opaque.go). (Beside the other
+	// bool: the struct stays the size it was.)
+	OpaqueAccess bool   `json:"opq,omitempty"`
+	Birthdate    string `json:"birthdate,omitempty"`
+	LoginID      string `json:"lid"`      // random per login: CSRF tokens are bound to it
+	LoginAt      int64  `json:"login_at"` // when the user logged in: a logout after it ends the session
+	Expires      int64  `json:"exp"`      // enforced here, not just by the browser
 	// AccessHash is the SHA-256 of the access token the token endpoint
 	// issued to this session: only that token passes in cb_access_token,
 	// whatever its shape (see Verifier). Empty in sessions written before it.
@@ -183,7 +188,11 @@ func (s *Sessions) check(ctx context.Context, v cookie.Values, now time.Time, l 
 	var claims *Claims
 	if v.Access != "" {
 		var err error
-		claims, err = s.verifier.CheckAccess(ctx, v.Access, user.AccessHash, now, l)
+		if user.OpaqueAccess {
+			claims, sess.AccessToken, err = s.openOpaque(v.Access, user, now, l)
+		} else {
+			claims, err = s.verifier.CheckAccess(ctx, v.Access, user.AccessHash, now, l)
+		}
 		switch {
 		case errors.Is(err, ErrProviderUnavailable):
 			return checked{err: err}
@@ -393,7 +402,13 @@ func (s *Sessions) write(w http.ResponseWriter, sess *Session, now time.Time) er
 		writes = append(writes, cw)
 		return nil
 	}
-	if err := add(cookie.Access, sess.AccessToken, sess.Access.Expiry.Time()); err != nil {
+	access := sess.AccessToken
+	if user.OpaqueAccess {
+		if access, err = s.sealOpaque(sess); err != nil {
+			return err
+		}
+	}
+	if err := add(cookie.Access, access, sess.Access.Expiry.Time()); err != nil {
 		return err
 	}
 	if err := add(cookie.UserInfo, sealedUser, sess.Expires); err != nil {

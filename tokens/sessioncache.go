@@ -39,6 +39,17 @@ type validSession struct {
 	csrf  string
 	token oidc.Verified
 	ends  int64 // Unix time: the earlier of the session's end and the token's exp
+	// opaque is what opening an opaque access token's cookie established
+	// (user.OpaqueAccess): the token and the claims the session stands on.
+	// Its seal, binding and subject depend on the key's bytes alone; its
+	// expiry is checked again on every use.
+	opaque *openedOpaque
+}
+
+// openedOpaque is an opaque access token's cookie, opened and checked.
+type openedOpaque struct {
+	token  string
+	claims *Claims
 }
 
 // sessionCache remembers the sessions that passed every check, so that the
@@ -109,6 +120,14 @@ func (s *Sessions) cachedSession(ctx context.Context, v cookie.Values, now time.
 		s.sessions.drop(v)
 		return nil, false
 	}
+	if o := e.opaque; o != nil {
+		if o.claims.Expiry.Time().Sub(now) <= refreshMargin {
+			s.sessions.drop(v)
+			return nil, false
+		}
+		return &Session{AccessToken: o.token, Access: o.claims, CSRF: e.csrf, User: e.user, Expires: time.Unix(e.user.Expires, 0),
+			refreshSealed: v.Refresh, carried: v.Carried}, true
+	}
 	claims, err := s.verifier.Recheck(ctx, &e.token, now, &l)
 	if errors.Is(err, oidc.ErrStaleKey) {
 		// The full load verifies the token again, with no second lookup
@@ -125,6 +144,12 @@ func (s *Sessions) cachedSession(ctx context.Context, v cookie.Values, now time.
 
 // rememberSession caches what a full load of v accepted without refreshing.
 func (s *Sessions) rememberSession(v cookie.Values, sess *Session, now time.Time) {
+	if sess.User.OpaqueAccess {
+		ends := min(sess.User.Expires, int64(sess.Access.Expiry))
+		s.sessions.put(v, &validSession{user: sess.User, csrf: sess.CSRF, ends: ends,
+			opaque: &openedOpaque{token: sess.AccessToken, claims: sess.Access}}, now)
+		return
+	}
 	if t, ok := s.verifier.Remembered(v.Access, sess.User.AccessHash); ok {
 		ends := min(sess.User.Expires, int64(sess.Access.Expiry))
 		s.sessions.put(v, &validSession{user: sess.User, csrf: sess.CSRF, token: t, ends: ends}, now)

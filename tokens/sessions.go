@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/changebank/changebank/internal/bounded"
@@ -69,6 +70,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock tells the time; nil means time.Now. Tests move it.
 	Clock func() time.Time
+	// BearerIntrospection lets AccessToken accept an opaque access token
+	// (not a JWT) by asking the provider's RFC 7662 introspection
+	// endpoint, where discovery lists one, once per token until it
+	// expires. Off, such a token is refused with ErrOpaqueBearer.
+	BearerIntrospection bool
 	// Observer is told what the sessions do, for metrics; nil means no one.
 	Observer Observer
 }
@@ -209,6 +215,10 @@ type Sessions struct {
 	// sessions remembers whole sessions that passed every check, keyed on
 	// their cookie values: see sessionCache.
 	sessions *sessionCache
+	// introspect checks opaque Bearer tokens at the provider; nil unless
+	// Config.BearerIntrospection.
+	introspect *introspector
+	kind       atomic.Int32 // the kind of access token last issued (noteKind)
 }
 
 // maxOpenedUsers bounds Sessions.users. A session's entry stays for its
@@ -267,6 +277,9 @@ func newSessions(cfg Config, p *oidc.Provider, ks oidc.KeySet) (*Sessions, error
 		sessions: newSessionCache(),
 	}
 	s.refresh.dead, s.refresh.observe = s.deadTokens, cfg.Observer
+	if cfg.BearerIntrospection {
+		s.introspect = newIntrospector(client, cfg)
+	}
 	return s, nil
 }
 
@@ -281,7 +294,23 @@ func (s *Sessions) Cookies() *cookie.Store { return s.cookies }
 
 // AccessToken verifies an access token sent as `Authorization: Bearer`,
 // with the session's rules (issuer, Audience, the provider's keys, kind);
-// errors are oidc.Verifier.AccessToken's, an expired token included.
+// errors are oidc.Verifier.AccessToken's, an expired token included. A
+// token that is not a JWT is opaque: only the provider can check it, at
+// its introspection endpoint when Config.BearerIntrospection is on and
+// discovery lists one (errors: oidc.ErrInvalidToken, and
+// ErrProviderUnavailable when it could not say); otherwise it is refused
+// with ErrOpaqueBearer.
 func (s *Sessions) AccessToken(ctx context.Context, raw string) (*Claims, error) {
-	return s.verifier.AccessToken(ctx, raw)
+	if oidc.IsJWT(raw) {
+		return s.verifier.AccessToken(ctx, raw)
+	}
+	if s.introspect == nil {
+		return nil, ErrOpaqueBearer
+	}
+	if m, err := s.provider.Metadata(); err != nil {
+		return nil, err
+	} else if m.IntrospectionEndpoint == "" {
+		return nil, ErrOpaqueBearer
+	}
+	return s.introspect.check(ctx, raw)
 }

@@ -87,7 +87,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	tcfg := tokens.Config{
 		Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, AppURL: cfg.AppURL, Secrets: cfg.Secrets,
 		Audience: cfg.Audience, Scopes: cfg.Scopes, AuthorizeParams: cfg.AuthorizeParams, IssuerInternalURL: cfg.IssuerInternalURL,
-		RefreshTokenTTL: cfg.RefreshTTL, FusionAuthAPIKey: cfg.APIKey, Logger: log,
+		BearerIntrospection: cfg.BearerIntrospection,
+		RefreshTokenTTL:     cfg.RefreshTTL, FusionAuthAPIKey: cfg.APIKey, Logger: log,
 	}
 	var appOpts []routes.Option
 	var meters *metrics.Metrics

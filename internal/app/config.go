@@ -27,16 +27,19 @@ type Config struct {
 	ClientSecret      string
 	Audience          string     // what every access token's aud must hold
 	AuthorizeParams   url.Values // extra authorization request parameters
-	Scopes            []string
-	Secrets           []string
-	RefreshTTL        time.Duration
-	DrainPeriod       time.Duration // after SIGTERM: /readyz 503, requests still served
-	APIKey            string
-	KickstartFile     string
-	EmbeddedIdP       bool
-	LogLevel          slog.Level
-	AttackerAddr      string // host:port of the attacker page; "" when off
-	MetricsAddr       string // host:port of the Prometheus metrics listener; "" when off
+	// BearerIntrospection lets opaque Bearer tokens through the provider's
+	// introspection endpoint.
+	BearerIntrospection bool
+	Scopes              []string
+	Secrets             []string
+	RefreshTTL          time.Duration
+	DrainPeriod         time.Duration // after SIGTERM: /readyz 503, requests still served
+	APIKey              string
+	KickstartFile       string
+	EmbeddedIdP         bool
+	LogLevel            slog.Level
+	AttackerAddr        string // host:port of the attacker page; "" when off
+	MetricsAddr         string // host:port of the Prometheus metrics listener; "" when off
 
 	issuerAddr string // host:port the embedded provider listens on
 }
@@ -71,6 +74,7 @@ var settings = []setting{
 	{"APP_SECRET_KEY", "", "comma-separated secrets of 32+ bytes: the first seals, all open (required)"},
 	{"REFRESH_TOKEN_TTL", "720h", "the refresh token's life at the provider; session cookies live this long"},
 	{"DRAIN_PERIOD", "15s", "after SIGTERM: how long /readyz answers 503 while every request is still served, before the graceful shutdown; 0s: shut down at once. Ctrl-C (SIGINT) never waits"},
+	{"BEARER_INTROSPECTION", "off", "on: /api/me accepts opaque (non-JWT) Bearer access tokens by asking the provider's introspection endpoint (RFC 7662), where discovery lists one, once per token"},
 	{"FUSIONAUTH_API_KEY", "", "FusionAuth API key: lets logout revoke the refresh token at FusionAuth, which has no RFC 7009 endpoint (optional)"},
 	{"KICKSTART_FILE", "kickstart/kickstart.json", "the embedded stand-in's configuration (-embedded-idp only)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -217,6 +221,12 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		bad("DRAIN_PERIOD", "want a duration such as 15s (longer than a balancer takes to notice /readyz failing), or 0s to shut down at once")
 	}
 	cfg.DrainPeriod = drain
+	switch v := strings.ToLower(get("BEARER_INTROSPECTION")); v {
+	case "on", "off":
+		cfg.BearerIntrospection = v == "on"
+	default:
+		bad("BEARER_INTROSPECTION", "%q: want on or off", get("BEARER_INTROSPECTION"))
+	}
 	cfg.APIKey = get("FUSIONAUTH_API_KEY")
 	if cfg.APIKey != "" {
 		published("FUSIONAUTH_API_KEY", cfg.APIKey)

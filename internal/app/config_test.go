@@ -87,6 +87,25 @@ func TestConfigKeepsTheIssuerExactly(t *testing.T) {
 	}
 }
 
+// TestConfigBearerIntrospection: off unless set to on; anything else is
+// named at start rather than read as off.
+func TestConfigBearerIntrospection(t *testing.T) {
+	for value, want := range map[string]string{"": "off", "off": "off", "on": "on", "ON": "on", "yes": "refused"} {
+		env := map[string]string{}
+		for k, v := range apptest.DemoEnv {
+			env[k] = v
+		}
+		env["BEARER_INTROSPECTION"] = value
+		cfg, err := LoadConfig(nil, apptest.Getenv(env), io.Discard)
+		switch got := map[bool]string{false: "off", true: "on"}[cfg.BearerIntrospection]; {
+		case want == "refused" && (err == nil || !strings.Contains(err.Error(), "BEARER_INTROSPECTION")):
+			t.Errorf("BEARER_INTROSPECTION=%q: %v, want it named", value, err)
+		case want != "refused" && (err != nil || got != want):
+			t.Errorf("BEARER_INTROSPECTION=%q: %s, %v; want %s", value, got, err, want)
+		}
+	}
+}
+
 // TestConfigProviderSettings: AUDIENCE defaults to CLIENT_ID, SCOPES to the
 // four FusionAuth needs, and AUTHORIZE_PARAMS may add parameters but not
 // replace the flow's own.

@@ -2,12 +2,14 @@ package oidctest
 
 import (
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/changebank/changebank/idp"
@@ -38,9 +40,24 @@ type Page struct {
 	Body     string
 	Location string
 	Header   http.Header
+	// Refresh is where a page that refreshes at once (a meta refresh of 0
+	// seconds: the app's Log out page) sends the browser on.
+	Refresh string
 }
 
-// Get gets target and follows the redirects of its answers; one to the
+// Next is where the browser goes on from the page by itself: a
+// redirect's Location, or an immediate refresh's URL; "" when it stays.
+func (p *Page) Next() string {
+	if p.Location != "" {
+		return p.Location
+	}
+	return p.Refresh
+}
+
+// refreshTag finds a meta refresh of 0 seconds, as the app's Log out page writes it.
+var refreshTag = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url='([^']*)'">`)
+
+// Get gets target and follows the redirects (and immediate refreshes) of its answers; one to the
 // stand-in's /oauth2/authorize shows its login form, which the browser
 // fills in and posts. It returns the first answer that is no redirect.
 func (b *Browser) Get(target string) (*Page, error) {
@@ -55,10 +72,10 @@ func (b *Browser) Get(target string) (*Page, error) {
 		} else {
 			p, err = b.Request(http.MethodGet, target, nil)
 		}
-		if err != nil || p.Location == "" {
+		if err != nil || p.Next() == "" {
 			return p, err
 		}
-		next, err := u.Parse(p.Location)
+		next, err := u.Parse(p.Next())
 		if err != nil {
 			return nil, err
 		}
@@ -114,6 +131,9 @@ func (b *Browser) Request(method, target string, form url.Values) (*Page, error)
 	p := &Page{Status: resp.StatusCode, Body: string(text), Header: resp.Header}
 	if resp.StatusCode/100 == 3 {
 		p.Location = resp.Header.Get("Location")
+	}
+	if m := refreshTag.FindStringSubmatch(p.Body); m != nil && resp.StatusCode == http.StatusOK {
+		p.Refresh = html.UnescapeString(m[1])
 	}
 	return p, nil
 }

@@ -72,6 +72,10 @@ type Trace struct {
 	Outcome Outcome
 	Decided check.Name // the check that refused the session, when Outcome is Refused
 	At      time.Time  // the time the checks were made against
+	// Opaque reports that the session's access token is opaque (not a
+	// JWT): sealed in its cookie, checked by the provider only at each
+	// refresh.
+	Opaque bool
 }
 
 // Step returns the step for check c.
@@ -112,16 +116,32 @@ func Run(ctx context.Context, s *tokens.Sessions, r *http.Request, at time.Time)
 		t.Kid = v.Kid
 	}
 	describe(t, s, r, v.Alg, v.Kid)
+	var user tokens.UserInfo
+	opaque := s.Cookies().Open(r, cookie.UserInfo, &user) == nil && user.OpaqueAccess
+	t.Opaque = opaque
 	for _, c := range check.All {
-		if t.Step(c).Result == NotChecked {
-			step := Step{Check: c, Result: NotChecked}
-			if c == check.Refresh && t.Outcome == Accepted {
-				step.Value = "not opened: it is needed only to refresh"
-			}
-			t.Steps = append(t.Steps, step)
+		if t.Step(c).Result != NotChecked {
+			continue
 		}
+		step := Step{Check: c, Result: NotChecked}
+		switch {
+		case c == check.Refresh && t.Outcome == Accepted:
+			step.Value = "not opened: it is needed only to refresh"
+		case c == check.Sealed && !opaque:
+			continue // a JWT is kept as the provider signed it; only an opaque token is sealed
+		case opaque && jwtOnly[c]:
+			step.Value = "not made: the access token is opaque, not a JWT; only the provider can check it, which it does at each refresh"
+		}
+		t.Steps = append(t.Steps, step)
 	}
 	return t
+}
+
+// jwtOnly are the checks only a JWT access token can have: what a session
+// with an opaque access token goes without on every request.
+var jwtOnly = map[check.Name]bool{
+	check.Shape: true, check.Header: true, check.Key: true, check.Algorithm: true, check.Signature: true,
+	check.Claims: true, check.Issuer: true, check.Audience: true, check.Subject: true, check.NotBefore: true,
 }
 
 // decider names the check that refused a session: the last that failed.
@@ -163,6 +183,24 @@ func describe(t *Trace, s *tokens.Sessions, r *http.Request, alg, kid string) {
 	rcErr := store.Open(r, cookie.Refresh, &rc)
 	access := store.Get(r, cookie.Access)
 	hdr, claims := peekJWT(access)
+	// A session whose access token is opaque keeps it sealed: what the
+	// trace shows of it is its subject and expiry, never the token.
+	opaque := userErr == nil && user.OpaqueAccess
+	var sealed struct {
+		Token   string `json:"at"`
+		Subject string `json:"sub"`
+		Expires int64  `json:"exp"`
+	}
+	sealedErr := errors.New("not opaque")
+	if opaque {
+		sealedErr = store.Open(r, cookie.Access, &sealed)
+		sum := sha256.Sum256([]byte(sealed.Token))
+		access, sealed.Token = "", "" // from here on only its hash counts
+		claims = map[string]any{"sub": sealed.Subject}
+		if sealedErr == nil && len(user.AccessHash) > 0 && subtle.ConstantTimeCompare(sum[:], user.AccessHash) == 1 {
+			claims["own"] = true
+		}
+	}
 	at := t.At.UTC()
 	when := func(u int64) string { return time.Unix(u, 0).UTC().Format("2006-01-02 15:04:05 UTC") }
 	rel := func(u int64) string {
@@ -248,8 +286,16 @@ func describe(t *Trace, s *tokens.Sessions, r *http.Request, alg, kid string) {
 			v = str(claims["sub"])
 		case check.NotBefore:
 			v = "nbf " + optTime(claims["nbf"], when) + ", iat " + optTime(claims["iat"], when) + fmt.Sprintf(" (%s oidc.Leeway)", oidc.Leeway)
+		case check.Sealed:
+			if sealedErr == nil {
+				v = "sealed by this app for this cookie: the provider's opaque access token, with its subject and the expiry the token endpoint gave"
+			} else {
+				v = "does not open: changed, moved from another cookie, or sealed under another secret"
+			}
 		case check.Expiry:
-			if e, ok := claims["exp"].(float64); ok {
+			if opaque {
+				v = fmt.Sprintf("expires %s (%s): the token endpoint's expires_in, at most an hour, no leeway", when(sealed.Expires), rel(sealed.Expires))
+			} else if e, ok := claims["exp"].(float64); ok {
 				v = fmt.Sprintf("exp %s (%s), %s oidc.Leeway", when(int64(e)), rel(int64(e)), oidc.Leeway)
 			} else {
 				v = "no exp"
@@ -260,6 +306,9 @@ func describe(t *Trace, s *tokens.Sessions, r *http.Request, alg, kid string) {
 			sum := sha256.Sum256([]byte(access))
 			own := len(user.AccessHash) > 0 && subtle.ConstantTimeCompare(sum[:], user.AccessHash) == 1
 			other := len(user.AccessHash) > 0 && !own
+			if opaque {
+				own, other = claims["own"] == true, claims["own"] != true
+			}
 			switch {
 			case own:
 				v = "the very access token the provider issued to this session (its SHA-256 is the one cb_userinfo holds)"
@@ -277,6 +326,9 @@ func describe(t *Trace, s *tokens.Sessions, r *http.Request, alg, kid string) {
 			}
 		case check.Binding:
 			v = fmt.Sprintf("access token sub %s, cb_userinfo sub %s", str(claims["sub"]), user.Subject)
+			if opaque {
+				v = fmt.Sprintf("sub %s sealed beside the access token (from the ID token it came with), cb_userinfo sub %s", sealed.Subject, user.Subject)
+			}
 		}
 		s.Value = v
 	}

@@ -16,19 +16,23 @@ const (
 	UserInfo   Name = "cb_userinfo opens"
 	SessionEnd Name = "session end"
 	Logout     Name = "logout marker"
-	Shape      Name = "token size and shape"
-	Header     Name = "header (crit, typ)"
-	Key        Name = "key (kid)"
-	Algorithm  Name = "algorithm"
-	Signature  Name = "signature"
-	Claims     Name = "claims readable"
-	Issuer     Name = "iss"
-	Audience   Name = "aud"
-	Subject    Name = "sub"
-	NotBefore  Name = "nbf / iat"
-	Expiry     Name = "exp"
-	Kind       Name = "token kind"
-	Binding    Name = "subject binding"
+	// Sealed is made instead of Shape to Signature when the session's
+	// access token is opaque (not a JWT): the token is kept sealed in its
+	// cookie, and opening it is what can be checked here.
+	Sealed    Name = "access cookie opens (opaque token)"
+	Shape     Name = "token size and shape"
+	Header    Name = "header (crit, typ)"
+	Key       Name = "key (kid)"
+	Algorithm Name = "algorithm"
+	Signature Name = "signature"
+	Claims    Name = "claims readable"
+	Issuer    Name = "iss"
+	Audience  Name = "aud"
+	Subject   Name = "sub"
+	NotBefore Name = "nbf / iat"
+	Expiry    Name = "exp"
+	Kind      Name = "token kind"
+	Binding   Name = "subject binding"
 	// Refresh comes last: the refresh cookie is opened only when the
 	// access token is missing, expired or about to be.
 	Refresh Name = "refresh cookie"
@@ -36,7 +40,7 @@ const (
 
 // All lists every check in order, so that a reader can name those never reached.
 var All = []Name{
-	UserInfo, SessionEnd, Logout, Shape, Header, Key, Algorithm, Signature, Claims,
+	UserInfo, SessionEnd, Logout, Sealed, Shape, Header, Key, Algorithm, Signature, Claims,
 	Issuer, Audience, Subject, NotBefore, Expiry, Kind, Binding, Refresh,
 }
 

@@ -97,7 +97,7 @@ func (p Profile) discoveryURL() (string, error) {
 // the request came to: asked as http://fusionauth:9011 inside compose, it
 // names a host the browser cannot resolve. So the endpoints the browser
 // visits (authorize, end session) move onto the issuer's origin, and those
-// this app calls (token, userinfo, JWKS, revocation) onto InternalURL.
+// this app calls (token, userinfo, JWKS, revocation, introspection) onto InternalURL.
 // Other providers name their endpoints as they mean them, on hosts that may
 // differ from the issuer's: without InternalURL they are used as they are.
 func (p Profile) moveEndpoints(m *Metadata) error {
@@ -114,6 +114,7 @@ func (p Profile) moveEndpoints(m *Metadata) error {
 		{&m.UserinfoEndpoint, p.InternalURL},
 		{&m.JWKSURI, p.InternalURL},
 		{&m.RevocationEndpoint, p.InternalURL},
+		{&m.IntrospectionEndpoint, p.InternalURL},
 	} {
 		if *e.u == "" {
 			continue
@@ -150,6 +151,7 @@ func (p Profile) plainEndpoints(m Metadata) []string {
 		{"jwks_uri", m.JWKSURI},
 		{"end_session_endpoint", m.EndSessionEndpoint},
 		{"revocation_endpoint", m.RevocationEndpoint},
+		{"introspection_endpoint", m.IntrospectionEndpoint},
 	} {
 		u, err := url.Parse(e.u)
 		if e.u == "" || (err == nil && (u.Scheme == "https" || Loopback(u.Hostname()) || (internal != "" && u.Host == internal))) {

@@ -218,3 +218,31 @@ func TestAtJWTRuleIsLearnedOnlyFromTheTokenEndpoint(t *testing.T) {
 		t.Fatalf("after the token endpoint issued at+jwt, an untyped Bearer token: %v, want refused", err)
 	}
 }
+
+func TestWhichAccessTokensAreJWTs(t *testing.T) {
+	now := time.Now()
+	signer := newTestSigner(t, "k1")
+	for token, want := range map[string]bool{
+		signer.Sign(t, goodClaims(now), nil):                 true,
+		"ya29.a0AfB_byC1234567890abcdef":                     false, // Google
+		"ory_at_4Nq0mWzF1o.8cJ5t0RwQk":                       false, // Hydra: two parts
+		"authelia_at_abc.def":                                false,
+		"aGVsbG8.d29ybGQ.c2ln":                               false, // three parts, but no JSON header with alg
+		"eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..iv.ct.tag": false, // a JWE (Auth0 without audience)
+		"":                       false,
+		"2YotnFZFEjr1zCsicMWpAA": false, // RFC 6749's example
+	} {
+		if got := IsJWT(token); got != want {
+			t.Errorf("IsJWT(%.30q) = %v", token, got)
+		}
+	}
+}
+
+func BenchmarkIsJWT(b *testing.B) {
+	token := newTestSigner(b, "k1").Sign(b, goodClaims(time.Now()), nil)
+	for b.Loop() {
+		if !IsJWT(token) {
+			b.Fatal("not a JWT")
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/changebank/changebank/idp"
+	"github.com/changebank/changebank/internal/metrics"
 	"github.com/changebank/changebank/tokens"
 	"github.com/changebank/changebank/tokens/cookie"
 )
@@ -97,6 +98,7 @@ type stackOptions struct {
 	noAPIKey      bool
 	infoLogs      bool // log at info, as the app does by default; tests log debug too
 	quietLogs     bool // log at warn: no line per request, as cmd/load measures (the hot-path benchmark)
+	metrics       bool // the Prometheus metrics on, as METRICS_ADDR turns them on in the app
 }
 
 func newStack(t testing.TB, o stackOptions) *stack {
@@ -139,10 +141,23 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	if o.noAPIKey {
 		key = ""
 	}
-	h, sessions, err := wire(t, log, tokens.Config{Issuer: idpURL, AppURL: appURL, FusionAuthAPIKey: key,
-		HTTPClient: &http.Client{Timeout: 2 * time.Second}, RefreshTokenTTL: 720 * time.Hour, Clock: clock.Now})
+	cfg := tokens.Config{Issuer: idpURL, AppURL: appURL, FusionAuthAPIKey: key,
+		HTTPClient: &http.Client{Timeout: 2 * time.Second}, RefreshTokenTTL: 720 * time.Hour, Clock: clock.Now}
+	var opts []Option
+	var meters *metrics.Metrics
+	if o.metrics {
+		// Wired as internal/app wires them.
+		meters = metrics.New()
+		cfg.Observer = meters
+		cfg.HTTPClient.Transport = meters.ProviderTransport(nil)
+		opts = append(opts, WithRequestObserver(meters))
+	}
+	h, sessions, err := wire(t, log, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if meters != nil {
+		meters.Watch(sessions)
 	}
 	waitCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
@@ -165,7 +180,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 
 // wire builds the app's handler as main.go does, with the test's client
 // registration and secret, logging into log. Discovery runs until t ends.
-func wire(t testing.TB, log *slog.Logger, cfg tokens.Config) (http.Handler, *tokens.Sessions, error) {
+func wire(t testing.TB, log *slog.Logger, cfg tokens.Config, opts ...Option) (http.Handler, *tokens.Sessions, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cfg.ClientID, cfg.ClientSecret, cfg.Secrets, cfg.Logger = clientID, clientSecret, []string{string(testSecret)}, log
@@ -179,7 +194,7 @@ func wire(t testing.TB, log *slog.Logger, cfg tokens.Config) (http.Handler, *tok
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := New(log, sessions, cfg.Clock, os.DirFS(".."), cfg.AppURL)
+	h, err := New(log, sessions, cfg.Clock, os.DirFS(".."), cfg.AppURL, opts...)
 	return h, sessions, err
 }
 

@@ -77,6 +77,7 @@ func main() {
 type target struct {
 	name, path string
 	proxy      bool   // oauth2-proxy's, not the app's
+	metrics    bool   // the app's second instance, whose Prometheus metrics are on (METRICS_ADDR)
 	cookies    bool   // send the session cookies
 	padding    bool   // send a cookie no route reads, as long as the session's: the header's cost alone
 	bearer     bool   // send the access token as a Bearer token
@@ -90,6 +91,7 @@ var targets = []target{
 	{name: "GET / (padding cookie)", path: "/", padding: true, want: http.StatusOK, contains: "Dollars in, coins out"},
 	{name: "GET /healthz (cookies)", path: "/healthz", cookies: true, want: http.StatusOK, contains: "ok"},
 	{name: "GET /account (cookies)", path: "/account", cookies: true, want: http.StatusOK, contains: `id="name"`},
+	{name: "GET /account (cookies, metrics on)", path: "/account", cookies: true, metrics: true, want: http.StatusOK, contains: `id="name"`},
 	{name: "GET /api/me (cookies)", path: "/api/me", cookies: true, want: http.StatusOK, contains: `"authenticated_by":"cookie"`},
 	{name: "GET /api/me (Bearer)", path: "/api/me", bearer: true, want: http.StatusOK, contains: `"authenticated_by":"bearer"`},
 }
@@ -113,6 +115,9 @@ var ratios = []ratio{
 	// what the session's checks cost, apart from net/http reading its cookies.
 	{num: "GET /account (cookies)", den: "GET / (padding cookie)"},
 	{num: "GET /api/me (cookies)", den: "GET /healthz (cookies)"},
+	// What the Prometheus metrics cost a page: the same route on the
+	// same build, with METRICS_ADDR set and not.
+	{num: "GET /account (cookies, metrics on)", den: "GET /account (cookies)"},
 	{num: "GET /api/me (cookies)", den: "oauth2-proxy /oauth2/auth"},
 	{num: "GET /healthz", den: "oauth2-proxy /ping"},
 }
@@ -156,35 +161,59 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("building the app (run this from the repository root): %w", err)
 	}
 
-	ports := make([]string, 3) // app, stand-in, oauth2-proxy
+	ports := make([]string, 6) // app, stand-in, oauth2-proxy; the app with metrics on, its stand-in, its metrics
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return err
 		}
 	}
-	appURL, issuer, proxyURL := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1], "http://127.0.0.1:"+ports[2]
+	issuer, proxyURL := "http://127.0.0.1:"+ports[1], "http://127.0.0.1:"+ports[2]
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	app := &server{url: appURL, cmd: onCPU0(ctx, *pin, bin, "-embedded-idp")}
-	app.cmd.Dir = "."
-	app.cmd.Env = append(os.Environ(),
-		"APP_URL="+appURL, "LISTEN_ADDR=127.0.0.1:"+ports[0], "ISSUER="+issuer,
-		"CLIENT_ID="+clientID, "CLIENT_SECRET="+clientSecret,
-		"APP_SECRET_KEY="+base64.RawURLEncoding.EncodeToString(secret),
-		"KICKSTART_FILE="+kickstart, "LOG_LEVEL="+*logLevel,
-		"OAUTH2_PROXY_CALLBACK="+proxyURL+"/oauth2/callback", // the kickstart authorizes oauth2-proxy's callback
-		"ATTACKER_ADDR=") // .env's attacker page would share the app's 127.0.0.1 host, which the app refuses; set, so .env does not apply
-	if err := start(app.cmd, filepath.Join(dir, "app.log")); err != nil {
-		return fmt.Errorf("starting the app: %w", err)
+	// startApp starts the app with its stand-in on the ports given, and
+	// logs in; extra settings come last.
+	startApp := func(name, port, idpPort string, extra ...string) (*server, error) {
+		url := "http://127.0.0.1:" + port
+		srv := &server{url: url, cmd: onCPU0(ctx, *pin, bin, "-embedded-idp")}
+		srv.cmd.Dir = "."
+		srv.cmd.Env = append(append(os.Environ(),
+			"APP_URL="+url, "LISTEN_ADDR=127.0.0.1:"+port, "ISSUER=http://127.0.0.1:"+idpPort,
+			"CLIENT_ID="+clientID, "CLIENT_SECRET="+clientSecret,
+			"APP_SECRET_KEY="+base64.RawURLEncoding.EncodeToString(secret),
+			"KICKSTART_FILE="+kickstart, "LOG_LEVEL="+*logLevel,
+			"OAUTH2_PROXY_CALLBACK="+proxyURL+"/oauth2/callback", // the kickstart authorizes oauth2-proxy's callback
+			"ATTACKER_ADDR=",           // .env's attacker page would share the app's 127.0.0.1 host, which the app refuses; set, so .env does not apply
+			"METRICS_ADDR="), extra...) // off unless extra turns it on
+		if err := start(srv.cmd, filepath.Join(dir, name+".log")); err != nil {
+			return nil, fmt.Errorf("starting the %s: %w", name, err)
+		}
+		if err := waitReady(ctx, url+"/readyz"); err != nil {
+			return srv, err
+		}
+		var err error
+		if srv.jar, srv.auth, err = login(url+"/login", url+"/callback?", "cb_access_token"); err != nil {
+			return srv, fmt.Errorf("logging in to the %s: %w", name, err)
+		}
+		return srv, nil
 	}
-	defer stop(app.cmd)
-	if err := waitReady(ctx, appURL+"/readyz"); err != nil {
+	app, err := startApp("app", ports[0], ports[1])
+	if app != nil {
+		defer stop(app.cmd)
+	}
+	if err != nil {
 		return err
 	}
-	if app.jar, app.auth, err = login(appURL+"/login", appURL+"/callback?", "cb_access_token"); err != nil {
-		return fmt.Errorf("logging in: %w", err)
+	// The same build with its metrics on, loaded in the same rounds: what
+	// the metrics cost a page.
+	metricsAddr := "127.0.0.1:" + ports[5]
+	withMetrics, err := startApp("app-with-metrics", ports[3], ports[4], "METRICS_ADDR="+metricsAddr)
+	if withMetrics != nil {
+		defer stop(withMetrics.cmd)
+	}
+	if err != nil {
+		return err
 	}
 	all := slices.Clone(targets)
 	var proxy *server
@@ -235,8 +264,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	for range *rounds {
 		for _, t := range all {
 			srv := app
-			if t.proxy {
+			switch {
+			case t.proxy:
 				srv = proxy
+			case t.metrics:
+				srv = withMetrics
 			}
 			var r result
 			var err error
@@ -263,6 +295,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			median(rs, func(r result) float64 { return r.rate }),
 			time.Duration(median(rs, func(r result) float64 { return float64(r.p50) })).Round(time.Microsecond),
 			time.Duration(median(rs, func(r result) float64 { return float64(r.p99) })).Round(time.Microsecond), cpu)
+	}
+	if n, err := scrapedRequests(ctx, "http://"+metricsAddr+"/metrics", "/account"); err != nil {
+		return fmt.Errorf("the metrics of the app with metrics on: %w", err)
+	} else {
+		fmt.Fprintf(stdout, "metrics on: its /metrics counted %d answers to /account\n", n)
 	}
 	fmt.Fprintf(stdout, "\nratios, each the median of the %d rounds' own (req/s; CPU per request, den's over num's)\n", *rounds)
 	for _, q := range ratios {
@@ -656,4 +693,34 @@ func cpuModel() string {
 		}
 	}
 	return "CPU model unknown"
+}
+
+// scrapedRequests scrapes url and returns how many answers to route the
+// app's request histogram counted: proof that the metrics were on.
+func scrapedRequests(ctx context.Context, url, route string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var total int64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "changebank_http_request_duration_seconds_count{") && strings.Contains(line, `route="`+route+`"`) {
+			n, err := strconv.ParseInt(line[strings.LastIndexByte(line, ' ')+1:], 10, 64)
+			if err == nil {
+				total += n
+			}
+		}
+	}
+	if total == 0 {
+		return 0, fmt.Errorf("%s counted no answer to %s", url, route)
+	}
+	return total, sc.Err()
 }

@@ -10,11 +10,14 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/changebank/changebank/tokens"
 )
 
 // Metrics holds the app's collectors in a registry of its own, so that
@@ -26,6 +29,17 @@ type Metrics struct {
 	refreshes *prometheus.CounterVec
 	refusals  *prometheus.CounterVec
 	provider  *prometheus.HistogramVec
+
+	// Each request's series, found once by its labels and kept: the
+	// label values are a short fixed list, so this stays small, and a
+	// request then pays a map lookup, not the vector's hashing.
+	seen    sync.Map                      // requestKey: prometheus.Observer
+	loadsOf map[string]prometheus.Counter // by outcome, for loads with no reason; read only after New
+}
+
+type requestKey struct {
+	route, method string
+	code          int
 }
 
 // latencyBuckets span what the app's answers take: a page from a cached
@@ -64,6 +78,12 @@ func New() *Metrics {
 		Help:    "Calls to the identity provider by endpoint (discovery, jwks, token, userinfo, revocation, other) and result (ok, refused, error, unreachable), and how long each took to answer.",
 		Buckets: latencyBuckets,
 	}, []string{"endpoint", "result"})
+	m.loadsOf = map[string]prometheus.Counter{}
+	for _, outcome := range tokens.LoadOutcomes {
+		if outcome != "ended" {
+			m.loadsOf[outcome] = m.loads.WithLabelValues(outcome, "")
+		}
+	}
 	version, revision := build()
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace:   "changebank",
@@ -94,7 +114,12 @@ func (m *Metrics) ObserveRequest(method, route string, code int, elapsed time.Du
 	if route == "" {
 		route = "unmatched"
 	}
-	m.requests.WithLabelValues(route, methodLabel(method), codeLabel(code)).Observe(elapsed.Seconds())
+	key := requestKey{route, methodLabel(method), code}
+	o, ok := m.seen.Load(key)
+	if !ok {
+		o, _ = m.seen.LoadOrStore(key, m.requests.WithLabelValues(route, key.method, codeLabel(code)))
+	}
+	o.(prometheus.Observer).Observe(elapsed.Seconds())
 }
 
 // methodLabel keeps the methods HTTP defines and folds the rest, which a

@@ -17,6 +17,10 @@ import (
 
 // SessionLoaded counts a session load (tokens.Observer).
 func (m *Metrics) SessionLoaded(outcome string, reason tokens.NoticeCode) {
+	if c, ok := m.loadsOf[outcome]; ok && reason == "" {
+		c.Inc()
+		return
+	}
 	m.loads.WithLabelValues(outcome, string(reason)).Inc()
 }
 
@@ -27,14 +31,10 @@ func (m *Metrics) Refreshed(result string) { m.refreshes.WithLabelValues(result)
 func (m *Metrics) Refused(kind string) { m.refusals.WithLabelValues(kind).Inc() }
 
 // Watch exports the sizes of the caches and memories s keeps, read at each
-// scrape (so a request pays nothing for them), and starts every outcome's
-// counter at zero, so that rates exist before the first of each.
+// scrape (so a request pays nothing for them), and starts every refresh
+// result's and refusal's counter at zero, as New does the load outcomes',
+// so that rates exist before the first of each.
 func (m *Metrics) Watch(s *tokens.Sessions) {
-	for _, outcome := range tokens.LoadOutcomes {
-		if outcome != "ended" {
-			m.loads.WithLabelValues(outcome, "")
-		}
-	}
 	for _, result := range tokens.RefreshResults {
 		m.refreshes.WithLabelValues(result)
 	}

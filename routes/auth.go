@@ -280,12 +280,14 @@ func logout(sessions *tokens.Sessions, home string) gin.HandlerFunc {
 			return
 		}
 		// Single quotes delimit the refresh's URL: an end-session URL has
-		// none once its query is encoded, and %27 keeps it so.
+		// none once its query is encoded, and %27 keeps it so. The icon is
+		// the pages' own: without one the browser asks for /favicon.ico,
+		// which is not here.
 		u := html.EscapeString(strings.ReplaceAll(next, "'", "%27"))
 		c.Header("Content-Type", "text/html; charset=utf-8")
 		c.Status(http.StatusOK)
 		fmt.Fprintf(c.Writer, `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url='%s'"><title>Logging out</title></head>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url='%s'"><title>Logging out</title><link rel="icon" href="/static/img/coin.svg" type="image/svg+xml"></head>
 <body><p>You are logged out here. <a id="continue" href="%s">Continue to the identity provider</a> to end its session too.</p></body></html>
 `, u, u)
 	}

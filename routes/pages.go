@@ -58,6 +58,7 @@ type setCookieLine struct {
 type inspectorView struct {
 	Sent          []sentCookie
 	Unlisted      int // cookies sent but not listed (see maxListedCookies)
+	Listed        int // the most listed: maxListedCookies
 	UnlistedBytes int
 	HeaderBytes   int // the Cookie header's value as received, separators included
 	Largest       sentCookie
@@ -91,6 +92,7 @@ func inspector(ck *cookie.Store, clock func() time.Time, views *views, attacker 
 		}
 		sent := sentCookies(ck, c.Request)
 		v.Sent, v.Unlisted, v.UnlistedBytes, v.Largest, v.SessionBytes = sent.Sent, sent.Unlisted, sent.UnlistedBytes, sent.Largest, sent.SessionBytes
+		v.Listed = maxListedCookies
 		if attacker != "" {
 			v.AttackerPage = attacker + "/"
 		}

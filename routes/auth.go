@@ -3,10 +3,12 @@ package routes
 import (
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -257,4 +259,33 @@ func framed(r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// logout is POST /logout, after checkForm: it ends the session here and
+// sends the browser on to the provider's end-session endpoint (home when
+// there is none). Not with a redirect, as the front door's Logout does:
+// this app's pages set form-action, which a browser holds every redirect
+// of a form submission to, and a provider may send the browser on from its
+// end-session endpoint to a logout page on another origin (Ory Hydra's
+// login and consent app). A page that refreshes to the URL is a navigation
+// of its own, so the policy stays as strict as it is.
+func logout(sessions *tokens.Sessions, home string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Header("Cache-Control", "no-store")
+		sessions.EndSession(c.Request.Context(), c.Writer, c.Request)
+		next := sessions.EndAtProvider(c.Writer, c.Request)
+		if next == home {
+			c.Redirect(http.StatusSeeOther, next)
+			return
+		}
+		// Single quotes delimit the refresh's URL: an end-session URL has
+		// none once its query is encoded, and %27 keeps it so.
+		u := html.EscapeString(strings.ReplaceAll(next, "'", "%27"))
+		c.Header("Content-Type", "text/html; charset=utf-8")
+		c.Status(http.StatusOK)
+		fmt.Fprintf(c.Writer, `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url='%s'"><title>Logging out</title></head>
+<body><p>You are logged out here. <a id="continue" href="%s">Continue to the identity provider</a> to end its session too.</p></body></html>
+`, u, u)
+	}
 }

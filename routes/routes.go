@@ -103,7 +103,7 @@ func New(log *slog.Logger, sessions *tokens.Sessions, now func() time.Time, asse
 	r.POST("/session/lab", userRequired(sessions), form, runAttack(log, sessions, views))
 	r.POST("/session/expire", page, form, expireAccess(sessions))
 	r.POST("/session/refresh", page, form, refreshNow(log, sessions, views))
-	r.POST("/logout", form, gin.WrapF(sessions.Logout)) // the front door's own: form has checked it already
+	r.POST("/logout", form, logout(sessions, origin.Scheme+"://"+origin.Host+"/"))
 	r.GET("/logout", frontChannelLogout(sessions, issuer.Scheme+"://"+issuer.Host))
 	r.GET("/api/me", apiSession(quiet, sessions, me(now)))
 	r.GET("/healthz", healthz())

@@ -81,8 +81,8 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	end, _ := url.Parse(out.Next()) // a page that moves the browser on at once
-	fmt.Println("logged out here, on to", end.Path)
+	end, _ := url.Parse(out.Location)
+	fmt.Println(out.Status, "to", end.Path)
 	again, err := browser.Request(http.MethodGet, appURL+"/account", nil)
 	if err != nil {
 		panic(err)
@@ -90,6 +90,6 @@ func Example() {
 	fmt.Println(again.Status, "to", again.Location)
 	// Output:
 	// <p>Hello, Richard Hendricks (richard@example.com)</p>
-	// logged out here, on to /oauth2/logout
+	// 303 to /oauth2/logout
 	// 303 to /login?return_to=%2Faccount
 }

@@ -3,8 +3,6 @@ package tokens
 import (
 	"context"
 	"errors"
-	"fmt"
-	"html"
 	"net/http"
 	"net/url"
 	"strings"
@@ -155,16 +153,17 @@ const maxFormBytes = 64 << 10
 // Logout is POST /logout, the Log out button: a form from this site
 // (Origin, or Sec-Fetch-Site where no Origin is sent) whose csrf_token
 // field is the session's Session.CSRF. It ends the session here (see
-// EndSession) and sends the browser to the provider's end-session endpoint,
-// which comes back to AppURL + "/"; without one, home (303).
+// EndSession) and sends the browser (303) to the provider's end-session
+// endpoint, which comes back to AppURL + "/"; without one, home.
 //
-// It sends the browser on with a page that refreshes to the end-session URL
-// (and links to it), not with a redirect: a browser applies a page's
-// content security policy form-action to every redirect a form submission
-// leads to, and a provider may send the browser on from its end-session
-// endpoint to a logout page on another origin (Ory Hydra's login and
-// consent app), which the app's policy, rightly, does not name. The page's
-// refresh is a navigation of its own, so nothing is added to the policy.
+// A page whose content security policy has a form-action directive holds
+// every redirect its form leads to against that list, and a provider may
+// send the browser on from its end-session endpoint to a logout page on
+// another origin (Ory Hydra's login and consent app). An app with such a
+// policy serves POST /logout itself: EndSession, then EndAtProvider, then a
+// page that moves the browser on to that URL (a meta refresh is a
+// navigation of its own, so the policy needs nothing added), as the
+// ChangeBank app does.
 func (s *Sessions) Logout(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodPost {
@@ -192,27 +191,7 @@ func (s *Sessions) Logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.EndSession(r.Context(), w, r)
-	next := s.EndAtProvider(w, r)
-	if next == s.client.home() {
-		http.Redirect(w, r, next, http.StatusSeeOther)
-		return
-	}
-	leave(w, next)
-}
-
-// leave answers with a page that sends the browser on to next at once (a
-// meta refresh, which needs no script) and links to it for a browser that
-// does not refresh.
-func leave(w http.ResponseWriter, next string) {
-	// Single quotes delimit the refresh's URL: an end-session URL has none
-	// after its query is encoded, and %27 keeps it so.
-	u := html.EscapeString(strings.ReplaceAll(next, "'", "%27"))
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url='%s'"><title>Logging out</title></head>
-<body><p>You are logged out here. <a id="continue" href="%s">Continue to the identity provider</a> to end its session too.</p></body></html>
-`, u, u)
+	http.Redirect(w, r, s.EndAtProvider(w, r), http.StatusSeeOther)
 }
 
 // sameOrigin reports whether a form comes from this app's own pages: its
